@@ -1,0 +1,51 @@
+# SentinAI — two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+MEMBERS := libs/common services/collector services/detector services/api tools/twin tools/cli
+STAMP := $(VENV)/.installed
+ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
+NAB ?= ../shared/nab
+
+.PHONY: setup run test test-unit test-integration lint format bench-pipeline clean
+
+setup: $(STAMP) $(ANVIL)
+
+# Reinstalls only when a dependency declaration changes, so a second `make setup` is instant.
+$(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(MEMBERS))
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		$(foreach m,$(MEMBERS),-e ./$(m)) -e '.[dev]'
+	@touch $@
+
+$(ANVIL): tools/anvil/package.json
+	cd tools/anvil && npm install --no-package-lock --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: setup
+	$(BIN)/sentinai up
+
+test: setup
+	$(BIN)/pytest -q
+
+test-unit: setup
+	$(BIN)/pytest -q -m "not integration"
+
+test-integration: setup
+	$(BIN)/pytest -q -m integration
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/src services/*/src tools/*/src
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-pipeline: setup
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .state .reports tools/anvil/node_modules

@@ -1,0 +1,1 @@
+"""Contracts shared by every SentinAI service: events, subjects, streams, settings, logging, state."""

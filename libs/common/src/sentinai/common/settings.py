@@ -1,0 +1,30 @@
+"""Settings base shared by every service (pydantic-settings, ``SENTINAI_`` prefix).
+
+Each service subclasses ``ServiceSettings`` with its own prefix (``SENTINAI_DETECTOR_`` …); the
+connection settings below keep their shared names (``SENTINAI_NATS_URL`` …) whatever the prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warn", "error"]
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(f"SENTINAI_{name}")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTINAI_", extra="ignore", frozen=True)
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=_shared("NATS_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=_shared("REDIS_URL"))
+    log_level: LogLevel = Field(default="info", validation_alias=_shared("LOG_LEVEL"))
+    state_dir: Path = Field(default=Path(".state"), validation_alias=_shared("STATE_DIR"))
+    kv_bucket: str = Field(default="sentinai", validation_alias=_shared("KV_BUCKET"))
+    connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias=_shared("CONNECT_TIMEOUT_S"))

@@ -1,0 +1,101 @@
+"""JetStream stream declarations and their idempotent creation.
+
+Telemetry is short-lived (a restarted detector replays minutes, not days); events, actions and the
+audit trail are the system of record and are kept long. Every stream has a duplicate window so a
+publisher that retries with the same ``Nats-Msg-Id`` stores the message once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from sentinai.common import subjects
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float
+    max_bytes: int
+    duplicate_window_s: float = 120.0
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age_s,
+            max_bytes=self.max_bytes,
+            duplicate_window=self.duplicate_window_s,
+        )
+
+
+TELEMETRY = StreamSpec(
+    name="TELEMETRY",
+    subjects=(f"{subjects.METRICS_RAW}.>", f"{subjects.LOGS_RAW}.>"),
+    max_age_s=2 * HOUR,
+    max_bytes=2 * 1024**3,
+)
+EVENTS = StreamSpec(
+    name="EVENTS",
+    subjects=(
+        f"{subjects.ANOMALY_DETECTED}.>",
+        f"{subjects.ANOMALY_RESOLVED}.>",
+        f"{subjects.RCA_COMPLETED}.>",
+        f"{subjects.PREDICTION_MADE}.>",
+    ),
+    max_age_s=14 * DAY,
+    max_bytes=1024**3,
+)
+ACTIONS = StreamSpec(
+    name="ACTIONS",
+    subjects=(
+        f"{subjects.ACTION_PROPOSED}.>",
+        f"{subjects.ACTION_APPROVED}.>",
+        f"{subjects.ACTION_EXECUTED}.>",
+    ),
+    max_age_s=90 * DAY,
+    max_bytes=1024**3,
+)
+AUDIT = StreamSpec(
+    name="AUDIT",
+    subjects=(f"{subjects.AUDIT}.>",),
+    max_age_s=365 * DAY,
+    max_bytes=2 * 1024**3,
+)
+DEAD_LETTER = StreamSpec(
+    name="DEADLETTER",
+    subjects=(subjects.DEAD_LETTER_ALL,),
+    max_age_s=14 * DAY,
+    max_bytes=256 * 1024**2,
+)
+
+ALL: tuple[StreamSpec, ...] = (TELEMETRY, EVENTS, ACTIONS, AUDIT, DEAD_LETTER)
+
+
+async def ensure_streams(js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL) -> None:
+    """Create each stream, or bring an existing one to the declared config. Safe to call repeatedly."""
+    for spec in specs:
+        config = spec.config()
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError as exc:
+                # Another process won the race to create it; fall through to the update.
+                if exc.err_code != 10058:  # stream name already in use
+                    raise
+            else:
+                continue
+        await js.update_stream(config)
