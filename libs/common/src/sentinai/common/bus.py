@@ -11,11 +11,10 @@ import logging
 
 from faststream.nats import NatsBroker
 from prometheus_client import Counter
-
 from sentinai.common import subjects
 from sentinai.common.events import DeadLetter, E, Event, MalformedEventError, decode
 from sentinai.common.settings import ServiceSettings
-from sentinai.common.streams import DEAD_LETTER, StreamSpec
+from sentinai.common.streams import DEAD_LETTER, StreamSpec, ensure_streams
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,13 @@ def build_broker(settings: ServiceSettings) -> NatsBroker:
         reconnect_time_wait=1,
         logger=logging.getLogger("faststream"),
     )
+
+
+async def start_broker(broker: NatsBroker) -> None:
+    """Connect, make sure every stream exists with our config, then start the subscribers."""
+    await broker.connect()
+    await ensure_streams(broker.config.connection_state.stream)
+    await broker.start()
 
 
 async def publish_event(broker: NatsBroker, subject: str, event: Event, *, stream: StreamSpec) -> None:

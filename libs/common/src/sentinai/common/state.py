@@ -153,10 +153,11 @@ class RedisStateStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.get(self._k(key))
+            value = await self._redis.get(self._k(key))
         except aioredis.RedisError as exc:
             raise StateStoreError(f"redis get {key!r} failed: {exc}") from exc
-        return value
+        # The client is built without decode_responses, so values come back as bytes.
+        return value.encode() if isinstance(value, str) else value
 
     async def put(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
         px = None if ttl_s is None else max(1, int(ttl_s * 1000))

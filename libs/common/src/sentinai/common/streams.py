@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from faststream.nats import JStream
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
-
 from sentinai.common import subjects
 
 HOUR = 3600.0
@@ -26,6 +26,14 @@ class StreamSpec:
     max_age_s: float
     max_bytes: int
     duplicate_window_s: float = 120.0
+
+    def ref(self) -> JStream:
+        """The stream for a faststream subscriber, which must never (re)declare it.
+
+        faststream declares a named stream with its own defaults and only the subscriber's subjects,
+        which would silently drop our retention and subjects; ``ensure_streams`` owns the config.
+        """
+        return JStream(self.name, declare=False)
 
     def config(self) -> StreamConfig:
         return StreamConfig(

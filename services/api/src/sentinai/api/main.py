@@ -1,0 +1,46 @@
+"""Composition root of the api: settings → read model → broker → FastAPI app → uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from sentinai.api import bus
+from sentinai.api.app import create_app
+from sentinai.api.readmodel import ReadModel
+from sentinai.api.settings import ApiSettings
+from sentinai.common import jsonlog
+from sentinai.common.bus import start_broker
+
+
+def build_app(settings: ApiSettings) -> FastAPI:
+    model = ReadModel(keep_anomalies=settings.recent_anomalies)
+    broker = bus.build(settings, model)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await start_broker(broker)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    async def nats_connected() -> bool:
+        return await broker.ping(timeout=1.0)
+
+    return create_app(model, settings=settings, nats_connected=nats_connected, lifespan=lifespan)
+
+
+def main() -> None:
+    settings = ApiSettings()
+    jsonlog.setup("api", settings.log_level)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

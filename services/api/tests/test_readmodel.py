@@ -1,0 +1,91 @@
+"""The read model answers what an operator asks: latest metrics, active anomalies, freshness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sentinai.api.readmodel import ReadModel
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def sample(chain: str, at: datetime, *, up: bool = True, **metrics: float) -> MetricSample:
+    return MetricSample(
+        chain_id=chain, component="op-geth", source="rpc", metrics=metrics, target_up=up, occurred_at=at
+    )
+
+
+def anomaly(chain: str, at: datetime, metric: str = "cpuUsage") -> AnomalyDetected:
+    return AnomalyDetected(
+        chain_id=chain,
+        component="op-geth",
+        metric=metric,
+        value=90.0,
+        z_score=3.2,
+        direction="up",
+        severity="medium",
+        description="CPU spike detected: 90.0% (3.2σ above baseline)",
+        rule="zscore",
+        occurred_at=at,
+    )
+
+
+def test_newest_sample_wins_even_when_replayed_out_of_order() -> None:
+    model = ReadModel(keep_anomalies=10)
+    model.apply_sample(sample("c1", T0 + timedelta(seconds=2), blockHeight=12))
+    model.apply_sample(sample("c1", T0, blockHeight=10))
+    assert model.metrics("c1")["metrics"]["blockHeight"] == 12
+
+
+def test_anomalies_newest_first_filtered_by_chain_and_activity() -> None:
+    model = ReadModel(keep_anomalies=10)
+    first, second, other = (
+        anomaly("c1", T0),
+        anomaly("c1", T0 + timedelta(seconds=5), "txPoolCount"),
+        anomaly("c2", T0 + timedelta(seconds=9)),
+    )
+    for event in (first, second, other):
+        model.apply_anomaly(event)
+    model.apply_anomaly(first)  # a redelivery is not a second anomaly
+    assert [a["metric"] for a in model.anomalies(chain="c1", active_only=False, limit=10)] == [
+        "txPoolCount",
+        "cpuUsage",
+    ]
+    model.apply_resolved(
+        AnomalyResolved(
+            chain_id="c1",
+            episode_id=first.episode_id,
+            component="op-geth",
+            metric="cpuUsage",
+            rule="zscore",
+            started_at=T0,
+            duration_s=30,
+            description="cleared",
+            occurred_at=T0 + timedelta(seconds=30),
+        )
+    )
+    active = model.anomalies(chain="c1", active_only=True, limit=10)
+    assert [a["metric"] for a in active] == ["txPoolCount"]
+    everything = model.anomalies(chain=None, active_only=False, limit=10)
+    assert [a["chain"] for a in everything] == ["c2", "c1", "c1"]
+    assert everything[2]["active"] is False and everything[2]["resolvedAt"] is not None
+
+
+def test_anomaly_list_is_bounded() -> None:
+    model = ReadModel(keep_anomalies=10)
+    for i in range(25):
+        model.apply_anomaly(anomaly("c1", T0 + timedelta(seconds=i)))
+    assert len(model.anomalies(chain=None, active_only=False, limit=100)) == 10
+
+
+def test_health_reports_stale_and_unreachable_targets() -> None:
+    model = ReadModel(keep_anomalies=10)
+    model.apply_sample(sample("fresh", T0, blockHeight=1))
+    model.apply_sample(sample("stale", T0 - timedelta(minutes=10), blockHeight=1))
+    model.apply_sample(sample("down", T0, up=False))
+    report = {c["chainId"]: c for c in model.health(now=T0 + timedelta(seconds=5), stale_after_s=60)}
+    assert report["fresh"]["fresh"] and report["fresh"]["l2Reachable"] is True
+    assert not report["stale"]["fresh"]
+    assert report["down"]["l2Reachable"] is False
+    assert report["fresh"]["k8sReachable"] is None

@@ -1,0 +1,117 @@
+"""What `sentinai up` runs: embedded nats-server, the OP Stack twin, and the services."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sentinai.cli.supervisor import Child
+from sentinai.common.natsserver import nats_server_binary
+
+SERVICES = ("detector", "collector", "api")
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(f"SENTINAI_{name}")
+
+
+class UpSettings(BaseSettings):
+    """Where `up` gets its infrastructure: embedded by default, external when these are set."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    nats_url: str | None = Field(default=None, validation_alias=_env("NATS_URL"))
+    chains_file: Path | None = Field(default=None, validation_alias=_env("COLLECTOR_CHAINS_FILE"))
+    state_dir: Path = Field(default=Path(".state"), validation_alias=_env("STATE_DIR"))
+    api_host: str = Field(default="127.0.0.1", validation_alias=_env("API_HOST"))
+    api_port: int = Field(default=8080, validation_alias=_env("API_PORT"))
+    twin_chains: str = Field(default="twin", validation_alias=_env("TWIN_CHAINS"))
+    twin_seed: int = Field(default=42, validation_alias=_env("TWIN_SEED"))
+    twin_block_time_s: float = Field(default=2.0, validation_alias=_env("TWIN_BLOCK_TIME_S"))
+    twin_poll_interval_s: float = Field(default=2.0, validation_alias=_env("TWIN_POLL_INTERVAL_S"))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Written to ``<state>/up.json`` so `sentinai twin …` and `status` find the running stack."""
+
+    nats_url: str
+    api_url: str
+    twin_url: str | None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps({"natsUrl": self.nats_url, "apiUrl": self.api_url, "twinUrl": self.twin_url})
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Runtime | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(nats_url=data["natsUrl"], api_url=data["apiUrl"], twin_url=data.get("twinUrl"))
+
+
+def runtime_file(state_dir: Path) -> Path:
+    return state_dir / "up.json"
+
+
+def nats_child(*, port: int, data_dir: Path) -> Child:
+    argv = [
+        nats_server_binary(),
+        "--jetstream",
+        "--addr",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--store_dir",
+        str(data_dir),
+        "--server_name",
+        "sentinai-embedded",
+    ]
+    return Child("nats", argv, restart=False)
+
+
+def twin_child(settings: UpSettings, *, port: int, twin_dir: Path) -> Child:
+    argv = [
+        sys.executable,
+        "-m",
+        "sentinai.twin",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chains",
+        settings.twin_chains,
+        "--seed",
+        str(settings.twin_seed),
+        "--block-time",
+        str(settings.twin_block_time_s),
+        "--kubeconfig-out",
+        str(twin_dir / "kubeconfig"),
+        "--chains-out",
+        str(twin_dir / "chains.yaml"),
+    ]
+    return Child("twin", argv)
+
+
+def service_child(
+    name: str, *, nats_url: str, chains_file: Path, settings: UpSettings, poll_s: float
+) -> Child:
+    env = {"SENTINAI_NATS_URL": nats_url, "SENTINAI_STATE_DIR": str(settings.state_dir)}
+    if name == "collector":
+        env |= {
+            "SENTINAI_COLLECTOR_CHAINS_FILE": str(chains_file),
+            "SENTINAI_COLLECTOR_POLL_INTERVAL_S": str(poll_s),
+        }
+    if name == "detector":
+        env |= {"SENTINAI_DETECTOR_BLOCK_TIME_S": str(settings.twin_block_time_s)}
+    if name == "api":
+        env |= {"SENTINAI_API_HOST": settings.api_host, "SENTINAI_API_PORT": str(settings.api_port)}
+    return Child(name, [sys.executable, "-m", f"sentinai.{name}"], env=env)
