@@ -52,8 +52,13 @@ def render(name: str, raw: str, *, width: int = 10) -> str:
 
 class Supervisor:
     def __init__(
-        self, *, out: TextIO = sys.stdout, on_exit: Callable[[Child, int], None] | None = None
+        self,
+        *,
+        out: TextIO = sys.stdout,
+        on_exit: Callable[[Child, int], None] | None = None,
+        grace_s: float = GRACE_S,
     ) -> None:
+        self.grace_s = grace_s
         self.children: list[Child] = []
         self._out = out
         self._stopping = asyncio.Event()
@@ -115,22 +120,22 @@ class Supervisor:
         """Stop every child, newest first, and wait until each is gone."""
         self._stopping.set()
         for child in reversed(self.children):
-            await _terminate(child, say=self.say)
+            await _terminate(child, say=self.say, grace_s=self.grace_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _terminate(child: Child, *, say: Callable[[str, str], None]) -> None:
+async def _terminate(child: Child, *, say: Callable[[str, str], None], grace_s: float) -> None:
     process = child.process
     if process is None or process.returncode is not None:
         return
     _signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
+    deadline = time.monotonic() + grace_s
     try:
-        await asyncio.wait_for(process.wait(), timeout=GRACE_S)
+        await asyncio.wait_for(process.wait(), timeout=grace_s)
     except TimeoutError:
-        say("sentinai", f"{child.name} did not stop in {GRACE_S:.0f}s; killing it")
+        say("sentinai", f"{child.name} did not stop in {grace_s:.0f}s; killing it")
         _signal_group(process.pid, signal.SIGKILL)
         await asyncio.wait_for(process.wait(), timeout=max(1.0, deadline - time.monotonic() + 5))
     # Anything the child itself started in its group goes with it.

@@ -1,0 +1,72 @@
+"""`sentinai up`'s supervisor: readable prefixed logs, restarts, and no process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+
+from sentinai.cli.supervisor import Child, Supervisor, render
+
+
+def test_json_log_lines_are_rendered_for_humans() -> None:
+    line = (
+        '{"ts":"2026-11-26T23:14:15.123+00:00","level":"warn","service":"collector",'
+        '"msg":"target down","chain":"twin"}'
+    )
+    assert render("collector", line) == "collector  | 23:14:15 warn  target down chain=twin"
+
+
+def test_plain_lines_keep_their_text() -> None:
+    assert render("nats", "[1] Server is ready\n") == "nats       | [1] Server is ready"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_stop_ends_children_and_their_own_children() -> None:
+    out = io.StringIO()
+    sup = Supervisor(out=out, grace_s=1.0)
+    # A child that starts a grandchild and ignores SIGTERM: the supervisor must still leave nothing behind.
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('grandchild', g.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = Child("stubborn", [sys.executable, "-c", script])
+    await sup.start(child)
+    for _ in range(100):
+        if "grandchild" in out.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    grandchild = int(out.getvalue().split("grandchild ")[1].split()[0])
+    assert child.process is not None
+    await asyncio.wait_for(sup.stop(), timeout=30)
+    assert not _alive(child.process.pid)
+    for _ in range(50):
+        if not _alive(grandchild):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(grandchild)
+    assert "stubborn   | grandchild" in out.getvalue()
+
+
+async def test_a_crashed_child_is_restarted() -> None:
+    out = io.StringIO()
+    sup = Supervisor(out=out)
+    await sup.start(Child("flaky", [sys.executable, "-c", "print('hello'); raise SystemExit(3)"]))
+    for _ in range(100):
+        if "restarting flaky" in out.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(sup.stop(), timeout=30)
+    assert "flaky exited with code 3" in out.getvalue()
+    assert "restarting flaky in 2s (restart 1)" in out.getvalue()
