@@ -1,0 +1,315 @@
+"""HTTP surface of the twin: component JSON-RPC, the Kubernetes API subset and the control API.
+
+Routes are ``async def`` on purpose: they then run on the event loop's thread, the same one the
+clock steps the chains on, so no request ever sees a half-stepped chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from sentinai.twin import incidents, kube, rpc, sim
+from sentinai.twin.model import COMPONENTS, Component, digest
+from sentinai.twin.runtime import ChainRuntime, Twin
+
+K8S_VERSION: Final = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.1-sentinai-twin",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.24.3",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+MAX_STEP: Final = 100_000
+
+
+class IncidentRequest(BaseModel):
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrafficRequest(BaseModel):
+    multiplier: float = Field(ge=0, le=1000)
+
+
+def build_app(twin: Twin, *, manual: bool) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        clock = None if manual else asyncio.create_task(twin.run_clock())
+        yield
+        if clock is not None:
+            clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await clock
+
+    app = FastAPI(title="SentinAI OP Stack twin", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.twin = twin
+
+    @app.exception_handler(kube.KubeError)
+    async def kube_error(_request: Request, exc: kube.KubeError) -> JSONResponse:
+        return JSONResponse(exc.status(), status_code=exc.code)
+
+    @app.exception_handler(incidents.UnknownIncidentError)
+    @app.exception_handler(incidents.InvalidParamsError)
+    async def bad_incident(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "kinds": list(incidents.KINDS)}, status_code=422)
+
+    _rpc_routes(app, twin)
+    _kube_routes(app, twin)
+    _control_routes(app, twin)
+    return app
+
+
+# --- JSON-RPC ------------------------------------------------------------------------------------
+
+
+def _rpc_error(code: int, message: str, request_id: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _answer(runtime: ChainRuntime, component: Component, request: Any) -> dict[str, Any]:
+    if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+        return _rpc_error(rpc.INVALID_REQUEST, "invalid request")
+    request_id = request.get("id")
+    params = request.get("params", [])
+    if not isinstance(params, list):
+        return _rpc_error(rpc.INVALID_PARAMS, "non-array args", request_id)
+    try:
+        result = runtime.call(component, request["method"], params)
+    except rpc.RpcError as exc:
+        return _rpc_error(exc.code, exc.message, request_id)
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def _rpc_routes(app: FastAPI, twin: Twin) -> None:
+    @app.post("/chains/{chain}/{component}")
+    async def json_rpc(chain: str, component: str, request: Request) -> JSONResponse:
+        runtime = twin.chain(chain)
+        if runtime is None or component not in COMPONENTS:
+            return JSONResponse(_rpc_error(rpc.SERVER_ERROR, f"no such endpoint: {chain}/{component}"), 404)
+        comp: Component = component
+        pod = runtime.state.pods[comp]
+        if not pod.ready:
+            # The container is restarting or scaled to zero: nothing answers on its port.
+            message = f"{component} unavailable: pod {pod.name(chain)} is not ready"
+            return JSONResponse(_rpc_error(rpc.SERVER_ERROR, message), 503)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(_rpc_error(rpc.PARSE_ERROR, "parse error"))
+        if isinstance(body, list):
+            if not body:
+                return JSONResponse(_rpc_error(rpc.INVALID_REQUEST, "empty batch"))
+            return JSONResponse([_answer(runtime, comp, item) for item in body])
+        return JSONResponse(_answer(runtime, comp, body))
+
+
+# --- Kubernetes API ------------------------------------------------------------------------------
+
+
+def _twin(request: Request) -> Twin:
+    twin: Twin = request.app.state.twin
+    return twin
+
+
+async def _authorized(request: Request) -> None:
+    if request.headers.get("authorization") != f"Bearer {_twin(request).token}":
+        raise kube.KubeError(401, "Unauthorized", "Unauthorized")
+
+
+async def _namespace(ns: str, request: Request) -> ChainRuntime:
+    runtime = _twin(request).chain(ns)
+    if runtime is None:
+        raise kube.not_found("namespaces", ns)
+    return runtime
+
+
+Auth = Annotated[None, Depends(_authorized)]
+Namespace = Annotated[ChainRuntime, Depends(_namespace)]
+
+
+def _kube_routes(app: FastAPI, twin: Twin) -> None:
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return K8S_VERSION
+
+    @app.get("/api/v1/namespaces")
+    async def list_namespaces(_: Auth) -> dict[str, Any]:
+        items = [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "uid": digest(name)[2:34]},
+                "status": {"phase": "Active"},
+            }
+            for name in twin.chains
+        ]
+        return {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items}
+
+    _pod_routes(app)
+    for resource, kind in (("deployments", "Deployment"), ("statefulsets", "StatefulSet")):
+        _workload_routes(app, resource=resource, kind=kind)
+    _metrics_routes(app)
+
+
+def _pod_routes(app: FastAPI) -> None:
+    @app.get("/api/v1/namespaces/{ns}/pods")
+    async def list_pods(_: Auth, runtime: Namespace, labelSelector: str | None = None) -> dict[str, Any]:
+        pods = [runtime.render_pod(c) for c in COMPONENTS if runtime.state.pods[c].exists]
+        items = [p for p in pods if kube.matches(p["metadata"]["labels"], labelSelector)]
+        meta = {"resourceVersion": str(runtime.state.tick + 1)}
+        return {"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items}
+
+    @app.get("/api/v1/namespaces/{ns}/pods/{name}")
+    async def read_pod(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
+        return runtime.render_pod(runtime.pod(name))
+
+    @app.delete("/api/v1/namespaces/{ns}/pods/{name}")
+    async def delete_pod(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
+        return runtime.delete_pod(name)
+
+    @app.get("/api/v1/namespaces/{ns}/pods/{name}/log")
+    async def pod_log(
+        *,
+        _: Auth,
+        runtime: Namespace,
+        name: str,
+        container: str | None = None,
+        tailLines: Annotated[int | None, Query(ge=0)] = None,
+        previous: bool = False,
+        limitBytes: Annotated[int | None, Query(ge=1)] = None,
+    ) -> PlainTextResponse:
+        component = runtime.pod(name)
+        if container not in (None, component):
+            raise kube.KubeError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        lines = list(_log_ring(runtime, component, name=name, previous=previous))
+        if tailLines is not None:
+            lines = lines[-tailLines:] if tailLines else []
+        text = "".join(line + "\n" for line in lines)
+        if limitBytes is not None:
+            text = text.encode()[:limitBytes].decode(errors="ignore")
+        return PlainTextResponse(text)
+
+
+def _log_ring(runtime: ChainRuntime, component: Component, *, name: str, previous: bool) -> Iterable[str]:
+    pod = runtime.state.pods[component]
+    if previous:
+        ring = runtime.previous_logs[component]
+        if ring is None:
+            message = f'previous terminated container "{component}" in pod "{name}" not found'
+            raise kube.KubeError(400, "BadRequest", message)
+        return ring
+    if not pod.ready and pod.restart_count == 0:
+        message = f'container "{component}" in pod "{name}" is waiting to start: {pod.waiting_reason}'
+        raise kube.KubeError(400, "BadRequest", message)
+    return runtime.logs[component]
+
+
+def _workload_routes(app: FastAPI, *, resource: str, kind: str) -> None:
+    base = f"/apis/apps/v1/namespaces/{{ns}}/{resource}"
+
+    @app.get(base, name=f"list_{resource}")
+    async def list_workloads(_: Auth, runtime: Namespace) -> dict[str, Any]:
+        items = [runtime.render_workload(c) for c in COMPONENTS if kube.kind_of(c) == kind]
+        return {"apiVersion": "apps/v1", "kind": f"{kind}List", "metadata": {}, "items": items}
+
+    @app.get(base + "/{name}", name=f"read_{resource}")
+    async def read_workload(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
+        return runtime.render_workload(runtime.workload(resource, name))
+
+    @app.patch(base + "/{name}", name=f"patch_{resource}")
+    async def patch_workload(_: Auth, runtime: Namespace, name: str, request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "")
+        return runtime.patch_workload(resource, name, await request.body(), content_type)
+
+
+def _metrics_routes(app: FastAPI) -> None:
+    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods")
+    async def list_pod_metrics(
+        _: Auth, runtime: Namespace, labelSelector: str | None = None
+    ) -> dict[str, Any]:
+        found = [kube.pod_metrics(runtime.state, c) for c in COMPONENTS]
+        items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], labelSelector)]
+        return {
+            "kind": "PodMetricsList",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {},
+            "items": items,
+        }
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}")
+    async def read_pod_metrics(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
+        metrics = kube.pod_metrics(runtime.state, runtime.pod(name))
+        if metrics is None:
+            raise kube.not_found("pods", name, group="metrics.k8s.io")
+        return metrics
+
+
+# --- control -------------------------------------------------------------------------------------
+
+
+async def _chain(chain: str, request: Request) -> ChainRuntime:
+    twin = _twin(request)
+    runtime = twin.chain(chain)
+    if runtime is None:
+        raise kube.KubeError(404, "NotFound", f"unknown chain {chain!r}; chains: {', '.join(twin.chains)}")
+    return runtime
+
+
+Chain = Annotated[ChainRuntime, Depends(_chain)]
+
+
+def _control_routes(app: FastAPI, twin: Twin) -> None:
+    @app.get("/control/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/control/chains")
+    async def chains() -> list[str]:
+        return list(twin.chains)
+
+    @app.get("/control/chains/{chain}")
+    async def chain_state(runtime: Chain) -> dict[str, object]:
+        return sim.snapshot(runtime.state)
+
+    @app.get("/control/incidents")
+    async def kinds() -> dict[str, str]:
+        return {kind: description for kind, (description, _defaults) in incidents.KINDS.items()}
+
+    @app.post("/control/chains/{chain}/incidents", status_code=201)
+    async def inject(runtime: Chain, body: IncidentRequest) -> dict[str, object]:
+        incident = runtime.inject(body.kind, body.params)
+        return {
+            "chain": runtime.chain,
+            "kind": incident.kind,
+            "params": dict(incident.params),
+            "sinceTick": incident.since_tick,
+        }
+
+    @app.delete("/control/chains/{chain}/incidents")
+    async def clear_all(runtime: Chain) -> dict[str, object]:
+        return {"chain": runtime.chain, "cleared": list(runtime.clear())}
+
+    @app.delete("/control/chains/{chain}/incidents/{kind}")
+    async def clear_one(runtime: Chain, kind: str) -> dict[str, object]:
+        return {"chain": runtime.chain, "cleared": list(runtime.clear(kind))}
+
+    @app.post("/control/chains/{chain}/step")
+    async def step(runtime: Chain, n: Annotated[int, Query(ge=1, le=MAX_STEP)] = 1) -> dict[str, object]:
+        runtime.step(n)
+        return sim.snapshot(runtime.state)
+
+    @app.post("/control/chains/{chain}/traffic")
+    async def traffic(runtime: Chain, body: TrafficRequest) -> dict[str, object]:
+        runtime.set_traffic(body.multiplier)
+        return {"chain": runtime.chain, "multiplier": body.multiplier}

@@ -1,0 +1,125 @@
+"""Kubernetes semantics the executor relies on: patch flavours, validation, selectors, quantities."""
+
+from __future__ import annotations
+
+import json
+from random import Random
+
+import pytest
+from sentinai.twin import kube, quantity, sim
+from sentinai.twin.model import ChainConfig, ChainState
+
+
+@pytest.fixture
+def state() -> ChainState:
+    return sim.initial_state(ChainConfig(chain="twin"), Random(1))
+
+
+def containers(body: list[dict[str, object]]) -> bytes:
+    return json.dumps({"spec": {"template": {"spec": {"containers": body}}}}).encode()
+
+
+def test_strategic_merge_merges_containers_by_name(state: ChainState) -> None:
+    before = kube.initial_workload(state, "op-geth")
+    patch = containers([{"name": "op-geth", "resources": {"requests": {"cpu": "2"}}}])
+    after = kube.apply_patch(before, patch, kube.STRATEGIC)
+    container = kube.container_of(after, "op-geth")
+    assert container is not None
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
+    assert container["image"] == before["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert kube.validate(before, after, "op-geth")[0].cpu_request_m == 2000
+
+
+def test_merge_patch_replaces_lists_and_null_deletes(state: ChainState) -> None:
+    before = kube.initial_workload(state, "op-batcher")
+    patch = containers([{"name": "op-batcher", "resources": {"requests": {"cpu": "250m"}}}])
+    after = kube.apply_patch(before, patch, kube.MERGE)
+    assert after["spec"]["template"]["spec"]["containers"] == [
+        {"name": "op-batcher", "resources": {"requests": {"cpu": "250m"}}}
+    ]
+    removed = kube.apply_patch(before, b'{"spec": {"strategy": null}}', kube.MERGE)
+    assert "strategy" not in removed["spec"]
+
+
+def test_json_patch_replaces_a_path(state: ChainState) -> None:
+    before = kube.initial_workload(state, "op-geth")
+    ops = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/resources/requests/cpu", "value": "1500m"}
+    ]
+    after = kube.apply_patch(before, json.dumps(ops).encode(), kube.JSON_PATCH)
+    assert kube.validate(before, after, "op-geth")[0].cpu_request_m == 1500
+    with pytest.raises(kube.KubeError) as missing:
+        kube.apply_patch(before, b'[{"op": "replace", "path": "/spec/nope/x", "value": 1}]', kube.JSON_PATCH)
+    assert missing.value.code == 422
+
+
+@pytest.mark.parametrize(
+    ("requests", "limits", "field"),
+    [
+        ({"cpu": "lots"}, {}, "resources"),
+        ({"cpu": "3"}, {"cpu": "2"}, "requests"),
+        ({"memory": "9Gi"}, {"memory": "8Gi"}, "requests"),
+    ],
+    ids=["bad-quantity", "cpu-over-limit", "memory-over-limit"],
+)
+def test_invalid_resources_are_422(
+    state: ChainState, requests: dict[str, str], limits: dict[str, str], field: str
+) -> None:
+    before = kube.initial_workload(state, "op-geth")
+    resources = {"requests": requests, "limits": limits}
+    after = kube.apply_patch(
+        before, containers([{"name": "op-geth", "resources": resources}]), kube.STRATEGIC
+    )
+    with pytest.raises(kube.KubeError) as invalid:
+        kube.validate(before, after, "op-geth")
+    assert invalid.value.code == 422
+    assert field in invalid.value.message
+    assert invalid.value.status()["reason"] == "Invalid"
+
+
+def test_selector_is_immutable(state: ChainState) -> None:
+    before = kube.initial_workload(state, "op-node")
+    after = kube.apply_patch(before, b'{"spec": {"selector": {"matchLabels": {"a": "b"}}}}', kube.STRATEGIC)
+    with pytest.raises(kube.KubeError, match="immutable"):
+        kube.validate(before, after, "op-node")
+
+
+def test_unsupported_patch_type_is_415(state: ChainState) -> None:
+    with pytest.raises(kube.KubeError) as unsupported:
+        kube.apply_patch(kube.initial_workload(state, "op-node"), b"{}", "application/apply-patch+yaml")
+    assert unsupported.value.code == 415
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        (None, True),
+        ("app.kubernetes.io/name=op-geth", True),
+        ("app.kubernetes.io/name==op-geth,app.kubernetes.io/instance=twin", True),
+        ("app.kubernetes.io/name=op-node", False),
+        ("app.kubernetes.io/name!=op-geth", False),
+        ("app.kubernetes.io/name", True),
+        ("!app.kubernetes.io/name", False),
+    ],
+)
+def test_label_selectors(selector: str | None, expected: bool) -> None:
+    labels = {"app.kubernetes.io/name": "op-geth", "app.kubernetes.io/instance": "twin"}
+    assert kube.matches(labels, selector) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "millis"), [("2", 2000), ("2000m", 2000), ("1500m", 1500), ("0.5", 500), ("250000000n", 250)]
+)
+def test_cpu_quantities(text: str, millis: int) -> None:
+    assert quantity.millicores(text) == millis
+
+
+def test_quantity_round_trip() -> None:
+    assert quantity.byte_count("512Mi") == 512 * 2**20
+    assert quantity.byte_count("1G") == 10**9
+    assert quantity.format_cpu(2000) == "2"
+    assert quantity.format_cpu(1500) == "1500m"
+    assert quantity.format_memory(4 * 2**30) == "4Gi"
+    assert quantity.format_usage_cpu(0.85) == "850000000n"
+    with pytest.raises(quantity.InvalidQuantityError):
+        quantity.parse("12 cores")

@@ -1,0 +1,88 @@
+"""JSON-RPC answers: the shapes real OP Stack clients parse, straight from the simulated state."""
+
+from __future__ import annotations
+
+from random import Random
+
+import pytest
+from sentinai.twin import rpc, sim
+from sentinai.twin.model import ChainConfig, ChainState
+
+
+@pytest.fixture
+def state() -> ChainState:
+    rng = Random(3)
+    state = sim.initial_state(ChainConfig(chain="rpc"), rng)
+    for _ in range(5):
+        state, _lines = sim.step(state, rng)
+    return state
+
+
+def call(state: ChainState, component: str, method: str, *params: object) -> object:
+    return rpc.call(state, component, method, list(params)).result  # type: ignore[arg-type]
+
+
+def test_every_block_starts_with_the_l1_info_deposit(state: ChainState) -> None:
+    rng = Random(4)
+    quiet = sim.set_traffic(state, 0.0)
+    for _ in range(3):
+        quiet, _lines = sim.step(quiet, rng)
+    block = call(quiet, "op-geth", "eth_getBlockByNumber", "latest", True)
+    assert isinstance(block, dict)
+    assert len(block["transactions"]) == 1  # an "empty" OP block
+    assert block["transactions"][0]["type"] == "0x7e"
+    assert int(block["gasUsed"], 16) > 0
+    assert block["miner"] == "0x4200000000000000000000000000000000000011"
+
+
+def test_blocks_chain_together_and_old_blocks_exist(state: ChainState) -> None:
+    head = call(state, "op-geth", "eth_getBlockByNumber", "latest", False)
+    assert isinstance(head, dict)
+    parent = call(state, "op-geth", "eth_getBlockByNumber", hex(int(head["number"], 16) - 1), False)
+    assert isinstance(parent, dict) and parent["hash"] == head["parentHash"]
+    assert call(state, "op-geth", "eth_getBlockByNumber", "0x1", False) is not None
+    assert call(state, "op-geth", "eth_getBlockByNumber", hex(int(head["number"], 16) + 1), False) is None
+    assert call(state, "op-geth", "eth_getBlockByHash", head["hash"], False) == head
+
+
+def test_sync_status_uses_integer_numbers(state: ChainState) -> None:
+    status = call(state, "op-node", "optimism_syncStatus")
+    assert isinstance(status, dict)
+    for field in ("current_l1", "current_l1_finalized", "head_l1", "safe_l1", "finalized_l1"):
+        assert set(status[field]) == {"hash", "number", "parentHash", "timestamp"}
+        assert isinstance(status[field]["number"], int)
+    for field in (
+        "unsafe_l2",
+        "safe_l2",
+        "finalized_l2",
+        "pending_safe_l2",
+        "cross_unsafe_l2",
+        "local_safe_l2",
+    ):
+        assert isinstance(status[field]["l1origin"]["number"], int)
+    assert status["unsafe_l2"]["number"] == state.head.number
+    assert status["head_l1"]["number"] == state.l1_head
+
+
+def test_fee_history_shape(state: ChainState) -> None:
+    history = call(state, "op-geth", "eth_feeHistory", "0x4", "latest")
+    assert isinstance(history, dict)
+    assert len(history["baseFeePerGas"]) == 5 and len(history["gasUsedRatio"]) == 4
+    assert "reward" not in history
+
+
+def test_admin_stop_sequencer_stops_blocks(state: ChainState) -> None:
+    answer = rpc.call(state, "op-node", "admin_stopSequencer", [])
+    assert answer.result == state.l2_hash(state.head.number)
+    stopped = answer.state
+    assert call(stopped, "op-node", "admin_sequencerActive") is False
+    with pytest.raises(rpc.RpcError, match="not running"):
+        rpc.call(stopped, "op-node", "admin_stopSequencer", [])
+    after, _lines = sim.step(stopped, Random(5))
+    assert after.head.number == stopped.head.number
+
+
+def test_unknown_method_is_method_not_found(state: ChainState) -> None:
+    with pytest.raises(rpc.RpcError) as unknown:
+        rpc.call(state, "op-geth", "optimism_syncStatus", [])
+    assert unknown.value.code == rpc.METHOD_NOT_FOUND
