@@ -106,6 +106,7 @@ def _param(text: str) -> tuple[str, object]:
 
 def twin_command(args: argparse.Namespace) -> int:
     control = _twin(args)
+    result: object
     try:
         if args.twin_action == "inject":
             params = dict(_param(p) for p in args.param)
@@ -113,7 +114,7 @@ def twin_command(args: argparse.Namespace) -> int:
             print(f"injected {args.kind} on {args.chain}")
         elif args.twin_action == "clear":
             result = control.clear(args.chain, args.kind)
-            print(f"cleared {args.kind or 'all incidents'} on {args.chain}")
+            print(f"cleared {', '.join(result) or 'nothing (no incident was active)'} on {args.chain}")
         else:
             result = control.state(args.chain)
         if args.json or args.twin_action == "state":
