@@ -1,0 +1,5 @@
+"""``python -m sentinai.collector``."""
+
+from sentinai.collector.main import main
+
+main()

@@ -1,0 +1,54 @@
+"""The per-chain polling loop: poll, publish, wait for the next tick; never dies of a bad poll."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from sentinai.collector import logic
+from sentinai.collector.poller import ChainPoller, Poll
+from sentinai.common import jsonlog, subjects
+from sentinai.common.events import Event
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """Where samples and log batches go (JetStream in production)."""
+
+    async def publish(self, subject: str, event: Event) -> None: ...
+
+
+async def publish_poll(publisher: Publisher, poll: Poll) -> int:
+    """Publish every event of a poll concurrently; return how many failed (each is logged)."""
+    jobs: list[tuple[str, Event]] = [(subjects.metrics_raw(s.chain_id, s.component), s) for s in poll.samples]
+    jobs += [(subjects.logs_raw(b.chain_id, b.component), b) for b in poll.logs]
+    results = await asyncio.gather(
+        *(publisher.publish(subject, event) for subject, event in jobs), return_exceptions=True
+    )
+    failed = 0
+    for (subject, _), result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            failed += 1
+            log.warning(
+                "publish failed", extra={"subject": subject, "error": f"{type(result).__name__}: {result}"}
+            )
+        elif isinstance(result, BaseException):
+            raise result
+    return failed
+
+
+async def run_chain(poller: ChainPoller, publisher: Publisher, *, interval_s: float) -> None:
+    """Poll one chain forever (until cancelled), one poll at a time, on a fixed cadence."""
+    jsonlog.bind(chain=poller.chain.id)
+    while True:
+        started = time.monotonic()
+        await publish_poll(publisher, await poller.poll())
+        elapsed = time.monotonic() - started
+        if elapsed > interval_s:
+            log.warning(
+                "poll overran its interval", extra={"elapsed_s": round(elapsed, 3), "interval_s": interval_s}
+            )
+        await asyncio.sleep(logic.next_delay(elapsed, interval_s))

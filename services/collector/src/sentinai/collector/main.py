@@ -1,0 +1,81 @@
+"""Composition root: settings → chains → broker → one polling loop per chain, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from sentinai.collector.bus import BrokerPublisher, connect
+from sentinai.collector.chains import load_chains
+from sentinai.collector.loop import Publisher, run_chain
+from sentinai.collector.poller import ChainPoller
+from sentinai.collector.settings import CollectorSettings
+from sentinai.common import jsonlog
+from sentinai.common.bus import build_broker
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: CollectorSettings, *, stop: asyncio.Event) -> None:
+    """Run the collector until ``stop`` is set; a chain loop that dies of a bug ends the process."""
+    chains = load_chains(settings.chains_file)
+    broker = build_broker(settings)
+    pollers: list[ChainPoller] = []
+    try:
+        # Clients first: a bad kubeconfig should stop us at once, not after NATS comes up.
+        for chain in chains:
+            pollers.append(
+                ChainPoller.open(
+                    chain, timeout_s=settings.rpc_timeout_s, log_tail_lines=settings.log_tail_lines
+                )
+            )
+        if await connect(broker, stop=stop):
+            await _poll_until_stopped(
+                pollers, publisher=BrokerPublisher(broker), settings=settings, stop=stop
+            )
+    finally:
+        for poller in pollers:
+            await poller.aclose()
+        await broker.stop()
+        log.info("collector stopped")
+
+
+async def _poll_until_stopped(
+    pollers: list[ChainPoller], *, publisher: Publisher, settings: CollectorSettings, stop: asyncio.Event
+) -> None:
+    loops = [
+        asyncio.create_task(
+            run_chain(poller, publisher, interval_s=settings.poll_interval_s), name=f"chain-{poller.chain.id}"
+        )
+        for poller in pollers
+    ]
+    stopped = asyncio.create_task(stop.wait(), name="stop")
+    log.info(
+        "collector started",
+        extra={"chains": [p.chain.id for p in pollers], "interval_s": settings.poll_interval_s},
+    )
+    try:
+        done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopped}:
+            task.result()  # re-raises the bug that ended the loop
+    finally:
+        for task in (stopped, *loops):
+            task.cancel()
+        await asyncio.gather(stopped, *loops, return_exceptions=True)
+
+
+async def _run(settings: CollectorSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop=stop)
+
+
+def main() -> None:
+    settings = CollectorSettings()
+    jsonlog.setup("collector", settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(settings))

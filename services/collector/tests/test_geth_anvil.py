@@ -1,0 +1,135 @@
+"""The op-geth poller against a real anvil node: head, stall, tx pool backlog, hung node."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import pytest
+from sentinai.collector.chains import ChainConfig
+from sentinai.collector.loop import run_chain
+from sentinai.collector.poller import ChainPoller
+from sentinai.common import catalog
+from sentinai.common.events import MetricSample
+
+if TYPE_CHECKING:
+    from conftest import Anvil, RecordingPublisher
+
+pytestmark = pytest.mark.integration
+TIMEOUT_S = 1.0
+
+
+@pytest.fixture
+async def poller(anvil: Anvil) -> AsyncIterator[ChainPoller]:
+    chain = ChainConfig(id="anvil", l2_rpc=anvil.url)  # type: ignore[arg-type]
+    poller = ChainPoller.open(chain, timeout_s=TIMEOUT_S, log_tail_lines=50)
+    try:
+        yield poller
+    finally:
+        await poller.aclose()
+
+
+async def geth_sample(poller: ChainPoller) -> MetricSample:
+    (sample,) = (await poller.poll()).samples
+    assert sample.component == "op-geth" and sample.source == "rpc" and sample.chain_id == "anvil"
+    return sample
+
+
+async def poll_until(
+    poller: ChainPoller, done: Callable[[MetricSample], bool], *, timeout_s: float = 10.0
+) -> MetricSample:
+    """Poll every 0.2 s until ``done`` holds for a sample; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sample = await geth_sample(poller)
+        if done(sample):
+            return sample
+        assert time.monotonic() < deadline, f"condition not met within {timeout_s}s; last sample {sample}"
+        await asyncio.sleep(0.2)
+
+
+async def test_head_advances_with_gas_fee_and_pool_metrics(poller: ChainPoller) -> None:
+    first = await geth_sample(poller)
+    assert first.target_up and first.error is None
+    start = first.metrics[catalog.BLOCK_HEIGHT]
+    later = await poll_until(poller, lambda s: s.metrics[catalog.BLOCK_HEIGHT] >= start + 2)
+    assert later.target_up
+    assert later.metrics[catalog.TX_POOL_COUNT] == 0.0
+    assert later.metrics[catalog.TX_POOL_QUEUED] == 0.0
+    assert 0.0 <= later.metrics[catalog.GAS_USED_RATIO] <= 1.0
+    assert later.metrics[catalog.BASE_FEE_GWEI] > 0.0
+    assert later.metrics[catalog.BLOCK_RATE] >= 0.0
+    # anvil has no net_peerCount: the metric is left out, the target is still up.
+    assert catalog.PEER_COUNT not in later.metrics
+    with_interval = await poll_until(poller, lambda s: catalog.BLOCK_INTERVAL in s.metrics)
+    assert 0.3 <= with_interval.metrics[catalog.BLOCK_INTERVAL] <= 3.0
+
+
+async def test_stall_grows_seconds_since_head_while_height_stays_flat(
+    anvil: Anvil, poller: ChainPoller
+) -> None:
+    await anvil.rpc("evm_setIntervalMining", [0])
+    stalled = await geth_sample(poller)
+    grown = await poll_until(poller, lambda s: s.metrics[catalog.SECONDS_SINCE_HEAD] >= 2.5)
+    assert grown.metrics[catalog.BLOCK_HEIGHT] == stalled.metrics[catalog.BLOCK_HEIGHT]
+    assert grown.metrics[catalog.BLOCK_RATE] == 0.0
+
+
+async def test_tx_pool_backlog_is_counted(anvil: Anvil, poller: ChainPoller) -> None:
+    await anvil.rpc("evm_setIntervalMining", [0])
+    sender, receiver = (await anvil.rpc("eth_accounts"))[:2]
+    for _ in range(7):
+        tx = {"from": sender, "to": receiver, "value": "0x1", "gas": "0x5208"}
+        await anvil.rpc("eth_sendTransaction", [tx])
+    sample = await geth_sample(poller)
+    assert sample.metrics[catalog.TX_POOL_COUNT] == 7.0
+    assert sample.metrics[catalog.TX_POOL_QUEUED] == 0.0
+
+
+async def test_hung_node_is_reported_down_in_time_and_the_loop_keeps_going(
+    anvil: Anvil, poller: ChainPoller, publisher: RecordingPublisher
+) -> None:
+    loop = asyncio.create_task(run_chain(poller, publisher, interval_s=0.3))
+
+    async def wait_for(done: Callable[[MetricSample], bool], *, timeout_s: float) -> MetricSample:
+        async def seen() -> MetricSample:
+            async with publisher.changed:
+                while True:
+                    for _, event in reversed(publisher.events):
+                        if isinstance(event, MetricSample) and done(event):
+                            return event
+                    await publisher.changed.wait()
+
+        return await asyncio.wait_for(seen(), timeout=timeout_s)
+
+    try:
+        await wait_for(lambda s: s.target_up, timeout_s=5.0)
+        anvil.signal(signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            down = await wait_for(lambda s: not s.target_up, timeout_s=TIMEOUT_S + 3.0)
+            assert time.monotonic() - stopped_at <= TIMEOUT_S + 1.0
+            assert down.error is not None and f"eth_getBlockByNumber at {anvil.url}" in down.error
+            assert down.metrics == {}
+        finally:
+            anvil.signal(signal.SIGCONT)
+        published = len(publisher.events)
+        back = await wait_for(lambda s: s.target_up and s.occurred_at > down.occurred_at, timeout_s=5.0)
+        assert back.metrics[catalog.BLOCK_HEIGHT] > 0
+        assert len(publisher.events) > published
+        assert not loop.done()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_poll_without_targets_publishes_nothing() -> None:
+    poller = ChainPoller.open(ChainConfig(id="empty"), timeout_s=TIMEOUT_S, log_tail_lines=50)
+    try:
+        poll = await poller.poll()
+    finally:
+        await poller.aclose()
+    assert poll.samples == () and poll.logs == ()

@@ -1,0 +1,349 @@
+"""The collector's pure core: quantities, metric extraction, head tracking, new log lines, cadence."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.utils.quantity import parse_quantity as official_parse_quantity
+from sentinai.collector import logic
+from sentinai.common import catalog
+
+# ---- quantities --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("250m", 0.25, id="millicores"),
+        pytest.param("1", 1.0, id="whole-core"),
+        pytest.param("1.5", 1.5, id="fractional-core"),
+        pytest.param("1234567n", 0.001234567, id="nanocores-from-metrics-api"),
+        pytest.param("500u", 0.0005, id="microcores"),
+        pytest.param("512Mi", 512 * 1024**2, id="mebibytes"),
+        pytest.param("1Gi", 1024**3, id="gibibytes"),
+        pytest.param("123456Ki", 123456 * 1024, id="kibibytes-from-metrics-api"),
+        pytest.param("1G", 1e9, id="decimal-giga"),
+        pytest.param("128M", 128e6, id="decimal-mega-not-milli"),
+        pytest.param("1E", 1e18, id="exa-suffix"),
+        pytest.param("1e3", 1000.0, id="exponent"),
+        pytest.param("12E-1", 1.2, id="negative-exponent"),
+        pytest.param("0", 0.0, id="zero"),
+    ],
+)
+def test_parse_quantity(text: str, expected: float) -> None:
+    assert logic.parse_quantity(text) == pytest.approx(expected)
+    assert logic.parse_quantity(text) == pytest.approx(float(official_parse_quantity(text)))
+
+
+@pytest.mark.parametrize("text", ["", "m", "1.2.3", "12Mb", "abc", "1 Gi", "0x10"])
+def test_parse_quantity_rejects_garbage(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        logic.parse_quantity(text)
+
+
+# ---- op-geth -----------------------------------------------------------------------------------
+
+# eth_getBlockByNumber(["latest", false]) as anvil answers it (OPSTACK.md).
+LATEST_BLOCK = {
+    "number": "0x26",
+    "hash": "0x" + "ab" * 32,
+    "parentHash": "0x" + "cd" * 32,
+    "timestamp": "0x6745f1a7",
+    "gasUsed": "0x5fcf58",
+    "gasLimit": "0x1c9c380",
+    "baseFeePerGas": "0x3b9aca00",
+    "transactions": [],
+    "withdrawalsRoot": "0x" + "00" * 32,
+    "blobGasUsed": "0x0",
+    "excessBlobGas": "0x0",
+    "miner": "0x4200000000000000000000000000000000000011",
+}
+
+
+def test_block_metrics_reads_height_gas_ratio_and_base_fee() -> None:
+    height, metrics = logic.block_metrics(LATEST_BLOCK)
+    assert height == 0x26
+    assert metrics == {
+        catalog.GAS_USED_RATIO: pytest.approx(6_279_000 / 30_000_000),
+        catalog.BASE_FEE_GWEI: pytest.approx(1.0),
+    }
+
+
+def test_block_without_base_fee_omits_it() -> None:
+    block = {k: v for k, v in LATEST_BLOCK.items() if k != "baseFeePerGas"}
+    assert catalog.BASE_FEE_GWEI not in logic.block_metrics(block)[1]
+
+
+def test_block_with_malformed_number_is_an_error() -> None:
+    with pytest.raises(ValueError, match="hex quantity"):
+        logic.block_metrics({**LATEST_BLOCK, "number": "38"})
+
+
+def test_txpool_status_hex_counts() -> None:
+    assert logic.txpool_metrics({"pending": "0x12c", "queued": "0x0"}) == {
+        catalog.TX_POOL_COUNT: 300.0,
+        catalog.TX_POOL_QUEUED: 0.0,
+    }
+
+
+def test_net_peer_count_is_hex() -> None:
+    assert logic.peer_count_metrics("0x19") == {catalog.PEER_COUNT: 25.0}
+
+
+# ---- head tracking -----------------------------------------------------------------------------
+
+
+def test_first_poll_knows_height_but_no_interval_or_rate() -> None:
+    tracker, metrics = logic.track_head(logic.HeadTracker(), 100, now=1000.0)
+    assert metrics == {catalog.BLOCK_HEIGHT: 100.0, catalog.SECONDS_SINCE_HEAD: 0.0}
+    assert tracker.height == 100
+
+
+def test_interval_comes_from_wall_clock_between_observed_changes() -> None:
+    tracker, _ = logic.track_head(logic.HeadTracker(), 100, now=1000.0)
+    tracker, first_change = logic.track_head(tracker, 101, now=1002.0)
+    # The first change is measured from collector start, not from a real head change: no interval yet.
+    assert catalog.BLOCK_INTERVAL not in first_change
+    assert first_change[catalog.BLOCK_RATE] == pytest.approx(0.5)
+    tracker, metrics = logic.track_head(tracker, 104, now=1008.0)
+    assert metrics[catalog.BLOCK_INTERVAL] == pytest.approx(2.0)  # 6 s for 3 blocks
+    assert metrics[catalog.BLOCK_RATE] == pytest.approx(0.5)
+    assert metrics[catalog.SECONDS_SINCE_HEAD] == 0.0
+
+
+def test_stalled_head_grows_seconds_since_head_and_keeps_last_interval() -> None:
+    tracker = logic.HeadTracker()
+    for height, now in [(100, 1000.0), (101, 1002.0), (102, 1004.0)]:
+        tracker, _ = logic.track_head(tracker, height, now=now)
+    tracker, at_10 = logic.track_head(tracker, 102, now=1010.0)
+    tracker, at_20 = logic.track_head(tracker, 102, now=1020.0)
+    assert at_10[catalog.SECONDS_SINCE_HEAD] == pytest.approx(6.0)
+    assert at_20[catalog.SECONDS_SINCE_HEAD] == pytest.approx(16.0)
+    assert at_20[catalog.BLOCK_HEIGHT] == 102.0
+    assert at_20[catalog.BLOCK_RATE] == 0.0
+    assert at_20[catalog.BLOCK_INTERVAL] == pytest.approx(2.0)
+
+
+def test_rewound_head_counts_as_a_change_without_a_negative_rate() -> None:
+    tracker = logic.HeadTracker()
+    for height, now in [(100, 1000.0), (101, 1002.0), (102, 1004.0)]:
+        tracker, _ = logic.track_head(tracker, height, now=now)
+    tracker, metrics = logic.track_head(tracker, 99, now=1006.0)
+    assert metrics[catalog.BLOCK_HEIGHT] == 99.0
+    assert metrics[catalog.SECONDS_SINCE_HEAD] == 0.0
+    assert catalog.BLOCK_RATE not in metrics
+    assert metrics[catalog.BLOCK_INTERVAL] == pytest.approx(2.0)
+
+
+# ---- op-node -----------------------------------------------------------------------------------
+
+
+def _l1(number: int, timestamp: int) -> dict[str, object]:
+    return {
+        "hash": "0x" + "11" * 32,
+        "number": number,
+        "parentHash": "0x" + "22" * 32,
+        "timestamp": timestamp,
+    }
+
+
+def _l2(number: int, timestamp: int) -> dict[str, object]:
+    return _l1(number, timestamp) | {"l1origin": {"hash": "0x" + "33" * 32, "number": 7}, "sequenceNumber": 3}
+
+
+SYNC_STATUS = {
+    "current_l1": _l1(1000, 9_988),
+    "current_l1_finalized": _l1(990, 9_868),
+    "head_l1": _l1(1001, 9_988),
+    "safe_l1": _l1(995, 9_900),
+    "finalized_l1": _l1(990, 9_868),
+    "unsafe_l2": _l2(5000, 9_998),
+    "safe_l2": _l2(4940, 9_878),
+    "finalized_l2": _l2(4800, 9_600),
+    "pending_safe_l2": _l2(4940, 9_878),
+    "cross_unsafe_l2": _l2(5000, 9_998),
+    "local_safe_l2": _l2(4940, 9_878),
+}
+
+
+def test_sync_status_metrics() -> None:
+    metrics = logic.sync_status_metrics(SYNC_STATUS, now=10_000.0)
+    assert metrics == {
+        catalog.UNSAFE_L2: 5000.0,
+        catalog.SAFE_L2: 4940.0,
+        catalog.FINALIZED_L2: 4800.0,
+        catalog.L1_HEAD: 1001.0,
+        catalog.UNSAFE_SAFE_LAG: 60.0,
+        catalog.L1_HEAD_AGE: 12.0,
+        catalog.UNSAFE_L2_AGE: 2.0,
+        catalog.SAFE_L2_AGE: 122.0,
+    }
+
+
+def test_sync_status_of_older_builds_parses_and_ignores_extras() -> None:
+    older = {k: v for k, v in SYNC_STATUS.items() if k not in {"cross_unsafe_l2", "local_safe_l2"}}
+    older |= {"queued_unsafe_l2": _l2(0, 0), "engine_sync_target": _l2(5000, 9_998)}
+    assert logic.sync_status_metrics(older, now=10_000.0)[catalog.UNSAFE_SAFE_LAG] == 60.0
+
+
+def test_sync_status_with_missing_heads_reports_what_it_has() -> None:
+    metrics = logic.sync_status_metrics({"unsafe_l2": _l2(10, 100)}, now=101.0)
+    assert metrics == {catalog.UNSAFE_L2: 10.0, catalog.UNSAFE_L2_AGE: 1.0}
+
+
+def test_sync_status_with_a_malformed_head_is_an_error() -> None:
+    with pytest.raises(ValueError, match="optimism_syncStatus"):
+        logic.sync_status_metrics({"unsafe_l2": {"hash": "0x1"}}, now=0.0)
+
+
+def test_peer_stats_connected() -> None:
+    stats = {"connected": 12, "table": 40, "blocksTopic": 11, "banned": 0, "known": 90}
+    assert logic.peer_stats_metrics(stats) == {catalog.PEER_COUNT: 12.0}
+
+
+# ---- Kubernetes --------------------------------------------------------------------------------
+
+
+def _pod(
+    name: str,
+    *,
+    created: str = "2026-11-26T23:00:00Z",
+    phase: str = "Running",
+    ready: bool = True,
+    restarts: int = 0,
+    deleting: bool = False,
+    limits: dict[str, str] | None = None,
+) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "name": name,
+        "namespace": "twin",
+        "creationTimestamp": created,
+        "labels": {"app.kubernetes.io/name": "op-geth"},
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-26T23:30:00Z"
+    return {
+        "metadata": metadata,
+        "spec": {
+            "containers": [
+                {
+                    "name": "op-geth",
+                    "image": "us-docker.pkg.dev/oplabs-tools-artifacts/images/op-geth:v1.101411.0",
+                    "resources": {
+                        "requests": {"cpu": "500m", "memory": "1Gi"},
+                        "limits": {"memory": "2Gi"} if limits is None else limits,
+                    },
+                },
+                {"name": "exporter", "resources": {"requests": {"cpu": "10m"}}},
+            ]
+        },
+        "status": {
+            "phase": phase,
+            "conditions": [
+                {"type": "Initialized", "status": "True"},
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+            "containerStatuses": [
+                {"name": "exporter", "restartCount": 9, "ready": True},
+                {"name": "op-geth", "restartCount": restarts, "ready": ready},
+            ],
+        },
+    }
+
+
+POD_USAGE = {
+    "kind": "PodMetrics",
+    "apiVersion": "metrics.k8s.io/v1beta1",
+    "metadata": {"name": "op-geth-0", "namespace": "twin"},
+    "timestamp": "2026-11-26T23:14:15Z",
+    "window": "30s",
+    "containers": [
+        {"name": "exporter", "usage": {"cpu": "5m", "memory": "10Mi"}},
+        {"name": "op-geth", "usage": {"cpu": "425000000n", "memory": "1572864Ki"}},
+    ],
+}
+
+
+def test_pod_metrics_of_the_component_container() -> None:
+    metrics = logic.pod_metrics(_pod("op-geth-0", restarts=2), POD_USAGE, component="op-geth")
+    assert metrics == {
+        catalog.POD_READY: 1.0,
+        catalog.RESTARTS: 2.0,
+        catalog.CPU_REQUEST_CORES: pytest.approx(0.5),
+        catalog.CPU_CORES: pytest.approx(0.425),
+        catalog.CPU_USAGE: pytest.approx(85.0),
+        catalog.MEMORY_BYTES: 1.5 * 1024**3,
+        catalog.MEMORY_USAGE: pytest.approx(75.0),
+    }
+
+
+def test_pod_metrics_without_limit_or_usage() -> None:
+    metrics = logic.pod_metrics(_pod("op-geth-0", ready=False, limits={}), None, component="op-geth")
+    assert metrics == {catalog.POD_READY: 0.0, catalog.RESTARTS: 0.0, catalog.CPU_REQUEST_CORES: 0.5}
+
+
+def test_pod_metrics_memory_without_limit_has_bytes_but_no_percent() -> None:
+    metrics = logic.pod_metrics(_pod("op-geth-0", limits={}), POD_USAGE, component="op-geth")
+    assert metrics[catalog.MEMORY_BYTES] == 1.5 * 1024**3
+    assert catalog.MEMORY_USAGE not in metrics
+
+
+def test_pick_pod_prefers_the_new_running_pod_over_a_terminating_one() -> None:
+    old = _pod("op-geth-old", created="2026-11-26T20:00:00Z", deleting=True)
+    starting = _pod("op-geth-new", created="2026-11-26T23:20:00Z", phase="Pending", ready=False)
+    running = _pod("op-geth-mid", created="2026-11-26T22:00:00Z")
+    chosen = logic.pick_pod([old, starting, running])
+    assert chosen is not None and chosen["metadata"]["name"] == "op-geth-mid"  # type: ignore[index]
+    chosen = logic.pick_pod([old, starting])
+    assert chosen is not None and chosen["metadata"]["name"] == "op-geth-new"  # type: ignore[index]
+    assert logic.pick_pod([]) is None
+
+
+def test_main_container_is_the_component_else_the_first() -> None:
+    pod = _pod("op-geth-0")
+    assert logic.main_container(pod, "op-geth") == "op-geth"
+    assert logic.main_container(pod, "op-node") == "op-geth"
+    assert logic.main_container({"spec": {"containers": []}}, "op-geth") is None
+
+
+# ---- logs and cadence --------------------------------------------------------------------------
+
+GETH = [
+    "INFO [11-26|23:14:15.123] Imported new potential chain segment number=100 hash=0xaa",
+    "INFO [11-26|23:14:17.120] Imported new potential chain segment number=101 hash=0xbb",
+    "INFO [11-26|23:14:19.118] Imported new potential chain segment number=102 hash=0xcc",
+    "WARN [11-26|23:14:20.001] Database compacting, degraded performance",
+    "INFO [11-26|23:14:21.121] Imported new potential chain segment number=103 hash=0xdd",
+]
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "expected"),
+    [
+        pytest.param(None, GETH[:3], GETH[:3], id="first-read-is-all-new"),
+        pytest.param(GETH[:3], GETH[:3], [], id="nothing-written"),
+        pytest.param(GETH[:3], GETH[:5], GETH[3:5], id="appended"),
+        pytest.param(GETH[:3], GETH[2:5], GETH[3:5], id="tail-window-slid"),
+        pytest.param(GETH[:2], GETH[3:5], GETH[3:5], id="more-than-a-tail-written"),
+        pytest.param(["a", "b", "a"], ["b", "a", "c"], ["c"], id="repeated-line-longest-overlap"),
+        pytest.param(GETH[:3], [], [], id="empty-log"),
+    ],
+)
+def test_new_log_lines(previous: list[str] | None, current: list[str], expected: list[str]) -> None:
+    assert logic.new_log_lines(previous, current) == tuple(expected)
+
+
+def test_split_log_drops_the_final_newline() -> None:
+    assert logic.split_log("a\nb\n") == ("a", "b")
+    assert logic.split_log("") == ()
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected"),
+    [
+        pytest.param(0.5, 1.5, id="on-time"),
+        pytest.param(2.0, 2.0, id="exactly-one-interval-waits-a-full-tick"),
+        pytest.param(5.5, 0.5, id="overrun-skips-missed-ticks"),
+    ],
+)
+def test_next_delay(elapsed: float, expected: float) -> None:
+    assert logic.next_delay(elapsed, 2.0) == pytest.approx(expected)

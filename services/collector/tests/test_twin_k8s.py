@@ -1,0 +1,133 @@
+"""The full poller (RPC and Kubernetes: pods, pod metrics, pod logs) against the OP Stack twin."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sentinai.collector.chains import ChainConfig, load_chains
+from sentinai.collector.poller import ChainPoller, Poll
+from sentinai.common import catalog
+from sentinai.common.events import COMPONENTS
+from sentinai.common.net import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Twin:
+    port: int
+    chain: ChainConfig
+    process: subprocess.Popen[bytes]
+
+    async def step(self, n: int) -> None:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{self.port}/control/chains/twin/step", params={"n": n}
+            )
+            answer.raise_for_status()
+
+
+@pytest.fixture
+def twin(tmp_path: Path) -> Iterator[Twin]:
+    port = free_port()
+    chains = tmp_path / "chains.yaml"
+    with open(tmp_path / "twin.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentinai.twin", "--port", str(port), "--chains", "twin", "--seed", "1",
+             "--manual", "--kubeconfig-out", str(tmp_path / "kubeconfig"), "--chains-out", str(chains)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, timeout_s=30.0)
+        (chain,) = load_chains(chains)
+        yield Twin(port=port, chain=chain, process=process)
+    finally:
+        process.send_signal(signal.SIGCONT)  # a test may leave it stopped
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+async def poller(twin: Twin) -> AsyncIterator[ChainPoller]:
+    poller = ChainPoller.open(twin.chain, timeout_s=5.0, log_tail_lines=50)
+    try:
+        yield poller
+    finally:
+        await poller.aclose()
+
+
+def k8s_sample(poll: Poll, component: str) -> dict[str, float]:
+    (sample,) = [s for s in poll.samples if s.source == "k8s" and s.component == component]
+    assert sample.target_up, sample.error
+    return sample.metrics
+
+
+def log_lines(poll: Poll, component: str) -> tuple[str, ...]:
+    return tuple(line for batch in poll.logs if batch.component == component for line in batch.lines)
+
+
+async def test_every_target_of_the_twin_is_up(twin: Twin, poller: ChainPoller) -> None:
+    await twin.step(3)
+    poll = await poller.poll()
+    assert {(s.component, s.source) for s in poll.samples} == {
+        (component, source) for component in COMPONENTS for source in ("rpc", "k8s")
+    }
+    assert all(s.target_up for s in poll.samples), [s.error for s in poll.samples if not s.target_up]
+    node = next(s for s in poll.samples if s.component == "op-node" and s.source == "rpc").metrics
+    assert {catalog.UNSAFE_L2, catalog.SAFE_L2, catalog.L1_HEAD, catalog.UNSAFE_SAFE_LAG} <= set(node)
+    geth = k8s_sample(poll, "op-geth")
+    assert geth[catalog.POD_READY] == 1.0
+    assert geth[catalog.RESTARTS] == 0.0
+    assert geth[catalog.CPU_REQUEST_CORES] > 0
+    assert (
+        0
+        < geth[catalog.CPU_USAGE]
+        == pytest.approx(100 * geth[catalog.CPU_CORES] / geth[catalog.CPU_REQUEST_CORES])
+    )
+    assert geth[catalog.MEMORY_BYTES] > 0
+
+
+async def test_log_lines_arrive_once(twin: Twin, poller: ChainPoller) -> None:
+    await twin.step(3)
+    first = log_lines(await poller.poll(), "op-geth")
+    assert first, "the twin's op-geth printed nothing"
+    assert log_lines(await poller.poll(), "op-geth") == ()  # nothing new was written
+    await twin.step(3)
+    second = log_lines(await poller.poll(), "op-geth")
+    assert second
+    assert not set(first) & set(second)
+    assert any("Imported new potential chain segment" in line for line in second)
+
+
+async def test_hung_api_server_marks_every_target_down_within_the_timeout(twin: Twin) -> None:
+    poller = ChainPoller.open(twin.chain, timeout_s=1.0, log_tail_lines=50)
+    try:
+        assert all(s.target_up for s in (await poller.poll()).samples)
+        twin.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            poll = await poller.poll()
+            elapsed = time.monotonic() - started
+        finally:
+            twin.process.send_signal(signal.SIGCONT)
+        assert elapsed < 2.5
+        assert len(poll.samples) == 8 and not any(s.target_up for s in poll.samples)
+        assert poll.logs == ()
+        k8s_errors = [s.error or "" for s in poll.samples if s.source == "k8s"]
+        assert all("list pods app.kubernetes.io/name=" in e for e in k8s_errors), k8s_errors
+        assert all(s.target_up for s in (await poller.poll()).samples)
+    finally:
+        await poller.aclose()
