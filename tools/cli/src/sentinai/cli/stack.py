@@ -31,7 +31,7 @@ class UpSettings(BaseSettings):
     api_port: int = Field(default=8080, validation_alias=_env("API_PORT"))
     twin_chains: str = Field(default="twin", validation_alias=_env("TWIN_CHAINS"))
     twin_seed: int = Field(default=42, validation_alias=_env("TWIN_SEED"))
-    twin_block_time_s: float = Field(default=2.0, validation_alias=_env("TWIN_BLOCK_TIME_S"))
+    twin_block_time_s: int = Field(default=2, ge=1, validation_alias=_env("TWIN_BLOCK_TIME_S"))
     twin_poll_interval_s: float = Field(default=2.0, validation_alias=_env("TWIN_POLL_INTERVAL_S"))
 
 
