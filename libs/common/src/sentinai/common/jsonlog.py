@@ -23,7 +23,12 @@ _LEVELS: dict[LogLevel, int] = {
     "error": logging.ERROR,
 }
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# uvicorn adds an ANSI-coloured copy of each message; one copy is enough.
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def bind(*, chain: str | None = None, correlation_id: str | None = None) -> None:

@@ -1,0 +1,5 @@
+"""Run the detector: ``python -m sentinai.detector``."""
+
+from sentinai.detector.main import main
+
+main()

@@ -1,0 +1,249 @@
+"""Wiring only: telemetry pulled from JetStream in batches, anomaly episodes published on the bus.
+
+The telemetry consumers are plain nats-py pull loops rather than faststream batch subscribers:
+faststream 0.7.8 keeps fetching until a batch is full, and nats-py raises a bare
+``asyncio.TimeoutError`` on a nearly spent fetch deadline which faststream does not catch, so its
+consume task restarts and drops the partial batch it holds (redelivered only after ``ack_wait``).
+A loop that hands over whatever one fetch returned is also what keeps latency at one fetch timeout.
+Publishing, dead letters and the broker's lifecycle stay with faststream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter
+from sentinai.common import streams, subjects
+from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
+from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample
+from sentinai.detector import logic
+from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.windows import DetectorState
+
+SERVICE = "detector"
+log = logging.getLogger(__name__)
+
+ANOMALIES = Counter(
+    "sentinai_detector_episodes_total", "Anomaly episodes opened and resolved", ["chain", "kind", "rule"]
+)
+BATCH_FAILURES = Counter(
+    "sentinai_detector_batch_failures_total", "Telemetry batches naked for redelivery", ["kind"]
+)
+
+BatchHandler = Callable[[Sequence[Msg]], Awaitable[None]]
+
+
+@dataclass
+class Replay:
+    """Messages up to ``until_seq`` were judged by a previous instance: replay them into windows only."""
+
+    until_seq: int = 0
+
+    def covers(self, msg: Msg) -> bool:
+        if self.until_seq == 0:
+            return False
+        if msg.metadata.sequence.stream <= self.until_seq:
+            return True
+        self.until_seq = 0
+        return False
+
+
+@dataclass
+class Deps:
+    state: DetectorState
+    scorer: logic.Scorer
+    replay: Replay = field(default_factory=Replay)
+    # Decided but not yet acknowledged by JetStream; flushed first by the next batch after a failure.
+    outbox: deque[logic.Outcome] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    broker: NatsBroker
+    on_metrics: BatchHandler
+    on_logs: BatchHandler
+
+
+def build(settings: DetectorSettings, deps: Deps) -> Wiring:
+    broker = build_broker(settings)
+    dead = DeadLetters(broker, service=SERVICE)
+
+    async def publish(event: logic.Outcome) -> None:
+        detected = isinstance(event, AnomalyDetected)
+        subject = (subjects.anomaly_detected if detected else subjects.anomaly_resolved)(event.chain_id)
+        await publish_event(broker, subject, event, stream=streams.EVENTS)
+        ANOMALIES.labels(event.chain_id, "detected" if detected else "resolved", event.rule).inc()
+
+    async def flush(outcomes: list[logic.Outcome]) -> None:
+        """Publish a batch's outcomes concurrently: one ack round trip per batch, not per event.
+
+        The publishes are started in order, so each request leaves in order; what fails stays in
+        the outbox for the next batch and the error makes the pull loop nak this one.
+        """
+        # Taken out before awaiting: the other pull loop's flush must not publish them a second time.
+        pending = [*deps.outbox, *outcomes]
+        deps.outbox.clear()
+        if not pending:
+            return
+        results = await asyncio.gather(*(publish(event) for event in pending), return_exceptions=True)
+        deps.outbox.extend(e for e, r in zip(pending, results, strict=True) if isinstance(r, BaseException))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def on_metrics(msgs: Sequence[Msg]) -> None:
+        outcomes: list[logic.Outcome] = []
+        for msg in msgs:
+            sample = await dead.decode(MetricSample, subject=msg.subject, body=msg.data)
+            if sample is not None:
+                warmup = deps.replay.covers(msg)
+                outcomes += logic.evaluate_sample(
+                    deps.state, sample, settings=settings, scorer=deps.scorer, warmup=warmup
+                )
+        MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc(len(msgs))
+        await flush(outcomes)
+
+    async def on_logs(msgs: Sequence[Msg]) -> None:
+        outcomes: list[logic.Outcome] = []
+        for msg in msgs:
+            batch = await dead.decode(LogBatch, subject=msg.subject, body=msg.data)
+            if batch is not None:
+                outcomes += logic.evaluate_logs(deps.state, batch, settings=settings)
+        MESSAGES_HANDLED.labels(SERVICE, "log_batch").inc(len(msgs))
+        await flush(outcomes)
+
+    return Wiring(broker=broker, on_metrics=on_metrics, on_logs=on_logs)
+
+
+# ------------------------------------------------------------------------------------- consumers
+
+
+def metrics_durable(settings: DetectorSettings) -> str:
+    return f"{settings.durable_prefix}-metrics"
+
+
+def logs_durable(settings: DetectorSettings) -> str:
+    return f"{settings.durable_prefix}-logs"
+
+
+def consumer_config(
+    durable: str, subject: str, *, settings: DetectorSettings, start: datetime | None
+) -> ConsumerConfig:
+    """A durable pull consumer; a new one starts at ``start`` (recent history) or at new messages."""
+    return ConsumerConfig(
+        durable_name=durable,
+        name=durable,
+        filter_subject=subject,
+        deliver_policy=DeliverPolicy.NEW if start is None else DeliverPolicy.BY_START_TIME,
+        opt_start_time=start,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_ack_pending=max(20 * settings.batch_size, 1000),
+    )
+
+
+async def prepare_consumers(js: JetStreamContext, settings: DetectorSettings, *, now: datetime) -> int:
+    """Create the durables; the metrics one is recreated at ``now - replay_s`` to rebuild the windows.
+
+    Returns the stream sequence the previous metrics consumer had acknowledged: those messages are
+    replayed into the windows without announcing anything again. History older than the replay span
+    is skipped on purpose: judging stale telemetry would page someone about the past. The logs
+    durable simply resumes; log episodes need no history beyond the quiet period.
+    """
+    name = metrics_durable(settings)
+    try:
+        info = await js.consumer_info(streams.TELEMETRY.name, name)
+    except NotFoundError:
+        floor = 0
+    else:
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        await js.delete_consumer(streams.TELEMETRY.name, name)
+    start = None if settings.replay_s <= 0 else now - timedelta(seconds=settings.replay_s)
+    config = consumer_config(name, subjects.METRICS_RAW_ALL, settings=settings, start=start)
+    await js.add_consumer(streams.TELEMETRY.name, config=config)
+
+    name = logs_durable(settings)
+    try:
+        await js.consumer_info(streams.TELEMETRY.name, name)
+    except NotFoundError:
+        start = now - timedelta(seconds=settings.log_quiet_s)
+        config = consumer_config(name, subjects.LOGS_RAW_ALL, settings=settings, start=start)
+        await js.add_consumer(streams.TELEMETRY.name, config=config)
+    return floor
+
+
+async def pump(
+    js: JetStreamContext,
+    durable: str,
+    handle: BatchHandler,
+    *,
+    settings: DetectorSettings,
+    stopping: asyncio.Event,
+) -> None:
+    """Fetch a batch, hand it over, ack it; on a failed batch nak it so JetStream redelivers it."""
+    sub = await js.pull_subscribe_bind(durable=durable, stream=streams.TELEMETRY.name)
+    try:
+        while not stopping.is_set():
+            try:
+                msgs = await sub.fetch(settings.batch_size, timeout=settings.batch_timeout_s)
+            except TimeoutError:  # nothing arrived within one fetch timeout (also nats' own subclass)
+                continue
+            except Exception as exc:
+                # Reconnecting, consumer gone for a moment …: the client recovers; we must not spin.
+                log.warning("fetch failed, retrying", extra={"durable": durable, "error": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
+                continue
+            try:
+                await handle(msgs)
+            except Exception:
+                BATCH_FAILURES.labels(durable).inc()
+                log.exception("batch failed, naked for redelivery", extra={"durable": durable})
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                continue
+            for msg in msgs:
+                await msg.ack()
+    finally:
+        # An open pull subscription would hold the connection's drain at shutdown for its full timeout.
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+@dataclass
+class Pumps:
+    """The two telemetry loops of one detector process."""
+
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, js: JetStreamContext, wiring: Wiring, *, settings: DetectorSettings) -> None:
+        for durable, handle in (
+            (metrics_durable(settings), wiring.on_metrics),
+            (logs_durable(settings), wiring.on_logs),
+        ):
+            task = asyncio.create_task(pump(js, durable, handle, settings=settings, stopping=self.stopping))
+            self.tasks.append(task)
+
+    def running(self) -> bool:
+        return bool(self.tasks) and not any(task.done() for task in self.tasks)
+
+    async def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Let each loop finish and ack the batch in hand, then return."""
+        self.stopping.set()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=timeout_s)
+        for task in self.tasks:
+            task.cancel()

@@ -1,0 +1,703 @@
+"""The detector's decisions: z-scores, liveness rules, log signatures and episodes; no I/O, no clock.
+
+Functions take the state objects of ``windows`` and an event and return the events to publish; the
+event's own ``occurredAt`` is the only clock, so a replay decides exactly what the live run did.
+
+``zScore`` of each rule kind:
+
+* ``zscore``: (x - mean) / std of the window before x (population std, floored, see ``std_floor``).
+* ``liveness``: the value over its threshold (a stall of 9 s against 6 s is 1.5); a stall reports
+  the block times elapsed instead, because that is the standard unit of an OP Stack head's age;
+  binary conditions (target down, no peers, pod not ready) report 1.0, restarts the new restarts.
+* ``log``: 0.0: a log line has no baseline to stand out from; ``value`` is the matching lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, Protocol
+
+from sentinai.common import catalog
+from sentinai.common.events import (
+    SEVERITY_RANK,
+    AnomalyDetected,
+    AnomalyResolved,
+    DetectionRule,
+    Direction,
+    LogBatch,
+    MetricSample,
+    Severity,
+)
+from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.windows import ChainState, ComponentState, DetectorState, Episode, RollingWindow
+
+Outcome = AnomalyDetected | AnomalyResolved
+
+TARGET_UP: Final = "targetUp"
+
+# Gauges judged by a liveness rule instead of a z-score: a z-score on an age or a lag would open a
+# second episode for the same incident, and cpuRequestCores only moves when someone rescales.
+RULE_JUDGED: Final = frozenset(
+    {
+        catalog.SECONDS_SINCE_HEAD,
+        catalog.UNSAFE_L2_AGE,
+        catalog.SAFE_L2_AGE,
+        catalog.L1_HEAD_AGE,
+        catalog.UNSAFE_SAFE_LAG,
+        catalog.PEER_COUNT,
+        catalog.POD_READY,
+        catalog.CPU_REQUEST_CORES,
+    }
+)
+NOT_Z_SCORED: Final = catalog.MONOTONIC | RULE_JUDGED
+
+# Smallest spread treated as real per metric, in the metric's unit: a CPU gauge that sat at exactly
+# 40 % must not be "50 sigma above baseline" at 40.3 %. Metrics not listed use only the relative
+# floor (0.1 % of the mean, at least 0.001).
+_ABS_STD_FLOOR: Final[Mapping[str, float]] = {
+    catalog.CPU_USAGE: 0.5,
+    catalog.MEMORY_USAGE: 0.5,
+    catalog.CPU_CORES: 0.01,
+    catalog.MEMORY_BYTES: 1024.0 * 1024.0,
+    catalog.GAS_USED_RATIO: 0.01,
+    catalog.BLOCK_INTERVAL: 0.05,
+    catalog.BLOCK_RATE: 0.05,
+    catalog.TX_POOL_COUNT: 1.0,
+    catalog.TX_POOL_QUEUED: 1.0,
+}
+
+
+def std_floor(metric: str, mean: float) -> float:
+    """The least std a window may have: relative (0.1 % of |mean|, at least 0.001) or per metric."""
+    return max(1e-3 * max(1.0, abs(mean)), _ABS_STD_FLOOR.get(metric, 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule firing on one event, before episode bookkeeping decides whether to announce it."""
+
+    metric: str
+    value: float
+    z_score: float
+    direction: Direction
+    severity: Severity
+    description: str
+    rule: DetectionRule
+    summary: str  # names the episode in its resolution ("CPU spike", "Sequencer stall")
+    key: str = ""  # episode key when one metric name is measured twice; defaults to the metric
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def episode_key(self) -> str:
+        return self.key or self.metric
+
+
+# ---------------------------------------------------------------------------------------- scoring
+
+
+class Scorer(Protocol):
+    """Scores one value against the window of values that came before it (never itself)."""
+
+    def score(self, metric: str, value: float, window: RollingWindow) -> float | None:
+        """A standardised deviation (sign = direction), or ``None`` while the window is too short."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ZScoreScorer:
+    """The seed's z-score, with a minimum history and a floored std so flat series stay quiet."""
+
+    min_points: int
+
+    def score(self, metric: str, value: float, window: RollingWindow) -> float | None:
+        if window.count < self.min_points:
+            return None
+        mean = window.mean
+        return (value - mean) / max(window.std, std_floor(metric, mean))
+
+
+def make_scorer(settings: DetectorSettings) -> Scorer:
+    """The scorer of ``settings.mode``: the seam where another scoring mode plugs in."""
+    return ZScoreScorer(min_points=settings.min_points)
+
+
+def severity_for(z: float) -> Severity:
+    """The seed's bands: |z| < 2.5 low, < 3.5 medium, else high (its z = 3.2 example is medium)."""
+    magnitude = abs(z)
+    if magnitude < 2.5:
+        return "low"
+    if magnitude < 3.5:
+        return "medium"
+    return "high"
+
+
+def format_value(value: float) -> str:
+    if abs(value) >= 10:
+        return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def label_of(metric: str) -> tuple[str, str]:
+    return catalog.LABELS.get(metric, (metric, ""))
+
+
+def describe_deviation(metric: str, value: float, z: float) -> str:
+    """The seed's wording: ``CPU spike detected: 87.3% (3.2σ above baseline)``."""
+    label, unit = label_of(metric)
+    kind, side = ("spike", "above") if z >= 0 else ("drop", "below")
+    return f"{label} {kind} detected: {format_value(value)}{unit} ({abs(z):.1f}σ {side} baseline)"
+
+
+def deviation_finding(metric: str, value: float, z: float) -> Finding:
+    label, _ = label_of(metric)
+    up = z >= 0
+    return Finding(
+        metric=metric,
+        value=value,
+        z_score=round(z, 2),
+        direction="up" if up else "down",
+        severity=severity_for(z),
+        description=describe_deviation(metric, value, z),
+        rule="zscore",
+        summary=f"{label} {'spike' if up else 'drop'}",
+    )
+
+
+def score_gauges(
+    component: ComponentState,
+    metrics: Mapping[str, float],
+    *,
+    scorer: Scorer,
+    threshold: float,
+    window: int,
+) -> list[Finding]:
+    """Score every gauge against its window, then push it: the baseline never contains the point."""
+    found: list[Finding] = []
+    windows = component.windows
+    for metric, value in metrics.items():
+        if metric in NOT_Z_SCORED or not math.isfinite(value):
+            continue
+        series = windows.get(metric)
+        if series is None:
+            series = windows[metric] = RollingWindow(window)
+        z = scorer.score(metric, value, series)
+        series.push(value)
+        if z is not None and abs(z) > threshold:
+            found.append(deviation_finding(metric, value, z))
+    return found
+
+
+# --------------------------------------------------------------------------------------- liveness
+
+
+def liveness_findings(
+    component: ComponentState, sample: MetricSample, *, settings: DetectorSettings
+) -> list[Finding]:
+    """Threshold rules on heads, lags, peers and pods; updates the component's rule memory."""
+    if not sample.target_up:
+        return [target_down(sample)]
+    metrics = sample.metrics
+    found: list[Finding] = []
+    stall_limit = settings.stall_block_times * settings.block_time_s
+    for metric in (catalog.SECONDS_SINCE_HEAD, catalog.UNSAFE_L2_AGE):
+        age = metrics.get(metric)
+        if age is not None and age > stall_limit:
+            found.append(stall(metric, age, settings=settings))
+    l1_age = metrics.get(catalog.L1_HEAD_AGE)
+    if l1_age is not None and l1_age > settings.l1_stale_s:
+        found.append(
+            Finding(
+                metric=catalog.L1_HEAD_AGE,
+                value=l1_age,
+                z_score=round(l1_age / settings.l1_stale_s, 2),
+                direction="up",
+                severity="high",
+                description=(
+                    f"L1 head stale: newest L1 block seen is {l1_age:.0f}s old "
+                    f"(threshold {settings.l1_stale_s:.0f}s)"
+                ),
+                rule="liveness",
+                summary="L1 head stale",
+            )
+        )
+    lag = metrics.get(catalog.UNSAFE_SAFE_LAG)
+    if lag is not None:
+        found.extend(lag_findings(component, lag, threshold=settings.lag_threshold))
+    peers = metrics.get(catalog.PEER_COUNT)
+    if peers is not None and peers <= 0:
+        found.append(no_peers(sample.component, peers))
+    restarts = metrics.get(catalog.RESTARTS)
+    if restarts is not None:
+        found.extend(restart_findings(component, restarts, sample=sample, hold_s=settings.restart_hold_s))
+    ready = metrics.get(catalog.POD_READY)
+    if ready is not None and ready < 0.5:
+        found.append(
+            Finding(
+                metric=catalog.POD_READY,
+                value=ready,
+                z_score=1.0,
+                direction="down",
+                severity="high",
+                description=f"Pod not ready: {sample.component} reports podReady=0",
+                rule="liveness",
+                summary=f"{sample.component} pod not ready",
+            )
+        )
+    memory = metrics.get(catalog.MEMORY_USAGE)
+    if memory is not None and memory > settings.memory_threshold_pct:
+        found.append(
+            Finding(
+                metric=catalog.MEMORY_USAGE,
+                value=memory,
+                z_score=round(memory / settings.memory_threshold_pct, 2),
+                direction="up",
+                severity="high",
+                description=(
+                    f"Memory near limit: {sample.component} at {memory:.1f}% of its limit "
+                    f"(threshold {settings.memory_threshold_pct:g}%)"
+                ),
+                rule="liveness",
+                summary=f"{sample.component} memory near limit",
+            )
+        )
+    return found
+
+
+def stall(metric: str, age: float, *, settings: DetectorSettings) -> Finding:
+    limit = settings.stall_block_times * settings.block_time_s
+    return Finding(
+        metric=metric,
+        value=age,
+        z_score=round(age / settings.block_time_s, 2),
+        direction="up",
+        severity="high",
+        description=(
+            f"Sequencer stall: unsafe head has not advanced for {age:.1f}s "
+            f"({settings.stall_block_times:g} block times = {limit:.1f}s)"
+        ),
+        rule="liveness",
+        summary="Sequencer stall",
+    )
+
+
+def target_down(sample: MetricSample) -> Finding:
+    reason = sample.error or "no answer"
+    return Finding(
+        metric=TARGET_UP,
+        value=0.0,
+        z_score=1.0,
+        direction="down",
+        severity="high",
+        description=f"{sample.component} {sample.source} target down: {reason}",
+        rule="liveness",
+        summary=f"{sample.component} {sample.source} target down",
+        key=f"{TARGET_UP}:{sample.source}",
+    )
+
+
+def no_peers(component: str, peers: float) -> Finding:
+    # A replica op-node without peers stops hearing unsafe blocks; op-geth peers matter less on OP.
+    severity: Severity = "medium" if component == "op-node" else "low"
+    return Finding(
+        metric=catalog.PEER_COUNT,
+        value=peers,
+        z_score=1.0,
+        direction="down",
+        severity=severity,
+        description=f"Peer loss: {component} has no peers",
+        rule="liveness",
+        summary=f"{component} peer loss",
+    )
+
+
+def lag_findings(component: ComponentState, lag: float, *, threshold: float) -> list[Finding]:
+    """Unsafe-safe lag over the threshold while still growing: the batcher is not getting data to L1.
+
+    The trend flips only on a change, so a lag that holds still between two polls keeps its trend;
+    it turns clean when the safe head catches up (the lag falls) or the lag drops under the threshold.
+    """
+    previous = component.last_lag
+    if previous is not None and lag != previous:
+        component.lag_rising = lag > previous
+    component.last_lag = lag
+    if lag <= threshold or not component.lag_rising:
+        return []
+    return [
+        Finding(
+            metric=catalog.UNSAFE_SAFE_LAG,
+            value=lag,
+            z_score=round(lag / threshold, 2),
+            direction="up",
+            severity="high" if lag > 2 * threshold else "medium",
+            description=(
+                f"Safe head falling behind: unsafe-safe lag {lag:.0f} blocks and growing "
+                f"(threshold {threshold:.0f} blocks); the batcher may not be posting"
+            ),
+            rule="liveness",
+            summary="Safe head lag",
+        )
+    ]
+
+
+def restart_findings(
+    component: ComponentState, restarts: float, *, sample: MetricSample, hold_s: float
+) -> list[Finding]:
+    """A restart count that went up; the episode is held for ``hold_s`` so a crash loop is one episode."""
+    previous = component.last_restarts
+    component.last_restarts = restarts
+    now = sample.occurred_at
+    new = 0.0 if previous is None else restarts - previous
+    if new > 0:
+        component.last_restart_at = now
+    elif component.last_restart_at is None or (now - component.last_restart_at).total_seconds() >= hold_s:
+        return []
+    return [
+        Finding(
+            metric=catalog.RESTARTS,
+            value=restarts,
+            z_score=max(1.0, new),
+            direction="up",
+            severity="high",
+            description=f"Pod restarted: {sample.component} restart count is {restarts:.0f}",
+            rule="liveness",
+            summary=f"{sample.component} restarts",
+        )
+    ]
+
+
+# ------------------------------------------------------------------------------------------- logs
+
+_LEVELS: Final[Mapping[str, int]] = {
+    "trace": 0,
+    "trce": 0,
+    "debug": 1,
+    "dbug": 1,
+    "info": 2,
+    "warn": 3,
+    "warning": 3,
+    "error": 4,
+    "eror": 4,
+    "crit": 5,
+    "fatal": 5,
+}
+INFO: Final = 2
+WARN: Final = 3
+# geth terminal format ``WARN [11-26|23:14:15.123] msg``; logfmt ``lvl=warn``; JSON ``"level":"warn"``.
+_GETH_LEVEL = re.compile(r"^(TRACE|DEBUG|INFO|WARN|ERROR|CRIT)\s*\[")
+_KEYED_LEVEL = re.compile(r"""(?:^|[\s{,])"?(?:lvl|level)"?\s*[=:]\s*"?([A-Za-z]+)""")
+
+
+def line_level(line: str) -> int:
+    """The line's level; an unrecognised one counts as warn so an odd format never hides an error."""
+    match = _GETH_LEVEL.match(line) or _KEYED_LEVEL.search(line)
+    if match is None:
+        return WARN
+    return _LEVELS.get(match.group(1).lower(), WARN)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSignature:
+    name: str  # the finding's metric is ``log:<name>``
+    summary: str
+    pattern: re.Pattern[str]
+    severity: Severity
+    min_level: int = WARN
+    components: frozenset[str] | None = None  # None: any component
+
+
+def _sig(
+    name: str,
+    summary: str,
+    pattern: str,
+    severity: Severity,
+    *,
+    min_level: int = WARN,
+    components: Iterable[str] | None = None,
+) -> LogSignature:
+    return LogSignature(
+        name=name,
+        summary=summary,
+        pattern=re.compile(pattern),
+        severity=severity,
+        min_level=min_level,
+        components=None if components is None else frozenset(components),
+    )
+
+
+# The incident catalogue's log symptoms, with the exact strings the components print (OPSTACK.md).
+SIGNATURES: Final[tuple[LogSignature, ...]] = (
+    _sig("sequencer_stall", "Sequencer stall", r"Engine failed temporarily", "high"),
+    _sig("l1_rpc_outage", "L1 RPC outage", r"L1 temporary error", "high"),
+    _sig("l1_rpc_outage", "L1 RPC outage", r"failed to poll L1 block", "high"),
+    # A user's transaction failing in op-geth says "insufficient funds" too: only the batcher's count.
+    _sig(
+        "batcher_cannot_post", "Batcher cannot post", r"insufficient funds", "high", components=["op-batcher"]
+    ),
+    _sig(
+        "batcher_cannot_post",
+        "Batcher cannot post",
+        r"unable to publish transaction",
+        "medium",
+        components=["op-batcher"],
+    ),
+    _sig(
+        "batcher_cannot_post",
+        "Batcher cannot post",
+        r"transaction is underpriced",
+        "medium",
+        components=["op-batcher"],
+    ),
+    _sig("proposer_failure", "Proposer failure", r"Failed to send proposal transaction", "medium"),
+    _sig("cpu_saturation", "op-geth CPU saturation", r"Database compacting, degraded performance", "medium"),
+    _sig("engine_api_failure", "Engine API failure", r"Failed to share forkchoice-updated signal", "medium"),
+    _sig("jwt_mismatch", "JWT mismatch", r"401 Unauthorized|signature is invalid", "critical"),
+    _sig("disk_pressure", "Disk pressure", r"Disk space is running low|Low disk space", "critical"),
+    _sig("peer_loss", "Peer loss", r"error reconnecting to static peer", "low"),
+    # geth prints this at info level and pads the message before its fields.
+    _sig("peer_loss", "Peer loss", r"Looking for peers\s+peercount=0\b", "low", min_level=INFO),
+    _sig("l1_reorg", "L1 reorg", r"L1 head signal indicates a possible L1 re-org", "low"),
+    _sig("txpool_spam", "Tx pool full", r"txpool is full", "low", min_level=INFO),
+)
+_ANY_SIGNATURE = re.compile("|".join(f"(?:{s.pattern.pattern})" for s in SIGNATURES))
+MAX_EVIDENCE: Final = 5
+_MAX_LINE: Final = 500
+
+
+@dataclass(slots=True)
+class _Hit:
+    signature: LogSignature
+    matched: str
+    count: int = 0
+    evidence: list[str] = field(default_factory=list)
+
+
+def match_logs(lines: Sequence[str], *, component: str) -> list[Finding]:
+    """One finding per signature name that matched, quoting up to five matching lines."""
+    hits: dict[str, _Hit] = {}
+    for line in lines:
+        if _ANY_SIGNATURE.search(line) is None:
+            continue
+        level = line_level(line)
+        for signature in SIGNATURES:
+            if level < signature.min_level or (
+                signature.components is not None and component not in signature.components
+            ):
+                continue
+            match = signature.pattern.search(line)
+            if match is None:
+                continue
+            hit = hits.get(signature.name)
+            if hit is None:
+                hit = hits[signature.name] = _Hit(signature, match.group(0))
+            elif SEVERITY_RANK[signature.severity] > SEVERITY_RANK[hit.signature.severity]:
+                hit.signature, hit.matched = signature, match.group(0)
+            hit.count += 1
+            if len(hit.evidence) < MAX_EVIDENCE:
+                hit.evidence.append(line[:_MAX_LINE])
+            break
+    return [
+        Finding(
+            metric=f"log:{name}",
+            value=float(hit.count),
+            z_score=0.0,
+            direction="up",
+            severity=hit.signature.severity,
+            description=(
+                f'{hit.signature.summary}: {component} logged "{hit.matched}" '
+                f"({hit.count} line{'s' if hit.count != 1 else ''})"
+            ),
+            rule="log",
+            summary=hit.signature.summary,
+            evidence=tuple(hit.evidence),
+        )
+        for name, hit in hits.items()
+    ]
+
+
+# --------------------------------------------------------------------------------------- episodes
+
+
+def episode_id(chain: str, component: str, key: str, rule: str, trigger_event_id: str) -> str:
+    """Derived from the triggering event, so a replayed trigger republishes the same ids (deduplicated)."""
+    text = f"{chain}|{component}|{key}|{rule}|{trigger_event_id}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def open_episode(
+    finding: Finding, *, chain: str, component: str, trigger_event_id: str, now: datetime
+) -> tuple[Episode, AnomalyDetected]:
+    eid = episode_id(chain, component, finding.episode_key, finding.rule, trigger_event_id)
+    episode = Episode(
+        episode_id=eid,
+        component=component,
+        metric=finding.metric,
+        rule=finding.rule,
+        summary=finding.summary,
+        started_at=now,
+        last_seen=now,
+        severity=finding.severity,
+    )
+    anomaly = AnomalyDetected(
+        event_id=eid,
+        correlation_id=eid,
+        occurred_at=now,
+        chain_id=chain,
+        episode_id=eid,
+        component=component,
+        metric=finding.metric,
+        value=finding.value,
+        z_score=finding.z_score,
+        direction=finding.direction,
+        severity=finding.severity,
+        description=finding.description,
+        rule=finding.rule,
+        evidence=finding.evidence,
+    )
+    return episode, anomaly
+
+
+def refresh_episode(episode: Episode, finding: Finding, *, now: datetime) -> None:
+    """A further trigger of an open episode: silent, but it resets the clean count and may escalate."""
+    episode.last_seen = now
+    episode.clean = 0
+    if SEVERITY_RANK[finding.severity] > SEVERITY_RANK[episode.severity]:
+        episode.severity = finding.severity
+
+
+def close_episode(episode: Episode, *, chain: str, now: datetime, why: str) -> AnomalyResolved:
+    duration = max(0.0, (now - episode.started_at).total_seconds())
+    return AnomalyResolved(
+        event_id=hashlib.blake2b(f"{episode.episode_id}|resolved".encode(), digest_size=16).hexdigest(),
+        correlation_id=episode.episode_id,
+        occurred_at=now,
+        chain_id=chain,
+        episode_id=episode.episode_id,
+        component=episode.component,
+        metric=episode.metric,
+        rule=episode.rule,
+        started_at=episode.started_at,
+        duration_s=duration,
+        description=f"{episode.summary} resolved after {duration:.1f}s ({why})",
+    )
+
+
+def _evaluated(key: str, sample: MetricSample) -> bool:
+    """Whether ``sample`` measured what the episode keyed ``key`` watches (silence is not health)."""
+    if key.startswith(TARGET_UP):
+        return key == f"{TARGET_UP}:{sample.source}"
+    return sample.target_up and key in sample.metrics
+
+
+def track_component(
+    component: ComponentState,
+    findings: Sequence[Finding],
+    *,
+    sample: MetricSample,
+    resolve_after: int,
+) -> list[Outcome]:
+    """Open, refresh or close the component's metric episodes after one evaluated sample."""
+    out: list[Outcome] = []
+    now = sample.occurred_at
+    episodes = component.episodes
+    triggered: set[tuple[str, DetectionRule]] = set()
+    for finding in findings:
+        key = (finding.episode_key, finding.rule)
+        triggered.add(key)
+        episode = episodes.get(key)
+        if episode is None:
+            episodes[key], anomaly = open_episode(
+                finding,
+                chain=sample.chain_id,
+                component=sample.component,
+                trigger_event_id=sample.event_id,
+                now=now,
+            )
+            out.append(anomaly)
+        else:
+            refresh_episode(episode, finding, now=now)
+    for key, episode in list(episodes.items()):
+        if key in triggered or not _evaluated(key[0], sample):
+            continue
+        episode.clean += 1
+        if episode.clean >= resolve_after:
+            del episodes[key]
+            why = f"{resolve_after} clean evaluation{'s' if resolve_after != 1 else ''}"
+            out.append(close_episode(episode, chain=sample.chain_id, now=now, why=why))
+    return out
+
+
+def expire_log_episodes(chain: ChainState, *, chain_id: str, now: datetime, quiet_s: float) -> list[Outcome]:
+    """Close log episodes with no matching line for ``quiet_s`` of event time."""
+    out: list[Outcome] = []
+    for key, episode in list(chain.log_episodes.items()):
+        if (now - episode.last_seen).total_seconds() >= quiet_s:
+            del chain.log_episodes[key]
+            why = f"no matching log line for {quiet_s:g}s"
+            out.append(close_episode(episode, chain=chain_id, now=now, why=why))
+    return out
+
+
+# ------------------------------------------------------------------------------------ entry points
+
+
+def evaluate_sample(
+    state: DetectorState,
+    sample: MetricSample,
+    *,
+    settings: DetectorSettings,
+    scorer: Scorer,
+    warmup: bool = False,
+) -> list[Outcome]:
+    """Everything one metric sample decides. ``warmup`` only rebuilds windows (replayed history)."""
+    if not state.seen.add(sample.event_id):
+        return []
+    chain = state.chain(sample.chain_id)
+    component = chain.component(sample.component)
+    findings = score_gauges(
+        component, sample.metrics, scorer=scorer, threshold=settings.z_threshold, window=state.window
+    )
+    findings.extend(liveness_findings(component, sample, settings=settings))
+    if warmup:
+        return []
+    out = (
+        track_component(component, findings, sample=sample, resolve_after=settings.resolve_after)
+        if findings or component.episodes
+        else []
+    )
+    if chain.log_episodes:
+        out.extend(
+            expire_log_episodes(
+                chain, chain_id=sample.chain_id, now=sample.occurred_at, quiet_s=settings.log_quiet_s
+            )
+        )
+    return out
+
+
+def evaluate_logs(state: DetectorState, batch: LogBatch, *, settings: DetectorSettings) -> list[Outcome]:
+    """Everything one batch of log lines decides."""
+    if not state.seen.add(batch.event_id):
+        return []
+    chain = state.chain(batch.chain_id)
+    now = batch.occurred_at
+    out: list[Outcome] = []
+    for finding in match_logs(batch.lines, component=batch.component):
+        key = (batch.component, finding.metric)
+        episode = chain.log_episodes.get(key)
+        if episode is None:
+            chain.log_episodes[key], anomaly = open_episode(
+                finding,
+                chain=batch.chain_id,
+                component=batch.component,
+                trigger_event_id=batch.event_id,
+                now=now,
+            )
+            out.append(anomaly)
+        else:
+            refresh_episode(episode, finding, now=now)
+    out.extend(expire_log_episodes(chain, chain_id=batch.chain_id, now=now, quiet_s=settings.log_quiet_s))
+    return out

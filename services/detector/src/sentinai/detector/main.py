@@ -1,0 +1,62 @@
+"""Composition root of the detector: settings → state → wiring → ASGI app (health, metrics) → uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from prometheus_client import make_asgi_app
+from sentinai.common import jsonlog
+from sentinai.common.events import utcnow
+from sentinai.common.streams import ensure_streams
+from sentinai.detector import bus, logic
+from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.windows import DetectorState
+
+
+def build_app(settings: DetectorSettings) -> AsgiFastStream:
+    deps = bus.Deps(
+        state=DetectorState.empty(window=settings.window, seen_capacity=settings.seen_ids),
+        scorer=logic.make_scorer(settings),
+    )
+    wiring = bus.build(settings, deps)
+    broker = wiring.broker
+    pumps = bus.Pumps()
+
+    async def prepare() -> None:
+        # Streams and the replaying metrics consumer must exist before the loops bind to them.
+        await broker.connect()
+        js = broker.config.connection_state.stream
+        await ensure_streams(js)
+        deps.replay.until_seq = await bus.prepare_consumers(js, settings, now=utcnow())
+
+    async def start_pumps() -> None:
+        pumps.start(broker.config.connection_state.stream, wiring, settings=settings)
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        healthy = pumps.running() and await broker.ping(timeout=1.0)
+        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        on_startup=[prepare],
+        after_startup=[start_pumps],
+        # Before the broker closes its connection, so the batches in hand are still acknowledged.
+        on_shutdown=[pumps.stop],
+    )
+
+
+def main() -> None:
+    settings = DetectorSettings()
+    jsonlog.setup("detector", settings.log_level)
+    # uvicorn turns SIGTERM into a graceful shutdown: the loops finish their batch, then disconnect.
+    uvicorn.run(
+        build_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,40 @@
+"""Detector settings (``SENTINAI_DETECTOR_`` prefix)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from sentinai.common.settings import ServiceSettings
+
+
+class DetectorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTINAI_DETECTOR_", extra="ignore", frozen=True)
+
+    # Scoring mode of gauge metrics; "zscore" is the seed's algorithm.
+    mode: Literal["zscore"] = "zscore"
+    window: int = Field(default=60, ge=2, le=10_000)
+    z_threshold: float = Field(default=2.0, gt=0)
+    min_points: int = Field(default=10, ge=2)
+    # Liveness: a head older than stall_block_times x block_time is a stall.
+    block_time_s: float = Field(default=2.0, gt=0)
+    stall_block_times: float = Field(default=3.0, gt=0)
+    l1_stale_s: float = Field(default=120.0, gt=0)
+    # unsafe - safe in L2 blocks (300 = 10 min at 2 s blocks) that is also still growing.
+    lag_threshold: float = Field(default=300.0, gt=0)
+    memory_threshold_pct: float = Field(default=95.0, gt=0, le=100)
+    # A crash loop restarts with growing back-off; holding the episode this long keeps it one episode.
+    restart_hold_s: float = Field(default=300.0, ge=0)
+    # Hysteresis: clean evaluations that close a metric episode; quiet seconds that close a log one.
+    resolve_after: int = Field(default=3, ge=1)
+    log_quiet_s: float = Field(default=60.0, gt=0)
+    # Consumption: a batch is handed over when full or after batch_timeout_s, whichever comes first.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_timeout_s: float = Field(default=0.01, gt=0)
+    # A (re)started detector replays this much metric history to rebuild its windows.
+    replay_s: float = Field(default=300.0, ge=0)
+    seen_ids: int = Field(default=65_536, ge=1)
+    durable_prefix: str = Field(default="detector", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8082, ge=0, le=65535)

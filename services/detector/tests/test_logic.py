@@ -1,0 +1,593 @@
+"""Behaviour of the detector's pure core: scoring, rules, log signatures and episodes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sentinai.common import catalog
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample
+from sentinai.detector import logic
+from sentinai.detector.logic import Outcome
+from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.windows import ComponentState, DetectorState, RollingWindow, SeenIds
+
+T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
+LF = "t=2026-11-26T23:14:15+0000 "  # logfmt (op-node, op-batcher, op-proposer)
+GETH_WARN = "WARN [11-26|23:14:15.123] "  # geth terminal format
+SETTINGS = DetectorSettings()
+_ids = itertools.count()
+
+
+def sample(
+    metrics: dict[str, float],
+    *,
+    at: float = 0.0,
+    component: str = "op-geth",
+    source: str = "k8s",
+    chain: str = "opmain",
+    target_up: bool = True,
+    error: str | None = None,
+    event_id: str | None = None,
+) -> MetricSample:
+    return MetricSample(
+        event_id=event_id or f"s{next(_ids)}",
+        occurred_at=T0 + timedelta(seconds=at),
+        chain_id=chain,
+        component=component,
+        source=source,
+        metrics=metrics,
+        target_up=target_up,
+        error=error,
+    )
+
+
+def logs(lines: list[str], *, at: float = 0.0, component: str = "op-node", chain: str = "opmain") -> LogBatch:
+    return LogBatch(
+        event_id=f"l{next(_ids)}",
+        occurred_at=T0 + timedelta(seconds=at),
+        chain_id=chain,
+        component=component,
+        lines=tuple(lines),
+    )
+
+
+def fresh() -> DetectorState:
+    return DetectorState.empty(window=SETTINGS.window, seen_capacity=1000)
+
+
+def feed(state: DetectorState, samples: list[MetricSample], **overrides: object) -> list[Outcome]:
+    settings = SETTINGS.model_copy(update=overrides) if overrides else SETTINGS
+    scorer = logic.make_scorer(settings)
+    out: list[Outcome] = []
+    for s in samples:
+        out += logic.evaluate_sample(state, s, settings=settings, scorer=scorer)
+    return out
+
+
+def detected(outcomes: list[Outcome]) -> list[AnomalyDetected]:
+    return [o for o in outcomes if isinstance(o, AnomalyDetected)]
+
+
+def resolved(outcomes: list[Outcome]) -> list[AnomalyResolved]:
+    return [o for o in outcomes if isinstance(o, AnomalyResolved)]
+
+
+def cpu_series(values: list[float], *, start: float = 0.0, **kw: object) -> list[MetricSample]:
+    return [sample({catalog.CPU_USAGE: v}, at=start + 5 * i, **kw) for i, v in enumerate(values)]  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ the window
+
+
+@pytest.mark.parametrize(
+    ("size", "values"),
+    [
+        pytest.param(5, [1.0, 2.0, 3.0], id="partly-filled"),
+        pytest.param(5, [float(i % 7) for i in range(23)], id="wrapped-several-times"),
+        pytest.param(60, [1e9 + (i % 3) for i in range(500)], id="large-offset-small-spread"),
+    ],
+)
+def test_window_mean_and_std_match_the_last_values(size: int, values: list[float]) -> None:
+    window = RollingWindow(size)
+    for v in values:
+        window.push(v)
+    tail = values[-size:]
+    assert window.values() == tail
+    assert window.mean == pytest.approx(np.mean(tail), rel=1e-12)
+    assert window.std == pytest.approx(np.std(tail), rel=1e-6, abs=1e-9)
+
+
+def test_seen_ids_forget_the_oldest_beyond_capacity() -> None:
+    seen = SeenIds(2)
+    assert [seen.add("a"), seen.add("a"), seen.add("b"), seen.add("c"), seen.add("a")] == [
+        True,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert len(seen) == 2
+
+
+# ----------------------------------------------------------------------------------------- z-score
+
+
+def test_seed_example_reproduces_z_3_2_medium() -> None:
+    state = fresh()
+    baseline = [45.3, 65.3] * 30  # mean 55.3, population std 10
+    out = feed(state, cpu_series([*baseline, 87.3]))
+    [anomaly] = detected(out)
+    assert anomaly.metric == "cpuUsage"
+    assert anomaly.value == 87.3
+    assert anomaly.z_score == pytest.approx(3.2)
+    assert anomaly.direction == "up"
+    assert anomaly.severity == "medium"
+    assert anomaly.description == "CPU spike detected: 87.3% (3.2σ above baseline)"
+    assert anomaly.rule == "zscore"
+    seed_shape = anomaly.model_dump(by_alias=True)
+    assert {"metric", "value", "zScore", "direction", "severity", "description"} <= seed_shape.keys()
+
+
+def test_baseline_excludes_the_point_being_scored() -> None:
+    state = fresh()
+    history = [50.0, 52.0, 48.0, 51.0, 49.0, 50.0, 53.0, 47.0, 50.0, 50.0]
+    out = feed(state, cpu_series([*history, 70.0]))
+    expected = (70.0 - np.mean(history)) / np.std(history)
+    [anomaly] = detected(out)
+    assert anomaly.z_score == pytest.approx(expected, abs=0.01)
+    window = state.chains["opmain"].components["op-geth"].windows["cpuUsage"]
+    assert window.values() == [*history, 70.0]
+
+
+@pytest.mark.parametrize(
+    ("metric", "flat", "new", "severity"),
+    [
+        pytest.param("cpuUsage", 40.0, 40.3, None, id="cpu-tiny-change-on-flat-series-is-quiet"),
+        pytest.param("cpuUsage", 40.0, 45.0, "high", id="cpu-real-jump-on-flat-series-alerts"),
+        pytest.param("baseFeeGwei", 0.001, 0.0011, None, id="relative-floor-for-unlisted-metric"),
+        pytest.param("memoryBytes", 2e9, 2e9 + 4096, None, id="bytes-floor"),
+    ],
+)
+def test_flat_window_gets_a_std_floor(metric: str, flat: float, new: float, severity: str | None) -> None:
+    state = fresh()
+    out = feed(state, [sample({metric: v}, at=i) for i, v in enumerate([flat] * 20 + [new])])
+    assert [a.severity for a in detected(out)] == ([severity] if severity else [])
+    assert all(math.isfinite(a.z_score) for a in detected(out))
+
+
+def test_no_score_before_min_points() -> None:
+    state = fresh()
+    out = feed(state, cpu_series([50.0, 51.0, 49.0] * 3 + [99.0]))  # 9 points of history
+    assert detected(out) == []
+    out = feed(state, cpu_series([99.0], start=100))  # the 10th point makes history long enough
+    assert len(detected(out)) == 1
+
+
+@pytest.mark.parametrize("metric", sorted(catalog.MONOTONIC), ids=str)
+def test_monotonic_metrics_are_never_z_scored(metric: str) -> None:
+    state = fresh()
+    values = [float(i) for i in range(30)] + [10_000.0]
+    out = feed(state, [sample({metric: v}, at=i) for i, v in enumerate(values)])
+    assert [a for a in detected(out) if a.rule == "zscore"] == []
+    assert metric not in state.chains["opmain"].components["op-geth"].windows
+
+
+def test_non_finite_values_are_skipped_not_averaged() -> None:
+    state = fresh()
+    feed(state, cpu_series([50.0, 51.0, float("nan"), 49.0, float("inf")]))
+    window = state.chains["opmain"].components["op-geth"].windows["cpuUsage"]
+    assert window.values() == [50.0, 51.0, 49.0]
+
+
+@pytest.mark.parametrize(
+    ("z", "severity"),
+    [
+        (2.1, "low"),
+        (2.49, "low"),
+        (2.5, "medium"),
+        (3.2, "medium"),
+        (3.49, "medium"),
+        (3.5, "high"),
+        (-4.0, "high"),
+    ],
+    ids=str,
+)
+def test_severity_bands(z: float, severity: str) -> None:
+    assert logic.severity_for(z) == severity
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "z", "text"),
+    [
+        pytest.param("cpuUsage", 87.3, 3.2, "CPU spike detected: 87.3% (3.2σ above baseline)", id="cpu-up"),
+        pytest.param(
+            "txPoolCount", 12.0, -2.4, "TxPool drop detected: 12 txs (2.4σ below baseline)", id="pool-down"
+        ),
+        pytest.param(
+            "gasUsedRatio",
+            0.987,
+            2.9,
+            "Gas used ratio spike detected: 0.987 (2.9σ above baseline)",
+            id="ratio",
+        ),
+        pytest.param(
+            "blockInterval", 6.25, 5.0, "Block interval spike detected: 6.25s (5.0σ above baseline)"
+        ),
+        pytest.param("someNewGauge", 1500.0, 2.2, "someNewGauge spike detected: 1500 (2.2σ above baseline)"),
+    ],
+)
+def test_description_text(metric: str, value: float, z: float, text: str) -> None:
+    assert logic.describe_deviation(metric, value, z) == text
+
+
+# ---------------------------------------------------------------------------------------- liveness
+
+
+@pytest.mark.parametrize(
+    ("metrics", "component", "expected", "text"),
+    [
+        pytest.param(
+            {"secondsSinceHead": 9.0},
+            "op-geth",
+            ("secondsSinceHead", "high", 4.5),
+            "Sequencer stall: unsafe head has not advanced for 9.0s (3 block times = 6.0s)",
+            id="stall-op-geth-head",
+        ),
+        pytest.param(
+            {"unsafeL2Age": 7.0},
+            "op-node",
+            ("unsafeL2Age", "high", 3.5),
+            "Sequencer stall:",
+            id="stall-unsafe-age",
+        ),
+        pytest.param(
+            {"l1HeadAge": 180.0}, "op-node", ("l1HeadAge", "high", 1.5), "L1 head stale", id="l1-stale"
+        ),
+        pytest.param(
+            {"peerCount": 0.0}, "op-node", ("peerCount", "medium", 1.0), "Peer loss", id="node-no-peers"
+        ),
+        pytest.param(
+            {"peerCount": 0.0}, "op-geth", ("peerCount", "low", 1.0), "Peer loss", id="geth-no-peers"
+        ),
+        pytest.param(
+            {"podReady": 0.0}, "op-node", ("podReady", "high", 1.0), "Pod not ready", id="pod-not-ready"
+        ),
+        pytest.param(
+            {"memoryUsage": 97.0},
+            "op-geth",
+            ("memoryUsage", "high", 1.02),
+            "Memory near limit",
+            id="memory-high",
+        ),
+    ],
+)
+def test_liveness_rules_fire(
+    metrics: dict[str, float], component: str, expected: tuple[str, str, float], text: str
+) -> None:
+    metric, severity, z = expected
+    [finding] = logic.liveness_findings(
+        ComponentState(), sample(metrics, component=component), settings=SETTINGS
+    )
+    assert (finding.metric, finding.severity, finding.rule) == (metric, severity, "liveness")
+    assert finding.z_score == pytest.approx(z)
+    assert finding.description.startswith(text)
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        pytest.param({"secondsSinceHead": 5.9}, id="head-within-3-block-times"),
+        pytest.param({"l1HeadAge": 100.0}, id="l1-head-fresh"),
+        pytest.param({"peerCount": 3.0}, id="has-peers"),
+        pytest.param({"podReady": 1.0}, id="pod-ready"),
+        pytest.param({"memoryUsage": 80.0}, id="memory-fine"),
+        pytest.param({"unsafeSafeLag": 900.0}, id="lag-high-but-no-trend-yet"),
+    ],
+)
+def test_liveness_rules_stay_quiet_when_healthy(metrics: dict[str, float]) -> None:
+    assert (
+        logic.liveness_findings(ComponentState(), sample(metrics, component="op-node"), settings=SETTINGS)
+        == []
+    )
+
+
+def test_stall_threshold_follows_settings() -> None:
+    settings = SETTINGS.model_copy(update={"block_time_s": 1.0, "stall_block_times": 5.0})
+    [finding] = logic.liveness_findings(
+        ComponentState(), sample({"secondsSinceHead": 5.5}), settings=settings
+    )
+    assert finding.description.endswith("(5 block times = 5.0s)")
+
+
+def test_target_down_quotes_the_error() -> None:
+    down = sample({}, component="op-node", source="rpc", target_up=False, error="connection refused :9545")
+    [finding] = logic.liveness_findings(ComponentState(), down, settings=SETTINGS)
+    assert (finding.metric, finding.severity, finding.direction) == ("targetUp", "high", "down")
+    assert finding.description == "op-node rpc target down: connection refused :9545"
+
+
+def test_lag_alerts_only_while_over_threshold_and_growing() -> None:
+    memory = ComponentState()
+
+    def severities(lag: float) -> list[str]:
+        found = logic.liveness_findings(
+            memory, sample({"unsafeSafeLag": lag}, component="op-node"), settings=SETTINGS
+        )
+        return [f.severity for f in found]
+
+    assert [severities(v) for v in (100, 200, 310, 310, 400, 700, 650, 800)] == [
+        [],  # under the threshold
+        [],
+        ["medium"],  # over 300 and growing
+        ["medium"],  # holding still keeps the trend
+        ["medium"],
+        ["high"],  # over twice the threshold
+        [],  # the safe head caught up a bit: the batcher posted
+        ["high"],
+    ]
+
+
+def test_restart_increase_alerts_and_holds_through_a_crash_loop() -> None:
+    memory = ComponentState()
+
+    def fired(restarts: float, at: float) -> bool:
+        s = sample({"restarts": restarts}, at=at)
+        return bool(logic.liveness_findings(memory, s, settings=SETTINGS))
+
+    assert not fired(2, 0)  # the first count is only a reference
+    assert not fired(2, 10)
+    assert fired(3, 20)
+    assert fired(3, 200)  # within the hold: one episode for the crash loop
+    assert not fired(3, 321)
+
+
+# -------------------------------------------------------------------------------------------- logs
+
+
+@pytest.mark.parametrize(
+    ("line", "component", "metric", "severity"),
+    [
+        pytest.param(
+            LF + 'lvl=error msg="Engine failed temporarily, backing off sequencer" err="timeout"',
+            "op-node",
+            "log:sequencer_stall",
+            "high",
+            id="logfmt-sequencer-stall",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="L1 temporary error" err="dial tcp: connection refused"',
+            "op-node",
+            "log:l1_rpc_outage",
+            "high",
+            id="logfmt-l1-temporary-error",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="failed to poll L1 block" label=latest err="429"',
+            "op-node",
+            "log:l1_rpc_outage",
+            "high",
+            id="logfmt-failed-to-poll",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="unable to publish transaction" err="insufficient funds for gas"',
+            "op-batcher",
+            "log:batcher_cannot_post",
+            "high",
+            id="batcher-insufficient-funds",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="unable to publish transaction" err="transaction is underpriced"',
+            "op-batcher",
+            "log:batcher_cannot_post",
+            "medium",
+            id="batcher-underpriced",
+        ),
+        pytest.param(
+            LF + 'lvl=eror msg="Failed to send proposal transaction" err="nonce too low"',
+            "op-proposer",
+            "log:proposer_failure",
+            "medium",
+            id="proposer-failure-old-eror-level",
+        ),
+        pytest.param(
+            GETH_WARN + "Database compacting, degraded performance database=/data/geth/chaindata",
+            "op-geth",
+            "log:cpu_saturation",
+            "medium",
+            id="geth-compacting",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="Failed to share forkchoice-updated signal" err="dial :8551"',
+            "op-node",
+            "log:engine_api_failure",
+            "medium",
+            id="engine-api",
+        ),
+        pytest.param(
+            LF + 'lvl=error msg="Error initializing the rollup node" '
+            'err="401 Unauthorized: signature is invalid"',
+            "op-node",
+            "log:jwt_mismatch",
+            "critical",
+            id="jwt-mismatch",
+        ),
+        pytest.param(
+            GETH_WARN + "Disk space is running low. Geth will shutdown if disk space runs below "
+            "critical level. available=1.2GiB path=/data",
+            "op-geth",
+            "log:disk_pressure",
+            "critical",
+            id="geth-disk-low",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="error reconnecting to static peer" peer=16Uiu2 err="dial backoff"',
+            "op-node",
+            "log:peer_loss",
+            "low",
+            id="static-peer",
+        ),
+        pytest.param(
+            "INFO [11-26|23:14:15.123] Looking for peers                        peercount=0 tried=3 static=1",
+            "op-geth",
+            "log:peer_loss",
+            "low",
+            id="geth-looking-for-peers-padded-info",
+        ),
+        pytest.param(
+            LF + 'lvl=warn msg="L1 head signal indicates a possible L1 re-org" '
+            "old_l1_head=0xab new_l1_head_parent=0xcd",
+            "op-node",
+            "log:l1_reorg",
+            "low",
+            id="l1-reorg",
+        ),
+        pytest.param(
+            GETH_WARN + 'Served eth_sendRawTransaction err="txpool is full"',
+            "op-geth",
+            "log:txpool_spam",
+            "low",
+            id="txpool-full",
+        ),
+    ],
+)
+def test_log_signatures(line: str, component: str, metric: str, severity: str) -> None:
+    [finding] = logic.match_logs([line], component=component)
+    assert (finding.metric, finding.severity, finding.rule) == (metric, severity, "log")
+    assert finding.evidence == (line,)
+    assert (finding.z_score, finding.direction, finding.value) == (0.0, "up", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "component"),
+    [
+        pytest.param(
+            LF + 'lvl=info msg="L1 temporary error" err="x"',
+            "op-node",
+            id="info-level-ignored",
+        ),
+        pytest.param(
+            "DEBUG[11-26|23:14:15.123] Database compacting, degraded performance",
+            "op-geth",
+            id="debug-level-ignored",
+        ),
+        pytest.param(
+            GETH_WARN + 'Served eth_sendRawTransaction err="insufficient funds for gas * price"',
+            "op-geth",
+            id="user-insufficient-funds-is-not-the-batcher",
+        ),
+        pytest.param(
+            "INFO [11-26|23:14:15.123] Looking for peers                        peercount=10 tried=3",
+            "op-geth",
+            id="has-peers",
+        ),
+        pytest.param(
+            "INFO [11-26|23:14:15.123] Imported new potential chain segment number=100 hash=0xab",
+            "op-geth",
+            id="noise",
+        ),
+    ],
+)
+def test_log_lines_that_do_not_count(line: str, component: str) -> None:
+    assert logic.match_logs([line], component=component) == []
+
+
+def test_log_evidence_is_capped_at_five_lines_and_counts_all() -> None:
+    lines = [f't=x lvl=warn msg="L1 temporary error" n={i}' for i in range(8)]
+    [finding] = logic.match_logs(lines, component="op-node")
+    assert finding.value == 8
+    assert finding.evidence == tuple(lines[:5])
+    assert finding.description == 'L1 RPC outage: op-node logged "L1 temporary error" (8 lines)'
+
+
+# ---------------------------------------------------------------------------------------- episodes
+
+
+def test_one_detected_per_episode_and_resolved_after_k_clean() -> None:
+    state = fresh()
+    baseline = [50.0, 51.0, 49.0, 50.0] * 5
+    out = feed(state, cpu_series([*baseline, 90.0, 92.0, 95.0, 50.0, 50.0, 50.0]))
+    [anomaly] = detected(out)
+    [closed] = resolved(out)
+    assert closed.episode_id == anomaly.episode_id == anomaly.event_id
+    assert closed.started_at == anomaly.occurred_at == T0 + timedelta(seconds=100)
+    assert closed.duration_s == 25.0  # resolved on the third clean sample, 5 polls after the start
+    assert closed.description == "CPU spike resolved after 25.0s (3 clean evaluations)"
+    assert (closed.metric, closed.rule, closed.component) == ("cpuUsage", "zscore", "op-geth")
+
+
+def test_a_trigger_during_the_clean_run_restarts_the_count() -> None:
+    state = fresh()
+    baseline = [50.0, 51.0, 49.0, 50.0] * 5
+    out = feed(state, cpu_series([*baseline, 90.0, 50.0, 50.0, 95.0, 50.0, 50.0]))
+    assert len(detected(out)) == 1
+    assert resolved(out) == []
+    assert len(resolved(feed(state, cpu_series([50.0], start=500)))) == 1
+
+
+def test_stall_episode_keeps_quiet_while_stalled_then_resolves() -> None:
+    state = fresh()
+    ages = [1.0, 2.0, 8.0, 10.0, 12.0, 14.0, 1.0, 1.0, 1.0]
+    out = feed(state, [sample({"secondsSinceHead": a}, at=2 * i, source="rpc") for i, a in enumerate(ages)])
+    assert [type(o).__name__ for o in out] == ["AnomalyDetected", "AnomalyResolved"]
+    assert out[0].description.startswith("Sequencer stall: unsafe head has not advanced for 8.0s")
+
+
+def test_target_down_resolves_only_on_the_same_source_coming_back() -> None:
+    state = fresh()
+    down = [sample({}, at=i, source="rpc", target_up=False, error="timeout") for i in range(2)]
+    k8s_fine = [sample({"cpuUsage": 10.0}, at=10 + i, source="k8s") for i in range(5)]
+    rpc_back = [sample({"txPoolCount": 1.0}, at=20 + i, source="rpc") for i in range(3)]
+    out = feed(state, down + k8s_fine)
+    assert len(detected(out)) == 1
+    assert resolved(out) == []
+    assert len(resolved(feed(state, rpc_back))) == 1
+
+
+def test_log_episode_resolves_after_a_quiet_period_of_event_time() -> None:
+    state = fresh()
+    line = 't=x lvl=warn msg="L1 temporary error" err="refused"'
+    first = logic.evaluate_logs(state, logs([line], at=0), settings=SETTINGS)
+    again = logic.evaluate_logs(state, logs([line], at=30), settings=SETTINGS)
+    quiet_too_short = feed(state, [sample({"cpuUsage": 1.0}, component="op-geth", at=80)])
+    quiet_enough = feed(state, [sample({"cpuUsage": 1.0}, component="op-geth", at=90)])
+    [anomaly] = detected(first)
+    assert anomaly.evidence == (line,)
+    assert anomaly.metric == "log:l1_rpc_outage"
+    assert again == quiet_too_short == []
+    [closed] = resolved(quiet_enough)
+    assert closed.episode_id == anomaly.episode_id
+    assert closed.duration_s == 90.0
+
+
+def test_duplicate_event_id_is_not_scored_twice() -> None:
+    state = fresh()
+    s = sample({"cpuUsage": 50.0}, event_id="same")
+    feed(state, [s, s, s])
+    assert state.chains["opmain"].components["op-geth"].windows["cpuUsage"].count == 1
+
+
+def test_warmup_rebuilds_windows_without_announcing() -> None:
+    state = fresh()
+    settings, scorer = SETTINGS, logic.make_scorer(SETTINGS)
+    history = cpu_series([50.0, 51.0, 49.0] * 5 + [95.0])
+    out = [
+        o
+        for s in history
+        for o in logic.evaluate_sample(state, s, settings=settings, scorer=scorer, warmup=True)
+    ]
+    assert out == []
+    assert state.chains["opmain"].components["op-geth"].windows["cpuUsage"].count == 16
+    assert len(detected(feed(state, cpu_series([99.0], start=500)))) == 1
+
+
+def test_chains_and_components_are_separate_series() -> None:
+    state = fresh()
+    a = cpu_series([50.0, 51.0, 49.0] * 5, chain="a")
+    b = cpu_series([90.0, 91.0, 89.0] * 5, chain="b")
+    out = feed(state, [*a, *b, *cpu_series([90.0], start=200, chain="a")])
+    [anomaly] = detected(out)
+    assert anomaly.chain_id == "a"
