@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import re
 import signal
@@ -14,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from sentinai.common import subjects
 from sentinai.common.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -96,6 +101,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _anomalies_on_the_bus(stack: Stack) -> list[dict[str, Any]]:
+    """Read anomaly.detected.twin straight from JetStream, as any other consumer would."""
+    nats_url = json.loads((stack.state_dir / "up.json").read_text())["natsUrl"]
+
+    async def read() -> list[dict[str, Any]]:
+        nc = await nats.connect(nats_url)
+        try:
+            sub = await nc.jetstream().subscribe(subjects.anomaly_detected("twin"), ordered_consumer=True)
+            found = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    msg = await sub.next_msg(timeout=1.0)
+                    found.append(json.loads(msg.data))
+            return found
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path)
@@ -144,6 +169,8 @@ def test_up_watch_inject_sequencer_stall_and_stop_cleanly(stack: Stack) -> None:
     found = eventually(stall_anomaly, timeout_s=15, what="a sequencer-stall anomaly", stack=stack)
     assert time.monotonic() - injected_at <= 15
     assert found[0]["chain"] == "twin" and found[0]["severity"] in {"high", "critical"}
+
+    assert any(e["chainId"] == "twin" for e in _anomalies_on_the_bus(stack))
 
     status = stack.cli("status")
     assert "twin" in status.stdout

@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sentinai.cli.supervisor import Child
 from sentinai.common.natsserver import nats_server_binary
+from sentinai.common.net import free_port
 
 SERVICES = ("detector", "collector", "api")
 
@@ -111,7 +112,11 @@ def service_child(
             "SENTINAI_COLLECTOR_POLL_INTERVAL_S": str(poll_s),
         }
     if name == "detector":
-        env |= {"SENTINAI_DETECTOR_BLOCK_TIME_S": str(settings.twin_block_time_s)}
+        env |= {
+            "SENTINAI_DETECTOR_BLOCK_TIME_S": str(settings.twin_block_time_s),
+            # Its health/metrics port must not collide with another stack on the same machine.
+            "SENTINAI_DETECTOR_HTTP_PORT": str(free_port()),
+        }
     if name == "api":
         env |= {"SENTINAI_API_HOST": settings.api_host, "SENTINAI_API_PORT": str(settings.api_port)}
     return Child(name, [sys.executable, "-m", f"sentinai.{name}"], env=env)
