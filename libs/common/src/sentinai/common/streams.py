@@ -71,6 +71,7 @@ ACTIONS = StreamSpec(
         f"{subjects.ACTION_PROPOSED}.>",
         f"{subjects.ACTION_APPROVED}.>",
         f"{subjects.ACTION_EXECUTED}.>",
+        f"{subjects.ACTION_COMMAND}.>",
     ),
     max_age_s=90 * DAY,
     max_bytes=1024**3,

@@ -18,6 +18,7 @@ PREDICTION_MADE = "prediction.made"
 ACTION_PROPOSED = "action.proposed"
 ACTION_APPROVED = "action.approved"
 ACTION_EXECUTED = "action.executed"
+ACTION_COMMAND = "action.command"
 AUDIT = "audit"
 DEAD_LETTER = "deadletter"
 
@@ -27,6 +28,13 @@ ANOMALY_DETECTED_ALL = f"{ANOMALY_DETECTED}.*"
 ANOMALY_RESOLVED_ALL = f"{ANOMALY_RESOLVED}.*"
 ANOMALY_ALL = "anomaly.>"
 DEAD_LETTER_ALL = f"{DEAD_LETTER}.>"
+RCA_COMPLETED_ALL = f"{RCA_COMPLETED}.*"
+PREDICTION_MADE_ALL = f"{PREDICTION_MADE}.*"
+ACTION_PROPOSED_ALL = f"{ACTION_PROPOSED}.*"
+ACTION_APPROVED_ALL = f"{ACTION_APPROVED}.*"
+ACTION_EXECUTED_ALL = f"{ACTION_EXECUTED}.*"
+ACTION_COMMAND_ALL = f"{ACTION_COMMAND}.*"
+AUDIT_ALL = f"{AUDIT}.*"
 
 # A token may not contain NATS separators or wildcards; we also keep it readable in URLs and logs.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -79,6 +87,10 @@ def action_executed(chain_id: str) -> str:
     return f"{ACTION_EXECUTED}.{token(chain_id)}"
 
 
+def action_command(chain_id: str) -> str:
+    return f"{ACTION_COMMAND}.{token(chain_id)}"
+
+
 def audit(chain_id: str) -> str:
     return f"{AUDIT}.{token(chain_id)}"
 
@@ -100,6 +112,7 @@ def chain_of(subject: str) -> str | None:
         ACTION_PROPOSED,
         ACTION_APPROVED,
         ACTION_EXECUTED,
+        ACTION_COMMAND,
     }:
         return parts[2]
     if len(parts) == 2 and parts[0] == AUDIT:

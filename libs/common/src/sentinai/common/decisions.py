@@ -1,0 +1,158 @@
+"""Events of the decision loop: diagnosis, forecast, proposal, approval, execution, audit.
+
+Same conventions as ``events``: frozen, camelCase JSON, ids for idempotency and correlation. An
+action travels with its whole typed body, so every service sees exactly what was decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from sentinai.common.actions import Action
+from sentinai.common.events import Component, Event, Severity, SubjectToken
+from sentinai.common.incidents import RootCauseClass
+from sentinai.common.policy import Tier
+
+RcaEngine = Literal["rules", "llm", "both"]
+Trend = Literal["stable", "rising", "falling"]
+Outcome = Literal["dry_run", "succeeded", "rolled_back", "failed", "refused"]
+CommandKind = Literal["approve", "reject"]
+AuditKind = Literal[
+    "rca_completed",
+    "proposed",
+    "approved",
+    "rejected",
+    "refused",
+    "expired",
+    "executing",
+    "dry_run",
+    "verified",
+    "verification_failed",
+    "rolled_back",
+    "succeeded",
+    "failed",
+]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Hypothesis(_Part):
+    """One candidate root cause, scored 0..1, with the evidence quoted as seen."""
+
+    cause: RootCauseClass
+    score: float = Field(ge=0, le=1)
+    summary: str
+    affected_components: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+
+
+class RcaCompleted(Event):
+    """The seed's RCA shape ``{rootCause, affectedComponents, riskLevel, actionPlan}`` plus its grounds."""
+
+    episode_id: str
+    anomaly_event_id: str
+    root_cause: str
+    root_cause_class: RootCauseClass
+    affected_components: tuple[str, ...]
+    risk_level: Severity
+    action_plan: str
+    hypotheses: tuple[Hypothesis, ...] = ()
+    evidence: tuple[str, ...] = ()
+    confidence: float = Field(ge=0, le=1)
+    engine: RcaEngine
+    model: str | None = None
+    latency_ms: float = Field(ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+
+
+class PredictionMade(Event):
+    """The seed's prediction shape ``{predictedVCpu, confidence, trend, keyFactors, reasoning}``."""
+
+    component: Component = "op-geth"
+    predicted_vcpu: float = Field(gt=0)
+    current_vcpu: float | None = None
+    confidence: float = Field(ge=0, le=100)
+    trend: Trend
+    key_factors: tuple[str, ...] = ()
+    reasoning: str
+    horizon_s: float = Field(gt=0)
+    forecast_cores: float = Field(ge=0)
+    upper_bound_cores: float = Field(ge=0)
+    model: str
+
+
+class VerifySpec(_Part):
+    """How the executor knows an action worked: a metric of a component back in range in time."""
+
+    component: Component
+    metric: str
+    below: float | None = None
+    above: float | None = None
+    window_s: float = Field(default=120.0, gt=0)
+
+
+class ActionProposed(Event):
+    action_id: str
+    action: Action
+    tier: Tier
+    approvals_required: int = Field(ge=0)
+    cooldown_s: float = Field(ge=0)
+    status: Literal["pending_approval", "auto_approved", "refused"]
+    refusal: str | None = None
+    reason: str
+    proposed_by: str
+    incident: RootCauseClass | None = None
+    episode_id: str | None = None
+    expires_at: AwareDatetime
+    verify: VerifySpec | None = None
+
+
+class ActionApproved(Event):
+    action_id: str
+    action: Action
+    tier: Tier
+    approvers: tuple[str, ...] = ()
+    cooldown_s: float = Field(ge=0)
+    incident: RootCauseClass | None = None
+    episode_id: str | None = None
+    reason: str
+    verify: VerifySpec | None = None
+
+
+class ActionExecuted(Event):
+    action_id: str
+    action: Action
+    outcome: Outcome
+    detail: str
+    dry_run: bool
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    previous: dict[str, Any] | None = None
+
+
+class ActionCommand(Event):
+    """A human's (or agent's) decision on a pending proposal; planner is the only consumer."""
+
+    action_id: str
+    command: CommandKind
+    by: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=2000)
+
+
+class AuditRecorded(Event):
+    kind: AuditKind
+    actor: str
+    action_id: str | None = None
+    summary: str
+    reasoning: str = ""
+    outcome: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+ActionEvent = ActionProposed | ActionApproved | ActionExecuted

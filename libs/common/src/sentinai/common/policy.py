@@ -1,0 +1,131 @@
+"""The risk policy: which tier an action falls in, what that tier demands, what is never allowed.
+
+Pure and shared: the planner classifies with it before proposing, and the executor classifies the
+same action again before acting, so a message forged onto ``action.approved`` cannot skip a tier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sentinai.common.actions import Action, ActionKind
+from sentinai.common.incidents import RootCauseClass
+
+Tier = Literal["low", "medium", "high", "critical"]
+TIER_RANK: Final[dict[Tier, int]] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class TierRule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approvals: int = Field(ge=0, le=5)
+    cooldown_s: float = Field(ge=0)
+
+
+class ActionRule(BaseModel):
+    """First matching rule wins; ``component``/``incident``/``direction`` narrow the match."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ActionKind
+    component: str | None = None
+    incident: RootCauseClass | None = None
+    tier: Tier
+
+
+class Forbidden(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ActionKind
+    reason: str
+    # Forbidden only when it would run without a human's approval (exec/debug).
+    unless_approved: bool = False
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tiers: dict[Tier, TierRule]
+    rules: tuple[ActionRule, ...]
+    default_tier: Tier = "critical"
+    forbidden: tuple[Forbidden, ...] = ()
+    proposal_ttl_s: float = Field(default=3600, gt=0)
+    vcpu_ladder: tuple[float, ...] = (1, 2, 4, 8)
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the policy says of one action: its tier and demands, or why it is refused."""
+
+    tier: Tier
+    approvals_required: int
+    cooldown_s: float
+    refusal: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def auto(self) -> bool:
+        return self.allowed and self.approvals_required == 0
+
+
+DEFAULT_POLICY_FILE: Final = Path(__file__).with_name("policy.yaml")
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    path = path or DEFAULT_POLICY_FILE
+    try:
+        return Policy.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise PolicyError(f"invalid policy {path}: {exc}") from exc
+
+
+def classify(
+    action: Action, policy: Policy, *, incident: RootCauseClass | None = None, approvals: int = 0
+) -> Verdict:
+    """The verdict for ``action`` proposed for ``incident``, given ``approvals`` distinct approvers so far."""
+    tier = _tier_of(action, policy, incident)
+    rule = policy.tiers[tier]
+    for forbidden in policy.forbidden:
+        if forbidden.kind != action.kind:
+            continue
+        if not forbidden.unless_approved:
+            return Verdict(tier, rule.approvals, rule.cooldown_s, refusal=f"forbidden: {forbidden.reason}")
+        if approvals < max(1, rule.approvals):
+            return Verdict(
+                tier,
+                max(1, rule.approvals),
+                rule.cooldown_s,
+                refusal=f"forbidden without approval: {forbidden.reason}",
+            )
+    return Verdict(tier, rule.approvals, rule.cooldown_s)
+
+
+def _tier_of(action: Action, policy: Policy, incident: RootCauseClass | None) -> Tier:
+    component = getattr(action, "component", None)
+    for rule in policy.rules:
+        if rule.kind != action.kind:
+            continue
+        if rule.component is not None and rule.component != component:
+            continue
+        if rule.incident is not None and rule.incident != incident:
+            continue
+        return rule.tier
+    return policy.default_tier
+
+
+def on_ladder(vcpu: float, policy: Policy) -> bool:
+    return any(abs(vcpu - step) < 1e-9 for step in policy.vcpu_ladder)
