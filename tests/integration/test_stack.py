@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+
 from sentinai.common import subjects
 from sentinai.common.net import free_port
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pydantic
 import pytest
+
 from sentinai.common import subjects
 from sentinai.common.events import AnomalyDetected, MalformedEventError, MetricSample, decode
 

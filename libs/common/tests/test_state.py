@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import nats
 import pytest
+
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.state import NatsKvStateStore, RedisStateStore, StateStore, StateStoreError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nats
 import pytest
+
 from sentinai.common import streams, subjects
 from sentinai.common.natsserver import EmbeddedNats
 

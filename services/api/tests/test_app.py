@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from sentinai.api.app import create_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from faststream.nats import NatsMessage, TestNatsBroker
+
 from sentinai.api import bus
 from sentinai.api.readmodel import ReadModel
 from sentinai.common import streams, subjects

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sentinai.common.events import Event
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sentinai.collector.chains import ChainConfigError, load_chains, parse_chains
 
 TWIN_FILE = """

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import nats
 import pytest
 from nats.js.errors import NotFoundError
+
 from sentinai.collector.main import serve
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import streams, subjects

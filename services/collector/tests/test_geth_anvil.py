@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
+
 from sentinai.collector.chains import ChainConfig
 from sentinai.collector.loop import run_chain
 from sentinai.collector.poller import ChainPoller

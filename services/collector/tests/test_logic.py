@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.utils.quantity import parse_quantity as official_parse_quantity
+
 from sentinai.collector import logic
 from sentinai.common import catalog
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import nats
 import pytest
+
 from sentinai.common import subjects
 
 if TYPE_CHECKING:
-    from sentinai.common.natsserver import EmbeddedNats
-
     from conftest import Anvil
+    from sentinai.common.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

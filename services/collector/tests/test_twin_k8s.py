@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from sentinai.collector.chains import ChainConfig, load_chains
 from sentinai.collector.poller import ChainPoller, Poll
 from sentinai.common import catalog

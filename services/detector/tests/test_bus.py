@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
 from nats.aio.msg import Msg
+
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, DeadLetter, LogBatch, MetricSample
 from sentinai.detector import bus, logic

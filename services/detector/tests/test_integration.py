@@ -11,6 +11,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample, utcnow
 from sentinai.common.natsserver import EmbeddedNats

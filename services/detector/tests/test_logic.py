@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+
 from sentinai.common import catalog
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample
 from sentinai.detector import logic

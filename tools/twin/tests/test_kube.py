@@ -6,6 +6,7 @@ import json
 from random import Random
 
 import pytest
+
 from sentinai.twin import kube, quantity, sim
 from sentinai.twin.model import ChainConfig, ChainState
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from random import Random
 
 import pytest
+
 from sentinai.twin import rpc, sim
 from sentinai.twin.model import ChainConfig, ChainState
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from sentinai.twin.client import TwinControl
 from sentinai.twin.process import TwinProcess
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from random import Random
 
 import pytest
+
 from sentinai.twin import incidents, sim
 from sentinai.twin.model import GAS_LIMIT, TXPOOL_PENDING_CAP, ChainConfig, ChainState, LogLine, seed_for
 from sentinai.twin.quantity import GI

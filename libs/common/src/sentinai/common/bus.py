@@ -11,6 +11,7 @@ import logging
 
 from faststream.nats import NatsBroker
 from prometheus_client import Counter
+
 from sentinai.common import subjects
 from sentinai.common.events import DeadLetter, E, Event, MalformedEventError, decode
 from sentinai.common.settings import ServiceSettings

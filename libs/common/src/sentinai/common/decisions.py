@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from sentinai.common.actions import Action
-from sentinai.common.events import Component, Event, Severity, SubjectToken
+from sentinai.common.events import Component, Event, Severity
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import Tier
 

@@ -13,6 +13,7 @@ from faststream.nats import JStream
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
+
 from sentinai.common import subjects
 
 HOUR = 3600.0

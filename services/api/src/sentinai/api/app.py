@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 

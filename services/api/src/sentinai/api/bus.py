@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage
+
 from sentinai.api.readmodel import ReadModel
 from sentinai.common import streams, subjects
 from sentinai.common.bus import DeadLetters, build_broker

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
 from sentinai.api import bus
 from sentinai.api.app import create_app
 from sentinai.api.readmodel import ReadModel

@@ -7,6 +7,7 @@ import logging
 
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
+
 from sentinai.common import streams
 from sentinai.common.bus import publish_event
 from sentinai.common.events import Event

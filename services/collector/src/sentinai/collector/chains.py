@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
 from sentinai.common import subjects
 
 

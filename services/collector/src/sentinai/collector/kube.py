@@ -13,6 +13,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+
 from sentinai.collector import logic
 
 T = TypeVar("T")

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
 from sentinai.common import catalog
 
 Metrics = dict[str, float]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from sentinai.collector import logic
 from sentinai.collector.chains import ChainConfig
 from sentinai.collector.kube import COMPONENT_LABEL, KubeReader

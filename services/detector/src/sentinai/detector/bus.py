@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
+
 from sentinai.common import streams, subjects
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample

@@ -6,6 +6,7 @@ import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
+
 from sentinai.common import jsonlog
 from sentinai.common.events import utcnow
 from sentinai.common.streams import ensure_streams

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from sentinai.common.settings import ServiceSettings
 
 

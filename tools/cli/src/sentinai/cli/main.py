@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from sentinai.cli import stack
 from sentinai.cli.supervisor import Supervisor
 from sentinai.common.net import async_wait_for_port, free_port

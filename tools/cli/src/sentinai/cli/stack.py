@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from sentinai.cli.supervisor import Child
 from sentinai.common.natsserver import nats_server_binary
 from sentinai.common.net import free_port

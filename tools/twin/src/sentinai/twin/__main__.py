@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+
 from sentinai.common import jsonlog, subjects
 from sentinai.twin import files
 from sentinai.twin.app import build_app

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+
 from sentinai.twin import incidents, kube, rpc, sim
 from sentinai.twin.model import COMPONENTS, Component, digest
 from sentinai.twin.runtime import ChainRuntime, Twin

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from sentinai.twin.model import ChainConfig
 
 CLUSTER = "sentinai-twin"
