@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sentinai.collector.chains import ChainConfig
 from sentinai.collector.loop import run_chain
 from sentinai.collector.poller import ChainPoller
 from sentinai.common import catalog
+from sentinai.common.chains import ChainConfig
 from sentinai.common.events import MetricSample
 
 if TYPE_CHECKING:

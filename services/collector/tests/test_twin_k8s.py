@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentinai.collector.chains import ChainConfig, load_chains
 from sentinai.collector.poller import ChainPoller, Poll
 from sentinai.common import catalog
+from sentinai.common.chains import ChainConfig, load_chains
 from sentinai.common.events import COMPONENTS
 from sentinai.common.net import free_port, wait_for_port
 

@@ -8,12 +8,12 @@ import logging
 import signal
 
 from sentinai.collector.bus import BrokerPublisher, connect
-from sentinai.collector.chains import load_chains
 from sentinai.collector.loop import Publisher, run_chain
 from sentinai.collector.poller import ChainPoller
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import jsonlog
 from sentinai.common.bus import build_broker
+from sentinai.common.chains import load_chains
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from sentinai.collector import logic
-from sentinai.collector.chains import ChainConfig
 from sentinai.collector.kube import COMPONENT_LABEL, KubeReader
 from sentinai.collector.rpc import JsonRpc, RpcError
+from sentinai.common.chains import ChainConfig
 from sentinai.common.events import COMPONENTS, LogBatch, MetricSample, MetricSource
 
 log = logging.getLogger(__name__)

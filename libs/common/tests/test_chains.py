@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinai.collector.chains import ChainConfigError, load_chains, parse_chains
+from sentinai.common.chains import ChainConfigError, load_chains, parse_chains
 
 TWIN_FILE = """
 chains:

@@ -1,4 +1,6 @@
-"""The chain configuration file: which chains to watch and where their endpoints are."""
+"""The chain configuration file: which chains to watch and where their endpoints and cluster are.
+
+Shared by the collector (reads the chain) and the executor (writes to its cluster)."""
 
 from __future__ import annotations
 
