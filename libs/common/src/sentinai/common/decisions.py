@@ -74,8 +74,9 @@ class PredictionMade(Event):
     """The seed's prediction shape ``{predictedVCpu, confidence, trend, keyFactors, reasoning}``."""
 
     component: Component = "op-geth"
-    predicted_vcpu: float = Field(gt=0)
-    current_vcpu: float | None = None
+    # The seed spells it ``predictedVCpu``; the camel-case generator would say ``predictedVcpu``.
+    predicted_vcpu: float = Field(gt=0, alias="predictedVCpu")
+    current_vcpu: float | None = Field(default=None, alias="currentVCpu")
     confidence: float = Field(ge=0, le=100)
     trend: Trend
     key_factors: tuple[str, ...] = ()

@@ -1,0 +1,5 @@
+"""Run the predictor: ``python -m sentinai.predictor``."""
+
+from sentinai.predictor.main import main
+
+main()

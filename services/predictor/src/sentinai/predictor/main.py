@@ -1,0 +1,67 @@
+"""Composition root of the predictor: settings → state → wiring → ASGI app (health, metrics) → uvicorn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from prometheus_client import make_asgi_app
+
+from sentinai.common import jsonlog
+from sentinai.common.events import utcnow
+from sentinai.common.streams import ensure_streams
+from sentinai.predictor import bus, logic
+from sentinai.predictor.settings import PredictorSettings
+from sentinai.predictor.windows import PredictorState, SeenIds
+
+
+def build_app(settings: PredictorSettings) -> AsgiFastStream:
+    deps = bus.Deps(
+        state=PredictorState(
+            max_points=settings.history_points, span_s=settings.history_s, seen=SeenIds(settings.seen_ids)
+        ),
+        forecaster=logic.StatForecaster(block_time_s=settings.block_time_s, min_points=settings.min_points),
+    )
+    wiring = bus.build(settings, deps, start=utcnow() - timedelta(seconds=settings.history_s))
+    broker = wiring.broker
+    ticker = bus.Ticker()
+
+    async def prepare() -> None:
+        # Before the subscriber starts: the durable must be created afresh at the replay start.
+        await broker.connect()
+        js = broker.config.connection_state.stream
+        await ensure_streams(js)
+        await bus.reset_durable(js, settings)
+
+    async def start_ticker() -> None:
+        ticker.start(wiring.tick, interval_s=settings.interval_s, clock=utcnow)
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        healthy = ticker.running() and await broker.ping(timeout=1.0)
+        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        on_startup=[prepare],
+        after_startup=[start_ticker],
+        # Before the broker closes: a round in flight finishes its publish.
+        on_shutdown=[ticker.stop],
+    )
+
+
+def main() -> None:
+    settings = PredictorSettings()
+    jsonlog.setup("predictor", settings.log_level)
+    # uvicorn turns SIGTERM into a graceful shutdown: the round in flight finishes, then disconnect.
+    uvicorn.run(
+        build_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,126 @@
+"""Wiring in memory: op-geth samples in through TestNatsBroker, predictions and dead letters out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+
+from sentinai.common import streams, subjects
+from sentinai.common.decisions import PredictionMade
+from sentinai.common.events import DeadLetter, MetricSample
+from sentinai.predictor import bus, logic
+from sentinai.predictor.settings import PredictorSettings
+from sentinai.predictor.windows import PredictorState, SeenIds
+
+T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+SETTINGS = PredictorSettings(ladder=(1, 2, 4))
+
+
+class Spy:
+    """Collects what the predictor publishes on one subject."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def attach(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
+        @broker.subscriber(subject, stream=stream.ref())
+        async def spy(msg: NatsMessage) -> None:
+            self.bodies.append(msg.body)
+
+
+def wired() -> tuple[bus.Wiring, bus.Deps, Spy, Spy]:
+    deps = bus.Deps(
+        state=PredictorState(max_points=720, span_s=3600, seen=SeenIds(1000)),
+        forecaster=logic.StatForecaster(),
+    )
+    wiring = bus.build(SETTINGS, deps, start=T0 - timedelta(hours=1))
+    predictions, dead = Spy(), Spy()
+    predictions.attach(wiring.broker, subjects.PREDICTION_MADE_ALL, streams.EVENTS)
+    dead.attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+    return wiring, deps, predictions, dead
+
+
+def poll(i: int, *, cpu: float, pool: float, interval: float, chain: str = "opmain") -> list[MetricSample]:
+    """The two op-geth samples the collector publishes per poll, stamped with the same instant."""
+    at = T0 + timedelta(seconds=10 * i)
+    common = {"occurred_at": at, "chain_id": chain, "component": "op-geth"}
+    return [
+        MetricSample(
+            source="k8s", metrics={"cpuCores": cpu, "cpuRequestCores": 1.0, "cpuUsage": 100 * cpu}, **common
+        ),
+        MetricSample(
+            source="rpc",
+            metrics={
+                "txPoolCount": pool,
+                "gasUsedRatio": 0.98,
+                "blockInterval": interval,
+                "blockHeight": 1e6 + i,
+            },
+            **common,
+        ),
+    ]
+
+
+async def publish(broker: NatsBroker, samples: list[MetricSample]) -> None:
+    for sample in samples:
+        subject = subjects.metrics_raw(sample.chain_id, sample.component)
+        await broker.publish(sample.to_json(), subject, stream=streams.TELEMETRY.name)
+
+
+async def test_saturated_chain_gets_a_prediction_with_the_seed_fields() -> None:
+    wiring, deps, predictions, _ = wired()
+    async with TestNatsBroker(wiring.broker) as broker:
+        for i in range(40):
+            await publish(broker, poll(i, cpu=1.05, pool=100.0 + 30 * i, interval=4.4))
+        await publish(broker, poll(0, cpu=0.3, pool=5.0, interval=2.0, chain="young"))
+        newest = T0 + timedelta(seconds=390)
+        assert await wiring.tick(newest + timedelta(seconds=5)) == 1
+        # Nothing new since: the next round stays quiet rather than repeating itself.
+        assert await wiring.tick(newest + timedelta(seconds=15)) == 0
+    assert len(deps.state.chains["opmain"]) == 40  # rpc and k8s samples merged per poll
+    [body] = predictions.bodies
+    fields = json.loads(body)
+    assert {"predictedVCpu", "confidence", "trend", "keyFactors", "reasoning"} <= fields.keys()
+    prediction = PredictionMade.model_validate_json(body)
+    assert (prediction.chain_id, prediction.component, prediction.occurred_at) == (
+        "opmain",
+        "op-geth",
+        newest,
+    )
+    assert (prediction.predicted_vcpu, prediction.current_vcpu, prediction.trend) == (2.0, 1.0, "stable")
+    assert prediction.key_factors[:4] == (
+        "CPU at 105% of its 1 vCPU request (saturated: it needs more than it gets)",
+        "Block interval 4.4s, 2.2x the 2s norm",
+        "TxPool growth +180/min (1270 pending)",
+        "Gas used ratio 0.98: blocks are full",
+    )
+    assert "scale to 2 vCPU" in prediction.reasoning
+    assert 50 <= prediction.confidence <= 100
+
+
+async def test_stale_history_is_not_predicted_from() -> None:
+    wiring, _, predictions, _ = wired()
+    async with TestNatsBroker(wiring.broker) as broker:
+        for i in range(20):
+            await publish(broker, poll(i, cpu=0.4, pool=10.0, interval=2.0))
+        assert await wiring.tick(T0 + timedelta(hours=1)) == 0
+    assert predictions.bodies == []
+
+
+async def test_malformed_samples_are_dead_lettered_and_the_handler_keeps_working() -> None:
+    wiring, deps, _, dead = wired()
+    good = poll(0, cpu=0.4, pool=10.0, interval=2.0)[0]
+    wrong_type = json.loads(good.to_json())
+    wrong_type["metrics"] = {"cpuCores": "lots"}
+    subject = subjects.metrics_raw("opmain", "op-geth")
+    async with TestNatsBroker(wiring.broker) as broker:
+        await broker.publish(b"not json", subject, stream=streams.TELEMETRY.name)
+        await broker.publish(json.dumps(wrong_type).encode(), subject, stream=streams.TELEMETRY.name)
+        await publish(broker, [good])
+    letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
+    assert [(d.service, d.subject) for d in letters] == [("predictor", subject)] * 2
+    assert letters[0].payload == "not json"
+    assert "metrics.cpuCores" in letters[1].reason
+    assert [p.cpu_cores for p in deps.state.chains["opmain"].points()] == [0.4]

@@ -1,0 +1,248 @@
+"""Behaviour of the predictor's pure core: demand, trend, upper bound, coverage, ladder step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from sentinai.common.decisions import PredictionMade
+from sentinai.common.events import MetricSample, MetricSource
+from sentinai.predictor import logic
+from sentinai.predictor.logic import Forecast, Point, StatForecaster
+from sentinai.predictor.windows import History, PredictorState, SeenIds
+
+T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+LADDER = (1.0, 2.0, 4.0, 8.0)
+FORECASTER = StatForecaster()
+
+
+def points(
+    cpu: Iterable[float],
+    *,
+    request: float = 1.0,
+    pool: Iterable[float] | None = None,
+    interval: Iterable[float] | None = None,
+    gas: float = 0.3,
+    step_s: float = 10.0,
+) -> list[Point]:
+    pools = None if pool is None else list(pool)
+    intervals = None if interval is None else list(interval)
+    return [
+        Point(
+            t=T0.timestamp() + i * step_s,
+            cpu_cores=float(c),
+            cpu_request=request,
+            tx_pool=40.0 if pools is None else float(pools[i]),
+            gas_used_ratio=gas,
+            block_interval=2.0 if intervals is None else float(intervals[i]),
+        )
+        for i, c in enumerate(cpu)
+    ]
+
+
+def noise(n: int, *, seed: int = 7, sd: float = 0.02) -> npt.NDArray[np.float64]:
+    return np.random.default_rng(seed).normal(0, sd, n)
+
+
+def run(history: Sequence[Point], *, headroom: float = 0.15) -> PredictionMade:
+    prediction = logic.predict(
+        history,
+        forecaster=FORECASTER,
+        ladder=LADDER,
+        horizon_s=300,
+        headroom=headroom,
+        chain_id="opmain",
+        now=T0 + timedelta(seconds=history[-1].t - T0.timestamp()),
+    )
+    assert prediction is not None
+    return prediction
+
+
+def test_flat_load_is_stable_and_keeps_the_current_step() -> None:
+    prediction = run(points(0.45 + noise(60)))
+    assert (prediction.trend, prediction.predicted_vcpu, prediction.current_vcpu) == ("stable", 1.0, 1.0)
+    assert 0.4 < prediction.forecast_cores < prediction.upper_bound_cores < 0.55
+    assert prediction.key_factors[0] == "CPU at 44% of its 1 vCPU request"
+    assert "the current 1 vCPU covers it" in prediction.reasoning
+
+
+def test_rising_load_is_rising_and_asks_for_a_higher_step() -> None:
+    prediction = run(points(np.linspace(0.3, 0.9, 60) + noise(60)))
+    assert (prediction.trend, prediction.predicted_vcpu) == ("rising", 2.0)
+    # 0.06 cores/min for 5 more minutes on top of ~0.9 now.
+    assert 1.1 < prediction.forecast_cores < 1.3
+    assert "Demand rising +0.06" in " ".join(prediction.key_factors)
+    assert "scale to 2 vCPU" in prediction.reasoning
+
+
+@pytest.mark.parametrize("after", [3, 10, 20, 25, 30, 40], ids=lambda k: f"{10 * k}s-after-the-jump")
+def test_a_step_up_is_a_new_level_not_a_runaway_trend(after: int) -> None:
+    cpu = np.r_[np.full(60 - after, 0.5), np.full(after, 0.8)] + noise(60, sd=0.01)
+    prediction = run(points(cpu, request=2.0))
+    assert prediction.trend == "stable"
+    assert 0.75 < prediction.forecast_cores < 0.85
+    assert prediction.predicted_vcpu == 2.0
+
+
+def test_falling_load_is_falling_but_the_bound_takes_no_credit_for_the_fall() -> None:
+    prediction = run(points(np.linspace(0.9, 0.3, 60) + noise(60), request=2.0))
+    assert prediction.trend == "falling"
+    assert prediction.forecast_cores < 0.1
+    # The bound stays at today's level (~0.3), not the extrapolated ~0.
+    assert 0.3 <= prediction.upper_bound_cores < 0.4
+    assert prediction.predicted_vcpu == 1.0
+
+
+@pytest.mark.parametrize(
+    "before",
+    [pytest.param(30, id="after-a-healthy-half-hour"), pytest.param(0, id="saturated-since-the-start")],
+)
+def test_saturated_op_geth_gets_more_than_it_uses(before: int) -> None:
+    n = 60
+    cpu = np.r_[0.5 + noise(before), np.full(n - before, 1.05)]
+    pool = np.r_[np.full(before, 40.0), 40.0 + 25.0 * np.arange(n - before)]
+    interval = np.r_[np.full(before, 2.0), np.full(n - before, 4.3)]
+    prediction = run(points(cpu, pool=pool, interval=interval))
+    assert prediction.predicted_vcpu == 2.0 > prediction.current_vcpu  # type: ignore[operator]
+    # Used CPU is pinned at ~1.05; stretched 2.15x blocks say demand is ~1.5 cores.
+    assert 1.4 < prediction.forecast_cores < 1.7
+    factors = prediction.key_factors
+    assert factors[0] == "CPU at 105% of its 1 vCPU request (saturated: it needs more than it gets)"
+    assert factors[1].startswith("Block interval 4.3s, 2.1x the 2s norm")
+    assert factors[2].startswith("TxPool growth +150/min")
+
+
+def test_full_blocks_are_a_key_factor() -> None:
+    prediction = run(points(0.6 + noise(30), gas=0.97))
+    assert "Gas used ratio 0.97: blocks are full" in prediction.key_factors
+
+
+def test_confidence_tracks_measured_coverage_not_a_constant() -> None:
+    smooth = points(0.45 + noise(90))
+    # One poll in three bursts 0.3 cores above the level: a band fitted to the usual noise misses them.
+    bursty = points(0.45 + noise(90) + 0.3 * (np.arange(90) % 3 == 2))
+    forecasts = [FORECASTER.forecast(h, horizon_s=300) for h in (smooth, bursty)]
+    for forecast in forecasts:
+        assert forecast.coverage is not None
+        assert forecast.evaluated == 30
+        expected = 100 * (forecast.coverage * 30 + 0.5 * 5) / 35
+        assert logic.confidence(forecast) == pytest.approx(expected)
+    good, poor = forecasts
+    assert good.coverage is not None and poor.coverage is not None
+    assert good.coverage >= 0.8 > poor.coverage
+    assert run(smooth).confidence > run(bursty).confidence + 10
+
+
+def test_confidence_is_shrunk_toward_half_while_nothing_could_be_checked() -> None:
+    # 20 polls of 10 s span less than the 5-minute horizon: no past forecast has come due.
+    forecast = FORECASTER.forecast(points(0.45 + noise(20)), horizon_s=300)
+    assert (forecast.coverage, forecast.evaluated) == (None, 0)
+    assert logic.confidence(forecast) == 50.0
+    assert "no past forecast could be checked yet" in run(points(0.45 + noise(20))).reasoning
+
+
+def test_short_history_gives_no_prediction() -> None:
+    history = points(0.45 + noise(9))
+    kwargs = {"forecaster": FORECASTER, "ladder": LADDER, "horizon_s": 300.0, "headroom": 0.15}
+    assert logic.predict(history, chain_id="opmain", now=T0, **kwargs) is None  # type: ignore[arg-type]
+    rpc_only = [
+        Point(t=p.t, cpu_cores=None, cpu_request=None, tx_pool=1, gas_used_ratio=0.3, block_interval=2)
+        for p in points(0.45 + noise(30))
+    ]
+    assert logic.predict(rpc_only, chain_id="opmain", now=T0, **kwargs) is None  # type: ignore[arg-type]
+
+
+def test_same_history_gives_the_same_event_id() -> None:
+    history = points(0.45 + noise(30))
+    assert run(history).event_id == run(history).event_id
+    assert run(history).event_id != run(history[:-1]).event_id
+
+
+def forecast(upper: float) -> Forecast:
+    return Forecast(
+        point_cores=upper, upper_cores=upper, trend="stable", slope_per_min=0.0, key_factors=(), coverage=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("upper", "current", "expected"),
+    [
+        pytest.param(0.5, 1.0, 1.0, id="fits-current-step"),
+        pytest.param(0.9, 1.0, 2.0, id="needs-headroom-above-current"),
+        pytest.param(1.5, 1.0, 2.0, id="next-step-up"),
+        pytest.param(2.5, 1.0, 4.0, id="skips-a-step"),
+        pytest.param(30.0, 4.0, 8.0, id="capped-at-the-top"),
+        pytest.param(0.5, 4.0, 1.0, id="down-with-double-headroom"),
+        pytest.param(0.65, 2.0, 1.0, id="down-when-double-headroom-fits"),
+        pytest.param(0.85, 2.0, 2.0, id="hovering-near-a-step-keeps-current"),
+        pytest.param(0.5, None, 1.0, id="unknown-allocation"),
+    ],
+)
+def test_recommend_picks_the_smallest_step_with_headroom(
+    upper: float, current: float | None, expected: float
+) -> None:
+    assert logic.recommend(forecast(upper), ladder=LADDER, current_vcpu=current, headroom=0.25) == expected
+
+
+def test_recommend_respects_a_smaller_ladder() -> None:
+    assert logic.recommend(forecast(5.0), ladder=(4.0, 1.0, 2.0), current_vcpu=1.0, headroom=0.2) == 4.0
+
+
+# ------------------------------------------------------------------------------------------ history
+
+
+def sample(
+    at: float, source: MetricSource, metrics: dict[str, float], *, event_id: str, up: bool = True
+) -> MetricSample:
+    return MetricSample(
+        event_id=event_id,
+        occurred_at=T0 + timedelta(seconds=at),
+        chain_id="opmain",
+        component="op-geth",
+        source=source,
+        metrics=metrics,
+        target_up=up,
+    )
+
+
+def test_rpc_and_k8s_samples_of_one_poll_merge_into_one_point() -> None:
+    history = History(max_points=10, span_s=3600)
+    history.add(sample(0, "k8s", {"cpuCores": 0.4, "cpuRequestCores": 1.0, "memoryBytes": 1e9}, event_id="a"))
+    history.add(
+        sample(0, "rpc", {"txPoolCount": 12, "gasUsedRatio": 0.2, "blockInterval": 2.0}, event_id="b")
+    )
+    history.add(sample(2, "rpc", {"txPoolCount": 15, "gasUsedRatio": 0.3}, event_id="c"))
+    history.add(sample(2, "k8s", {}, event_id="d", up=False))
+    first, second = history.points()
+    assert first == Point(
+        t=T0.timestamp(), cpu_cores=0.4, cpu_request=1.0, tx_pool=12, gas_used_ratio=0.2, block_interval=2.0
+    )
+    assert (second.cpu_cores, second.tx_pool, second.block_interval) == (None, 15, None)
+    assert history.newest == T0 + timedelta(seconds=2)
+
+
+def test_history_is_bounded_by_points_and_span() -> None:
+    by_points = History(max_points=5, span_s=3600)
+    by_span = History(max_points=100, span_s=60)
+    for i in range(20):
+        for history in (by_points, by_span):
+            history.add(sample(10 * i, "k8s", {"cpuCores": i}, event_id=f"s{i}"))
+    assert [p.cpu_cores for p in by_points.points()] == [15, 16, 17, 18, 19]
+    assert [p.cpu_cores for p in by_span.points()] == [13, 14, 15, 16, 17, 18, 19]
+
+
+def test_redelivered_sample_is_folded_once_and_quiet_chains_are_not_due() -> None:
+    state = PredictorState(max_points=10, span_s=3600, seen=SeenIds(100))
+    first = sample(0, "k8s", {"cpuCores": 0.4}, event_id="a")
+    assert state.add(first)
+    assert not state.add(first)
+    assert len(state.chains["opmain"]) == 1
+    assert [chain for chain, _ in state.due()] == ["opmain"]
+    state.predicted_at["opmain"] = first.occurred_at
+    assert state.due() == []
+    state.add(sample(2, "k8s", {"cpuCores": 0.5}, event_id="b"))
+    assert [chain for chain, _ in state.due()] == ["opmain"]
