@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sentinai.common.actions import Action, ActionKind
 from sentinai.common.incidents import RootCauseClass
@@ -56,6 +56,14 @@ class Policy(BaseModel):
     forbidden: tuple[Forbidden, ...] = ()
     proposal_ttl_s: float = Field(default=3600, gt=0)
     vcpu_ladder: tuple[float, ...] = (1, 2, 4, 8)
+
+    @model_validator(mode="after")
+    def _every_tier_defined(self) -> Policy:
+        # classify() looks a verdict's tier up in ``tiers``: a gap would fail on the first action.
+        missing = [tier for tier in TIER_RANK if tier not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers must define every tier; missing: {', '.join(missing)}")
+        return self
 
 
 class PolicyError(ValueError):

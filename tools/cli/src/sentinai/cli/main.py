@@ -1,4 +1,4 @@
-"""The `sentinai` command: `up`, `twin inject|clear|state`, `status`."""
+"""The `sentinai` command: `up`, `twin inject|clear|state`, `status`, `actions`, `audit`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from sentinai.cli import actions as action_commands
 from sentinai.cli import stack
 from sentinai.cli.supervisor import Supervisor
 from sentinai.common.net import async_wait_for_port, free_port
@@ -168,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     state.add_argument("--chain", default="twin")
     status = sub.add_parser("status", help="health of the running stack")
     status.add_argument("--api-url", help="api base URL (default: the one `sentinai up` started)")
+    action_commands.add_parsers(sub)
     return root
 
 
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(up(stack.UpSettings()))
     if args.command == "twin":
         return twin_command(args)
+    if args.command in ("actions", "audit"):
+        return asyncio.run(action_commands.main(args))
     return status_command(args)
 
 

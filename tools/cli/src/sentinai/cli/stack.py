@@ -14,7 +14,7 @@ from sentinai.cli.supervisor import Child
 from sentinai.common.natsserver import nats_server_binary
 from sentinai.common.net import free_port
 
-SERVICES = ("detector", "collector", "api")
+SERVICES = ("detector", "collector", "api", "executor", "predictor", "planner", "rca")
 
 
 def _env(name: str) -> AliasChoices:
@@ -117,6 +117,19 @@ def service_child(
             "SENTINAI_DETECTOR_BLOCK_TIME_S": str(settings.twin_block_time_s),
             # Its health/metrics port must not collide with another stack on the same machine.
             "SENTINAI_DETECTOR_HTTP_PORT": str(free_port()),
+        }
+    if name == "executor":
+        env |= {"SENTINAI_EXECUTOR_CHAINS_FILE": str(chains_file)}
+    if name == "predictor":
+        env |= {
+            "SENTINAI_PREDICTOR_INTERVAL_S": "10",
+            "SENTINAI_PREDICTOR_BLOCK_TIME_S": str(settings.twin_block_time_s),
+            "SENTINAI_PREDICTOR_HTTP_PORT": str(free_port()),
+        }
+    if name == "planner":
+        env |= {
+            "SENTINAI_PLANNER_BLOCK_TIME_S": str(settings.twin_block_time_s),
+            "SENTINAI_PLANNER_HTTP_PORT": str(free_port()),
         }
     if name == "api":
         env |= {"SENTINAI_API_HOST": settings.api_host, "SENTINAI_API_PORT": str(settings.api_port)}

@@ -1,0 +1,5 @@
+"""Run the planner: ``python -m sentinai.planner``."""
+
+from sentinai.planner.main import main
+
+main()

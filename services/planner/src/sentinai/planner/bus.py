@@ -1,0 +1,395 @@
+"""Wiring only: diagnoses, forecasts and commands in; proposals, approvals and audit records out.
+
+Every consumer is a durable pull subscriber fetching one message at a time, so the read-modify-write
+of a ledger or of the audit model has a single writer (run one planner per deployment).
+Every event the planner publishes has an id derived from the action id, so an input redelivered
+after a crash republishes identical events that JetStream and the readers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
+from nats.js.api import ConsumerConfig
+from prometheus_client import Counter
+
+from sentinai.common import jsonlog, streams, subjects
+from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
+from sentinai.common.decisions import (
+    ActionCommand,
+    ActionExecuted,
+    ActionProposed,
+    AuditRecorded,
+    PredictionMade,
+    RcaCompleted,
+)
+from sentinai.common.events import AnomalyResolved, utcnow
+from sentinai.common.policy import Policy
+from sentinai.common.state import StateStore
+from sentinai.planner import logic
+from sentinai.planner.records import Ledger, Records
+from sentinai.planner.settings import PlannerSettings
+
+SERVICE = "planner"
+log = logging.getLogger(__name__)
+
+PROPOSALS = Counter("sentinai_planner_proposals_total", "Proposals published", ["chain", "status", "tier"])
+DECISIONS = Counter("sentinai_planner_commands_total", "Command outcomes", ["chain", "outcome"])
+REPLAYS = Counter("sentinai_planner_replays_total", "Inputs whose proposals were already published")
+
+
+@dataclass
+class Deps:
+    policy: Policy
+    memory: logic.ScalingMemory = field(default_factory=logic.ScalingMemory)
+    clock: Callable[[], datetime] = utcnow
+    # Opened at startup, once the broker's connection exists (NATS KV shares it).
+    store: StateStore | None = None
+
+    @property
+    def records(self) -> Records:
+        if self.store is None:
+            raise RuntimeError("the planner's state store is not open yet")
+        return Records(self.store)
+
+
+class Planner:
+    """The publishing half of the handlers, kept apart so the expiry timer shares it."""
+
+    def __init__(self, broker: NatsBroker, deps: Deps) -> None:
+        self.broker = broker
+        self.deps = deps
+
+    async def audit(self, record: AuditRecorded) -> None:
+        await publish_event(self.broker, subjects.audit(record.chain_id), record, stream=streams.AUDIT)
+
+    async def propose(self, proposal: ActionProposed) -> None:
+        """Publish a proposal once (plus its auto approval) and record it; a replay is a no-op."""
+        records = self.deps.records
+        if await records.proposal(proposal.action_id) is not None:
+            REPLAYS.inc()
+            return
+        now = proposal.occurred_at
+        subject = subjects.action_proposed(proposal.chain_id)
+        await publish_event(self.broker, subject, proposal, stream=streams.ACTIONS)
+        refused = proposal.status == "refused"
+        record = logic.audit_event(
+            "refused" if refused else "proposed",
+            proposal,
+            actor="planner" if refused else proposal.proposed_by,
+            now=now,
+            summary=f"{proposal.action.summary()} [{proposal.tier}]",
+            outcome=proposal.status,
+            reasoning=(proposal.refusal or "") if refused else proposal.reason,
+        )
+        await self.audit(record)
+        if proposal.status == "auto_approved":
+            await self.approve(proposal, (), now=now, actor="planner", why=f"{proposal.tier} tier: automatic")
+        await records.add(proposal)
+        PROPOSALS.labels(proposal.chain_id, proposal.status, proposal.tier).inc()
+
+    async def approve(
+        self, proposal: ActionProposed, approvers: tuple[str, ...], *, now: datetime, actor: str, why: str
+    ) -> None:
+        approved = logic.approved_event(proposal, approvers, now=now)
+        await publish_event(
+            self.broker, subjects.action_approved(proposal.chain_id), approved, stream=streams.ACTIONS
+        )
+        summary = f"{proposal.action.summary()} [{proposal.tier}]"
+        await self.audit(
+            logic.audit_event(
+                "approved", proposal, actor=actor, now=now, summary=summary, outcome="approved", reasoning=why
+            )
+        )
+
+    async def expire(self, proposal: ActionProposed, *, now: datetime, why: str) -> None:
+        records = self.deps.records
+        ledger = await records.ledger(proposal.action_id)
+        decided = Ledger.of(ledger.approvers(), decision="expired", why=why, at=now)
+        await records.save_ledger(proposal.action_id, decided)
+        await self.audit(
+            logic.audit_event(
+                "expired",
+                proposal,
+                actor="planner",
+                now=now,
+                summary=proposal.action.summary(),
+                outcome="expired",
+                reasoning=why,
+            )
+        )
+        DECISIONS.labels(proposal.chain_id, "expired").inc()
+
+    async def command(self, cmd: ActionCommand) -> None:
+        records = self.deps.records
+        now = self.deps.clock()
+        proposal = await records.proposal(cmd.action_id)
+        if proposal is None:
+            await self.refuse_unknown(cmd, now=now)
+            return
+        ledger = await records.ledger(cmd.action_id)
+        outcome = logic.apply_command(
+            proposal, ledger.approvers(), cmd, policy=self.deps.policy, now=now, decision=ledger.decision
+        )
+        if outcome.status == "approved" and ledger.announced:
+            REPLAYS.inc()  # a redelivered approval whose effects were all published
+            return
+        DECISIONS.labels(proposal.chain_id, outcome.status).inc()
+        if outcome.status == "expired":
+            await self.expire(proposal, now=now, why=outcome.why)
+            return
+        after = ledger
+        if outcome.status != "refused" and ledger.decision is None:
+            after = Ledger.of(outcome.approvals, decision=outcome.decision, why=outcome.why, at=now)
+            await records.save_ledger(cmd.action_id, after)
+        summary = proposal.action.summary()
+        if outcome.status == "approved":
+            approvers = tuple(a.by for a in outcome.approvals)
+            await self.approve(proposal, approvers, now=now, actor=cmd.by, why=outcome.why)
+            await records.save_ledger(cmd.action_id, after.model_copy(update={"announced": True}))
+        elif outcome.status == "waiting":
+            await self.audit(
+                logic.audit_event(
+                    "approved",
+                    proposal,
+                    actor=cmd.by,
+                    now=now,
+                    summary=summary,
+                    outcome="waiting",
+                    reasoning=outcome.why,
+                    key=cmd.by,
+                )
+            )
+        elif outcome.status == "rejected":
+            await self.audit(
+                logic.audit_event(
+                    "rejected",
+                    proposal,
+                    actor=cmd.by,
+                    now=now,
+                    summary=summary,
+                    outcome="rejected",
+                    reasoning=outcome.why,
+                )
+            )
+        else:
+            await self.audit(
+                logic.audit_event(
+                    "refused",
+                    proposal,
+                    actor=cmd.by,
+                    now=now,
+                    summary=summary,
+                    outcome=f"{cmd.command} refused",
+                    reasoning=outcome.why,
+                    key=cmd.event_id,
+                )
+            )
+
+    async def refuse_unknown(self, cmd: ActionCommand, *, now: datetime) -> None:
+        DECISIONS.labels(cmd.chain_id, "unknown").inc()
+        record = AuditRecorded(
+            event_id=logic.event_id("audit-refused", cmd.event_id),
+            correlation_id=cmd.correlation_id,
+            occurred_at=now,
+            chain_id=cmd.chain_id,
+            kind="refused",
+            actor=cmd.by,
+            action_id=cmd.action_id,
+            summary=f"{cmd.command} of unknown action {cmd.action_id}",
+            outcome=f"{cmd.command} refused",
+            reasoning=f"no proposal with id {cmd.action_id}",
+        )
+        await self.audit(record)
+
+    async def expire_due(self) -> int:
+        """Expire every pending proposal past its deadline; returns how many."""
+        records = self.deps.records
+        now = self.deps.clock()
+        count = 0
+        for action_id in await records.pending_ids():
+            proposal = await records.proposal(action_id)
+            if proposal is None:
+                continue
+            ledger = await records.ledger(action_id)
+            if logic.expired(proposal, ledger.decision, now=now):
+                await self.expire(proposal, now=now, why="no decision before the proposal expired")
+                count += 1
+        return count
+
+    async def resolved(self, event: AnomalyResolved) -> None:
+        """An incident that healed before anyone approved its remedy needs the remedy no more."""
+        records = self.deps.records
+        for action_id in await records.pending_ids():
+            proposal = await records.proposal(action_id)
+            if proposal is None or proposal.episode_id != event.episode_id:
+                continue
+            ledger = await records.ledger(action_id)
+            if ledger.decision is None:
+                why = f"the incident resolved after {event.duration_s:.0f}s, before approval"
+                await self.expire(proposal, now=self.deps.clock(), why=why)
+
+    async def fold_audit(self, record: AuditRecorded) -> None:
+        records = self.deps.records
+        merged = logic.fold_audit(await records.recent_audit(), record)
+        if merged is not None:
+            await records.save_recent_audit(merged)
+
+
+def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
+    broker = build_broker(settings)
+    dead = DeadLetters(broker, service=SERVICE)
+    planner = Planner(broker, deps)
+    prefix = settings.durable_prefix
+    # One message per fetch, handled before the next: each consumer is a single, ordered writer.
+    one = PullSub(batch_size=1, timeout=1.0)
+    # faststream creates the consumers after its start returns: a durable created for the first time
+    # starts a little in the past, so an event published while the planner started is not missed.
+    # An existing durable resumes where it was; old history is never planned again.
+    since = deps.clock() - timedelta(seconds=settings.first_start_replay_s)
+
+    def recent() -> ConsumerConfig:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+
+    @broker.subscriber(
+        subjects.RCA_COMPLETED_ALL,
+        stream=streams.EVENTS.ref(),
+        durable=f"{prefix}-rca",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_rca(msg: NatsMessage) -> None:
+        rca = await dead.decode(RcaCompleted, subject=msg.raw_message.subject, body=msg.body)
+        if rca is None:
+            return
+        jsonlog.bind(chain=rca.chain_id, correlation_id=rca.correlation_id)
+        now = deps.clock()
+        proposals = logic.plan_rca(
+            rca,
+            policy=deps.policy,
+            now=now,
+            current_vcpu=deps.memory.current(rca.chain_id),
+            min_confidence=settings.min_rca_confidence,
+            min_notify_confidence=settings.min_notify_confidence,
+            block_time_s=settings.block_time_s,
+        )
+        for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
+            await planner.propose(proposal)
+        MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
+
+    @broker.subscriber(
+        subjects.PREDICTION_MADE_ALL,
+        stream=streams.EVENTS.ref(),
+        durable=f"{prefix}-predictions",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_prediction(msg: NatsMessage) -> None:
+        pred = await dead.decode(PredictionMade, subject=msg.raw_message.subject, body=msg.body)
+        if pred is None:
+            return
+        jsonlog.bind(chain=pred.chain_id, correlation_id=pred.correlation_id)
+        for proposal in logic.plan_prediction(
+            pred,
+            policy=deps.policy,
+            now=deps.clock(),
+            state=deps.memory,
+            min_confidence=settings.min_prediction_confidence,
+            sustain_s=settings.scale_down_sustain_s,
+        ):
+            await planner.propose(proposal)
+        MESSAGES_HANDLED.labels(SERVICE, "prediction_made").inc()
+
+    @broker.subscriber(
+        subjects.ANOMALY_RESOLVED_ALL,
+        stream=streams.EVENTS.ref(),
+        durable=f"{prefix}-resolved",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_resolved(msg: NatsMessage) -> None:
+        event = await dead.decode(AnomalyResolved, subject=msg.raw_message.subject, body=msg.body)
+        if event is not None:
+            await planner.resolved(event)
+            MESSAGES_HANDLED.labels(SERVICE, "anomaly_resolved").inc()
+
+    @broker.subscriber(
+        subjects.ACTION_COMMAND_ALL,
+        stream=streams.ACTIONS.ref(),
+        durable=f"{prefix}-commands",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_command(msg: NatsMessage) -> None:
+        cmd = await dead.decode(ActionCommand, subject=msg.raw_message.subject, body=msg.body)
+        if cmd is not None:
+            jsonlog.bind(chain=cmd.chain_id, correlation_id=cmd.correlation_id)
+            await planner.command(cmd)
+            MESSAGES_HANDLED.labels(SERVICE, "action_command").inc()
+
+    @broker.subscriber(
+        subjects.ACTION_EXECUTED_ALL,
+        stream=streams.ACTIONS.ref(),
+        durable=f"{prefix}-executed",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_executed(msg: NatsMessage) -> None:
+        executed = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
+        if executed is not None:
+            logic.record_executed(executed, deps.memory)
+            MESSAGES_HANDLED.labels(SERVICE, "action_executed").inc()
+
+    # The audit read model is rebuilt from the whole stream by a new durable.
+    @broker.subscriber(
+        subjects.AUDIT_ALL,
+        stream=streams.AUDIT.ref(),
+        durable=f"{prefix}-audit",
+        deliver_policy=DeliverPolicy.ALL,
+        pull_sub=one,
+    )
+    async def on_audit(msg: NatsMessage) -> None:
+        record = await dead.decode(AuditRecorded, subject=msg.raw_message.subject, body=msg.body)
+        if record is not None:
+            await planner.fold_audit(record)
+            MESSAGES_HANDLED.labels(SERVICE, "audit_recorded").inc()
+
+    return broker, planner
+
+
+@dataclass
+class ExpiryTimer:
+    """Expires pending proposals every ``interval_s`` until stopped."""
+
+    planner: Planner
+    interval_s: float
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.planner.expire_due()
+            except Exception:
+                # The store or the bus is away for a moment; the next tick tries again.
+                log.exception("expiry check failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.interval_s)
+
+    async def stop(self, *, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        if self.task is not None:
+            await asyncio.wait([self.task], timeout=timeout_s)
+            self.task.cancel()

@@ -1,0 +1,540 @@
+"""Pure planning: diagnoses and forecasts become typed, policy-classified proposals; commands decide them."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sentinai.common import catalog
+from sentinai.common.actions import (
+    Action,
+    Notify,
+    RaiseMemory,
+    RestartComponent,
+    ScaleCpu,
+    ScaleDown,
+)
+from sentinai.common.decisions import (
+    ActionApproved,
+    ActionCommand,
+    ActionExecuted,
+    ActionProposed,
+    AuditKind,
+    AuditRecorded,
+    PredictionMade,
+    RcaCompleted,
+    VerifySpec,
+)
+from sentinai.common.incidents import RootCauseClass
+from sentinai.common.policy import Policy, classify
+
+MIN_RCA_CONFIDENCE = 0.5
+# A notification changes nothing in the cluster, so a less certain diagnosis may still send one.
+MIN_NOTIFY_CONFIDENCE = 0.3
+# op-geth's memory limit when the diagnosis quotes no figure (the twin's and a common production size).
+DEFAULT_OP_GETH_MEMORY_GIB = 8.0
+MEMORY_GROWTH = 1.5
+_MEMORY_BYTES = re.compile(r"memoryBytes\D{0,3}([0-9][0-9.eE+]*)")
+_GIB = 1024**3
+
+
+# ------------------------------------------------------------------------------------------ remedies
+
+
+def remedies(
+    rca: RcaCompleted,
+    *,
+    policy: Policy,
+    current_vcpu: Mapping[str, float] | None = None,
+    min_confidence: float = MIN_RCA_CONFIDENCE,
+    min_notify_confidence: float = MIN_NOTIFY_CONFIDENCE,
+) -> list[Action]:
+    """The catalogue actions that answer ``rca``'s root cause; nothing when unsure or observe-only.
+
+    Between ``min_notify_confidence`` and ``min_confidence`` only the notifications remain.
+    """
+    if rca.root_cause_class == "unknown" or rca.confidence < min(min_confidence, min_notify_confidence):
+        return []
+    actions = _remedies(rca, policy=policy, current_vcpu=current_vcpu)
+    if rca.confidence < min_confidence:
+        return [action for action in actions if isinstance(action, Notify)]
+    return actions
+
+
+def _remedies(rca: RcaCompleted, *, policy: Policy, current_vcpu: Mapping[str, float] | None) -> list[Action]:
+    cause = rca.root_cause_class
+    if cause in ("sequencer_stall", "peer_loss"):
+        return [RestartComponent(component="op-node")]
+    if cause == "l1_rpc_outage":
+        return [
+            RestartComponent(component="op-node"),
+            Notify(
+                severity="high",
+                text="L1 RPC outage: switch op-node's L1 endpoint (--l1) to a healthy provider; "
+                "switching endpoints is not in the action catalogue, a human must",
+            ),
+        ]
+    if cause == "batcher_failure":
+        if _mentions(rca, "insufficient funds"):
+            return [
+                Notify(
+                    severity="critical",
+                    text="op-batcher cannot pay for L1 transactions (insufficient funds): fund the "
+                    "batcher key: a human must; a restart will not help",
+                )
+            ]
+        return [RestartComponent(component="op-batcher")]
+    if cause == "proposer_failure":
+        return [RestartComponent(component="op-proposer")]
+    if cause == "op_geth_cpu_saturation":
+        return [_scale_up(policy, current=(current_vcpu or {}).get("op-geth"))]
+    if cause == "op_geth_oom":
+        return [RaiseMemory(component="op-geth", memory_gib=_memory_target(rca))]
+    if cause == "engine_api_failure":
+        return [RestartComponent(component="op-geth")]
+    if cause == "jwt_mismatch":
+        return [
+            Notify(
+                severity="critical",
+                text="JWT mismatch between op-node and op-geth (401 Unauthorized on the engine API): "
+                "a restart will not fix it; put the same secret in both --authrpc.jwtsecret and "
+                "--l2.jwt-secret",
+            )
+        ]
+    if cause == "disk_pressure":
+        return [
+            Notify(
+                severity="critical",
+                text="op-geth disk is nearly full: expand its volume (needs approval) or prune "
+                "before geth shuts itself down",
+            )
+        ]
+    if cause == "txpool_spam":
+        return [
+            Notify(
+                severity="low",
+                text="tx pool is being flooded: observe, rate-limit at the RPC edge if it persists; "
+                "restarting would not help and drops the pool",
+            )
+        ]
+    return []  # l1_reorg: observe only, op-node heals itself
+
+
+def _mentions(rca: RcaCompleted, needle: str) -> bool:
+    texts = [rca.root_cause, rca.action_plan, *rca.evidence]
+    for hypothesis in rca.hypotheses:
+        if hypothesis.cause == rca.root_cause_class:
+            texts += [hypothesis.summary, *hypothesis.evidence]
+    return any(needle in text.lower() for text in texts)
+
+
+def _scale_up(policy: Policy, *, current: float | None) -> Action:
+    ladder = sorted(policy.vcpu_ladder)
+    base = ladder[0] if current is None else current
+    for step in ladder:
+        if step > base + 1e-9:
+            return ScaleCpu(component="op-geth", vcpu=step)
+    return Notify(
+        severity="high",
+        text=f"op-geth CPU is saturated at the top of the vCPU ladder ({base:g} vCPU): "
+        "scale out or move to larger nodes",
+    )
+
+
+def _memory_target(rca: RcaCompleted) -> float:
+    """1.5x the largest quoted working set (or the default limit), rounded up to a whole GiB."""
+    quoted = []
+    for text in (*rca.evidence, *(e for h in rca.hypotheses for e in h.evidence)):
+        for match in _MEMORY_BYTES.finditer(text):
+            try:
+                quoted.append(float(match.group(1)) / _GIB)
+            except ValueError:
+                continue
+    base = max([DEFAULT_OP_GETH_MEMORY_GIB, *quoted])
+    return float(math.ceil(base * MEMORY_GROWTH))
+
+
+# ----------------------------------------------------------------------------------------- proposals
+
+
+def action_id(chain_id: str, episode_id: str | None, action: Action) -> str:
+    """Deterministic: the same action for the same episode of the same chain always gets the same id."""
+    body = action.model_dump_json(by_alias=True)
+    digest = hashlib.sha256(f"{chain_id}|{episode_id or ''}|{body}".encode()).hexdigest()
+    return f"act-{digest[:16]}"
+
+
+def event_id(kind: str, *parts: str) -> str:
+    """A deterministic event id, so a republished decision is deduplicated by JetStream and readers."""
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return f"{kind}-{digest[:24]}"
+
+
+def propose(
+    action: Action,
+    *,
+    policy: Policy,
+    now: datetime,
+    chain_id: str,
+    reason: str,
+    incident: RootCauseClass | None = None,
+    episode_id: str | None = None,
+    id_basis: str | None = None,
+    correlation_id: str | None = None,
+    proposed_by: str = "planner",
+    verify: VerifySpec | None = None,
+) -> ActionProposed:
+    """Classify ``action`` and wrap it as a proposal: refused, auto-approved, or awaiting approvals."""
+    verdict = classify(action, policy, incident=incident)
+    status: Literal["pending_approval", "auto_approved", "refused"] = "pending_approval"
+    refusal = verdict.refusal
+    required = verdict.approvals_required
+    if verdict.auto:
+        status = "auto_approved"
+    elif refusal is not None:
+        # "Forbidden without approval" is a demand, not a refusal, when enough approvals can lift it.
+        if classify(action, policy, incident=incident, approvals=required).allowed:
+            refusal = None
+        else:
+            status = "refused"
+    aid = action_id(chain_id, id_basis or episode_id, action)
+    return ActionProposed(
+        event_id=event_id("proposed", aid),
+        correlation_id=correlation_id or aid,
+        occurred_at=now,
+        chain_id=chain_id,
+        action_id=aid,
+        action=action,
+        tier=verdict.tier,
+        approvals_required=required,
+        cooldown_s=verdict.cooldown_s,
+        status=status,
+        refusal=refusal,
+        reason=reason,
+        proposed_by=proposed_by,
+        incident=incident,
+        episode_id=episode_id,
+        expires_at=now + timedelta(seconds=policy.proposal_ttl_s),
+        verify=verify,
+    )
+
+
+def verify_spec(incident: RootCauseClass | None, action: Action, *, block_time_s: float) -> VerifySpec | None:
+    """What must be true again after ``action`` for it to count as a fix (None: nothing to verify)."""
+    if isinstance(action, ScaleCpu | ScaleDown):
+        return VerifySpec(component=action.component, metric=catalog.CPU_USAGE, below=80.0, window_s=120.0)
+    if isinstance(action, RaiseMemory):
+        return VerifySpec(component=action.component, metric=catalog.MEMORY_USAGE, below=90.0, window_s=180.0)
+    if not isinstance(action, RestartComponent):
+        return None
+    if incident == "peer_loss":
+        return VerifySpec(component="op-node", metric=catalog.PEER_COUNT, above=0.5, window_s=120.0)
+    if action.component == "op-batcher":
+        # The safe head moves again once batches land on L1 (a few minutes on a real chain).
+        return VerifySpec(component="op-node", metric=catalog.SAFE_L2_AGE, below=600.0, window_s=600.0)
+    if action.component == "op-proposer":
+        # Outputs are proposed hourly: nothing faster to watch than the pod serving again.
+        return VerifySpec(component="op-proposer", metric=catalog.POD_READY, above=0.5, window_s=120.0)
+    if action.component == "op-node" and incident == "l1_rpc_outage":
+        return VerifySpec(component="op-node", metric=catalog.L1_HEAD_AGE, below=120.0, window_s=180.0)
+    # Sequencer stall, engine API failure: blocks flow again.
+    return VerifySpec(
+        component="op-geth", metric=catalog.SECONDS_SINCE_HEAD, below=3 * block_time_s, window_s=120.0
+    )
+
+
+def plan_rca(
+    rca: RcaCompleted,
+    *,
+    policy: Policy,
+    now: datetime,
+    proposed_by: str = "planner",
+    current_vcpu: Mapping[str, float] | None = None,
+    min_confidence: float = MIN_RCA_CONFIDENCE,
+    min_notify_confidence: float = MIN_NOTIFY_CONFIDENCE,
+    block_time_s: float = 2.0,
+) -> list[ActionProposed]:
+    """Every remedy of ``rca`` as a classified proposal, refused ones included (they are audited)."""
+    return [
+        propose(
+            action,
+            policy=policy,
+            now=now,
+            chain_id=rca.chain_id,
+            reason=f"{rca.root_cause} (confidence {rca.confidence:.2f}, {rca.engine})",
+            incident=rca.root_cause_class,
+            episode_id=rca.episode_id,
+            correlation_id=rca.correlation_id,
+            proposed_by=proposed_by,
+            verify=verify_spec(rca.root_cause_class, action, block_time_s=block_time_s),
+        )
+        for action in remedies(
+            rca,
+            policy=policy,
+            current_vcpu=current_vcpu,
+            min_confidence=min_confidence,
+            min_notify_confidence=min_notify_confidence,
+        )
+    ]
+
+
+# ------------------------------------------------------------------------------------------- scaling
+
+ScaleKey = tuple[str, str]  # (chain, component)
+
+
+@dataclass
+class ScalingMemory:
+    """What the planner remembers about CPU scaling per chain and component, between events."""
+
+    vcpu: dict[ScaleKey, float] = field(default_factory=dict)
+    # When the last scale proposal (or execution) happened, and which action it was.
+    last_scale: dict[ScaleKey, tuple[datetime, str]] = field(default_factory=dict)
+    # Since when forecasts have said the component could live on a lower ladder step.
+    below_since: dict[ScaleKey, datetime] = field(default_factory=dict)
+
+    def current(self, chain_id: str) -> dict[str, float]:
+        return {component: v for (chain, component), v in self.vcpu.items() if chain == chain_id}
+
+
+def _scale_key(proposal: ActionProposed) -> ScaleKey | None:
+    if isinstance(proposal.action, ScaleCpu | ScaleDown):
+        return (proposal.chain_id, proposal.action.component)
+    return None
+
+
+def admit_scaling(
+    proposals: Sequence[ActionProposed], memory: ScalingMemory, *, now: datetime
+) -> list[ActionProposed]:
+    """Drop scale proposals for a component still in its cooldown; remember the admitted ones.
+
+    The same proposal (same action id) is always admitted again, so a redelivered event whose first
+    handling failed half-way is not lost to the cooldown it set itself.
+    """
+    admitted = []
+    for proposal in proposals:
+        key = _scale_key(proposal)
+        if key is not None and proposal.status != "refused":
+            last = memory.last_scale.get(key)
+            cooling = last is not None and now - last[0] < timedelta(seconds=proposal.cooldown_s)
+            if cooling and last is not None and last[1] != proposal.action_id:
+                continue
+            memory.last_scale[key] = (now, proposal.action_id)
+        admitted.append(proposal)
+    return admitted
+
+
+def plan_prediction(
+    pred: PredictionMade,
+    *,
+    policy: Policy,
+    now: datetime,
+    state: ScalingMemory,
+    min_confidence: float = 60.0,
+    sustain_s: float = 600.0,
+    headroom: float = 0.25,
+) -> list[ActionProposed]:
+    """Scale up on a confident forecast above the current request; down only after a sustained lull.
+
+    Hysteresis: a step down needs the forecast plus ``headroom`` to fit the lower step for
+    ``sustain_s``; any forecast that does not fit resets that clock. Cooldown: see ``admit_scaling``.
+    """
+    key = (pred.chain_id, pred.component)
+    ladder = sorted(policy.vcpu_ladder)
+    current = pred.current_vcpu or state.vcpu.get(key)
+    if pred.current_vcpu is not None:
+        state.vcpu[key] = pred.current_vcpu
+    action: Action | None = None
+    if pred.confidence >= min_confidence and pred.predicted_vcpu > (current or ladder[0]) + 1e-9:
+        state.below_since.pop(key, None)
+        target = next((s for s in ladder if s >= pred.predicted_vcpu - 1e-9), ladder[-1])
+        if target > (current or 0) + 1e-9:
+            action = ScaleCpu(component=pred.component, vcpu=target)
+    elif current is not None and pred.confidence >= min_confidence:
+        fits = next((s for s in ladder if s >= pred.predicted_vcpu * (1 + headroom) - 1e-9), ladder[-1])
+        if fits < current - 1e-9:
+            since = state.below_since.setdefault(key, now)
+            if now - since >= timedelta(seconds=sustain_s):
+                action = ScaleDown(component=pred.component, vcpu=fits)
+        else:
+            state.below_since.pop(key, None)
+    if action is None:
+        return []
+    proposal = propose(
+        action,
+        policy=policy,
+        now=now,
+        chain_id=pred.chain_id,
+        reason=f"forecast {pred.predicted_vcpu:g} vCPU ({pred.trend}, confidence {pred.confidence:.0f}) "
+        f"against {current if current is not None else 'unknown'} vCPU requested: {pred.reasoning}",
+        id_basis=f"prediction-{pred.event_id}",
+        correlation_id=pred.correlation_id,
+        verify=verify_spec(None, action, block_time_s=2.0),
+    )
+    admitted = admit_scaling([proposal], state, now=now)
+    if admitted and isinstance(action, ScaleDown):
+        state.below_since.pop(key, None)
+    return admitted
+
+
+def record_executed(executed: ActionExecuted, memory: ScalingMemory) -> None:
+    """A scale that took effect (or would have, in dry-run) sets the request and restarts the cooldown."""
+    action = executed.action
+    if not isinstance(action, ScaleCpu | ScaleDown):
+        return
+    if executed.outcome not in ("succeeded", "dry_run"):
+        return
+    key = (executed.chain_id, action.component)
+    memory.vcpu[key] = action.vcpu
+    memory.last_scale[key] = (executed.finished_at, executed.action_id)
+
+
+# ------------------------------------------------------------------------------------------ approvals
+
+Decision = Literal["approved", "rejected", "expired"]
+OutcomeStatus = Literal["approved", "waiting", "rejected", "refused", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    by: str
+    at: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """What one command did to a proposal; ``approvals`` is the full list after it."""
+
+    status: OutcomeStatus
+    approvals: tuple[Approval, ...]
+    required: int
+    why: str
+
+    @property
+    def decision(self) -> Decision | None:
+        if self.status in ("approved", "rejected", "expired"):
+            return self.status
+        return None
+
+
+def apply_command(
+    proposal: ActionProposed,
+    approvals: Sequence[Approval],
+    cmd: ActionCommand,
+    *,
+    policy: Policy,
+    now: datetime,
+    decision: Decision | None = None,
+) -> CommandOutcome:
+    """Apply an approve/reject command to a proposal whose state is ``approvals`` and ``decision``.
+
+    Repeating a command that already took effect yields the same outcome again (never a new one),
+    so a redelivered command republishes the same, deduplicated, events.
+    """
+    have = tuple(approvals)
+    voters = {a.by for a in have}
+
+    def outcome(status: OutcomeStatus, why: str, after: tuple[Approval, ...] = have) -> CommandOutcome:
+        return CommandOutcome(status, after, proposal.approvals_required, why)
+
+    if proposal.status == "refused":
+        return outcome("refused", f"the policy refused this proposal: {proposal.refusal}")
+    if proposal.status == "auto_approved":
+        return outcome("refused", "auto-approved by policy: there is nothing to approve or reject")
+    if decision == "approved" and cmd.command == "approve" and cmd.by in voters:
+        return outcome("approved", "already approved")
+    if decision == "rejected" and cmd.command == "reject":
+        return outcome("rejected", "already rejected")
+    if decision is not None:
+        return outcome("refused", f"the proposal was already {decision}")
+    if now >= proposal.expires_at:
+        return outcome("expired", f"the proposal expired at {proposal.expires_at.isoformat()}")
+    if cmd.command == "reject":
+        return outcome("rejected", f"rejected by {cmd.by}" + (f": {cmd.reason}" if cmd.reason else ""))
+    if cmd.by == proposal.proposed_by:
+        return outcome("refused", f"{cmd.by} proposed this action and cannot approve it")
+    after = have if cmd.by in voters else (*have, Approval(by=cmd.by, at=now, reason=cmd.reason))
+    verdict = classify(proposal.action, policy, incident=proposal.incident, approvals=len(after))
+    required = max(proposal.approvals_required, verdict.approvals_required)
+    if len(after) < required:
+        return CommandOutcome("waiting", after, required, f"{len(after)}/{required} distinct approvals")
+    if verdict.refusal is not None:
+        return CommandOutcome("refused", after, required, verdict.refusal)
+    return CommandOutcome("approved", after, required, f"approved by {', '.join(a.by for a in after)}")
+
+
+def approved_event(proposal: ActionProposed, approvers: Sequence[str], *, now: datetime) -> ActionApproved:
+    """The one ``action.approved`` of a proposal; its id depends on the action only (deduplicated)."""
+    return ActionApproved(
+        event_id=event_id("approved", proposal.action_id),
+        correlation_id=proposal.correlation_id,
+        occurred_at=now,
+        chain_id=proposal.chain_id,
+        action_id=proposal.action_id,
+        action=proposal.action,
+        tier=proposal.tier,
+        approvers=tuple(approvers),
+        cooldown_s=proposal.cooldown_s,
+        incident=proposal.incident,
+        episode_id=proposal.episode_id,
+        reason=proposal.reason,
+        verify=proposal.verify,
+    )
+
+
+def expired(proposal: ActionProposed, decision: Decision | None, *, now: datetime) -> bool:
+    return proposal.status == "pending_approval" and decision is None and now >= proposal.expires_at
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+AUDIT_KEEP = 100
+
+
+def audit_event(
+    kind: AuditKind,
+    proposal: ActionProposed,
+    *,
+    actor: str,
+    now: datetime,
+    summary: str,
+    outcome: str | None = None,
+    reasoning: str = "",
+    key: str = "",
+) -> AuditRecorded:
+    """An audit record of ``proposal``; ``key`` separates records of one kind (e.g. each approver)."""
+    return AuditRecorded(
+        event_id=event_id(f"audit-{kind}", proposal.action_id, key),
+        correlation_id=proposal.correlation_id,
+        occurred_at=now,
+        chain_id=proposal.chain_id,
+        kind=kind,
+        actor=actor,
+        action_id=proposal.action_id,
+        summary=summary,
+        reasoning=reasoning,
+        outcome=outcome,
+        details={
+            "action": proposal.action.model_dump(mode="json", by_alias=True),
+            "tier": proposal.tier,
+            "incident": proposal.incident,
+            "episodeId": proposal.episode_id,
+        },
+    )
+
+
+def fold_audit(
+    recent: Sequence[AuditRecorded], event: AuditRecorded, *, keep: int = AUDIT_KEEP
+) -> list[AuditRecorded] | None:
+    """The read model with ``event`` added (newest first, ``keep`` long), or None if it changes nothing."""
+    if any(e.event_id == event.event_id for e in recent):
+        return None
+    # Stable sort with the new record first: of records stamped alike, the later arrival is newer.
+    merged = sorted([event, *recent], key=lambda e: e.occurred_at, reverse=True)[:keep]
+    return None if event not in merged else merged

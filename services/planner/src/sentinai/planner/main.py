@@ -1,0 +1,62 @@
+"""Composition root of the planner: settings → policy → wiring → ASGI app (health, metrics) → uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from prometheus_client import make_asgi_app
+
+from sentinai.common import jsonlog
+from sentinai.common.policy import load_policy
+from sentinai.common.state import open_state_store
+from sentinai.common.streams import ensure_streams
+from sentinai.planner import bus
+from sentinai.planner.settings import PlannerSettings
+
+
+def build_app(settings: PlannerSettings) -> AsgiFastStream:
+    # A bad policy file stops the planner before it connects: it must never run on a guess.
+    deps = bus.Deps(policy=load_policy(settings.policy_file))
+    broker, planner = bus.build(settings, deps)
+    timer = bus.ExpiryTimer(planner, interval_s=settings.expiry_check_s)
+
+    async def prepare() -> None:
+        # Streams and the store must exist before the first message reaches a handler.
+        await broker.connect()
+        await ensure_streams(broker.config.connection_state.stream)
+        deps.store = await open_state_store(
+            nc=broker.connection, redis_url=settings.redis_url, bucket=settings.kv_bucket
+        )
+
+    async def close_store() -> None:
+        if deps.store is not None:
+            await deps.store.close()
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        healthy = timer.running() and await broker.ping(timeout=1.0)
+        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        on_startup=[prepare],
+        after_startup=[timer.start],
+        on_shutdown=[timer.stop],
+        after_shutdown=[close_store],
+    )
+
+
+def main() -> None:
+    settings = PlannerSettings()
+    jsonlog.setup("planner", settings.log_level)
+    # uvicorn turns SIGTERM into a graceful shutdown: handlers finish, the timer stops, then disconnect.
+    uvicorn.run(
+        build_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

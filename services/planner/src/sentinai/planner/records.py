@@ -1,0 +1,108 @@
+"""The planner's records in the StateStore: proposals, their approvals, the pending index, the audit model.
+
+Layout (read by the CLI and the api too): ``proposals.<actionId>`` the proposal as published,
+``approvals.<actionId>`` its ledger (approvers and decision), ``pending.<actionId>`` one key per
+proposal awaiting approval, ``audit.recent`` the last 100 audit records, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
+from pydantic.alias_generators import to_camel
+
+from sentinai.common.decisions import ActionProposed, AuditRecorded
+from sentinai.common.state import StateStore
+from sentinai.planner.logic import Approval, Decision
+
+AUDIT_RECENT = "audit.recent"
+_AUDIT_LIST = TypeAdapter(list[AuditRecorded])
+
+
+def proposal_key(action_id: str) -> str:
+    return f"proposals.{action_id}"
+
+
+def ledger_key(action_id: str) -> str:
+    return f"approvals.{action_id}"
+
+
+def pending_key(action_id: str) -> str:
+    return f"pending.{action_id}"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ApprovalRecord(_Record):
+    by: str
+    at: AwareDatetime
+    reason: str = ""
+
+
+class Ledger(_Record):
+    """Who approved a proposal so far and how it ended (None while it waits)."""
+
+    approvals: tuple[ApprovalRecord, ...] = ()
+    decision: Decision | None = None
+    why: str = ""
+    decided_at: AwareDatetime | None = None
+    # Set once ``action.approved`` is published: a redelivered approval then publishes nothing.
+    announced: bool = False
+
+    def approvers(self) -> tuple[Approval, ...]:
+        return tuple(Approval(by=a.by, at=a.at, reason=a.reason) for a in self.approvals)
+
+    @classmethod
+    def of(
+        cls, approvals: tuple[Approval, ...], *, decision: Decision | None, why: str, at: datetime
+    ) -> Ledger:
+        return cls(
+            approvals=tuple(ApprovalRecord(by=a.by, at=a.at, reason=a.reason) for a in approvals),
+            decision=decision,
+            why=why,
+            decided_at=at if decision is not None else None,
+        )
+
+
+class Records:
+    """Typed access to the planner's keys; every method is one or two StateStore calls."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    async def proposal(self, action_id: str) -> ActionProposed | None:
+        raw = await self.store.get(proposal_key(action_id))
+        return None if raw is None else ActionProposed.model_validate_json(raw)
+
+    async def ledger(self, action_id: str) -> Ledger:
+        raw = await self.store.get(ledger_key(action_id))
+        return Ledger() if raw is None else Ledger.model_validate_json(raw)
+
+    async def add(self, proposal: ActionProposed) -> bool:
+        """Record a published proposal; False when it was recorded before (a redelivery)."""
+        if not await self.store.create(proposal_key(proposal.action_id), proposal.to_json()):
+            return False
+        if proposal.status == "pending_approval":
+            await self.store.put(pending_key(proposal.action_id), proposal.expires_at.isoformat().encode())
+        return True
+
+    async def save_ledger(self, action_id: str, ledger: Ledger) -> None:
+        await self.store.put(ledger_key(action_id), ledger.model_dump_json(by_alias=True).encode())
+        if ledger.decision is not None:
+            await self.store.delete(pending_key(action_id))
+
+    async def pending_ids(self) -> list[str]:
+        return [key.removeprefix("pending.") for key in await self.store.keys("pending.")]
+
+    async def all_ids(self) -> list[str]:
+        return [key.removeprefix("proposals.") for key in await self.store.keys("proposals.")]
+
+    async def recent_audit(self) -> list[AuditRecorded]:
+        raw = await self.store.get(AUDIT_RECENT)
+        return [] if raw is None else _AUDIT_LIST.validate_json(raw)
+
+    async def save_recent_audit(self, records: list[AuditRecorded]) -> None:
+        await self.store.put(AUDIT_RECENT, _AUDIT_LIST.dump_json(records, by_alias=True))

@@ -1,0 +1,396 @@
+"""The planner's decisions: remedies per incident, policy tiers, approvals, forecasts, ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sentinai.common.actions import (
+    Action,
+    DatabaseDrop,
+    DeleteNamespace,
+    ExecDebug,
+    Notify,
+    RaiseMemory,
+    RestartComponent,
+    ScaleCpu,
+    ScaleDown,
+)
+from sentinai.common.decisions import (
+    ActionCommand,
+    ActionExecuted,
+    ActionProposed,
+    AuditRecorded,
+    PredictionMade,
+    RcaCompleted,
+)
+from sentinai.common.incidents import RootCauseClass
+from sentinai.common.policy import load_policy
+from sentinai.planner import logic
+from sentinai.planner.logic import Approval
+
+POLICY = load_policy()
+T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+
+def rca(
+    cause: RootCauseClass,
+    *,
+    confidence: float = 0.9,
+    evidence: tuple[str, ...] = (),
+    chain: str = "opmain",
+    episode: str = "ep-1",
+) -> RcaCompleted:
+    return RcaCompleted(
+        chain_id=chain,
+        occurred_at=T0,
+        episode_id=episode,
+        anomaly_event_id="an-1",
+        root_cause=f"diagnosed {cause}",
+        root_cause_class=cause,
+        affected_components=("op-geth",),
+        risk_level="high",
+        action_plan="act",
+        evidence=evidence,
+        confidence=confidence,
+        engine="rules",
+        latency_ms=3.0,
+    )
+
+
+def summary(action: Action) -> str:
+    return f"{action.kind}:{getattr(action, 'component', getattr(action, 'severity', ''))}"
+
+
+@pytest.mark.parametrize(
+    ("cause", "evidence", "expected", "tiers"),
+    [
+        ("sequencer_stall", (), ["restart_component:op-node"], ["high"]),
+        ("l1_rpc_outage", (), ["restart_component:op-node", "notify:high"], ["high", "low"]),
+        ("batcher_failure", (), ["restart_component:op-batcher"], ["medium"]),
+        (
+            "batcher_failure",
+            ("op-batcher: unable to publish transaction err=insufficient funds for gas",),
+            ["notify:critical"],
+            ["low"],
+        ),
+        ("proposer_failure", (), ["restart_component:op-proposer"], ["medium"]),
+        ("op_geth_cpu_saturation", (), ["scale_cpu:op-geth"], ["low"]),
+        ("op_geth_oom", (), ["raise_memory:op-geth"], ["high"]),
+        ("engine_api_failure", (), ["restart_component:op-geth"], ["medium"]),
+        ("jwt_mismatch", (), ["notify:critical"], ["low"]),
+        ("disk_pressure", (), ["notify:critical"], ["low"]),
+        ("peer_loss", (), ["restart_component:op-node"], ["low"]),
+        ("l1_reorg", (), [], []),
+        ("txpool_spam", (), ["notify:low"], ["low"]),
+        ("unknown", (), [], []),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_every_incident_gets_its_catalogue_remedy_and_tier(
+    cause: RootCauseClass, evidence: tuple[str, ...], expected: list[str], tiers: list[str]
+) -> None:
+    proposals = logic.plan_rca(rca(cause, evidence=evidence), policy=POLICY, now=T0)
+    assert [summary(p.action) for p in proposals] == expected
+    assert [p.tier for p in proposals] == tiers
+    assert all(p.incident == cause and p.episode_id == "ep-1" for p in proposals)
+
+
+@pytest.mark.parametrize("cause", ["l1_reorg", "txpool_spam", "jwt_mismatch", "disk_pressure"])
+def test_never_a_restart_where_the_catalogue_says_never(cause: RootCauseClass) -> None:
+    actions = logic.remedies(rca(cause), policy=POLICY)
+    assert not any(isinstance(a, RestartComponent | ScaleCpu | ScaleDown) for a in actions)
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.3, 0.49])
+def test_a_low_confidence_diagnosis_proposes_nothing(confidence: float) -> None:
+    assert logic.plan_rca(rca("sequencer_stall", confidence=confidence), policy=POLICY, now=T0) == []
+
+
+@pytest.mark.parametrize(
+    ("cause", "confidence", "expected"),
+    [
+        ("l1_rpc_outage", 0.4, ["notify:high"]),
+        ("disk_pressure", 0.4, ["notify:critical"]),
+        ("engine_api_failure", 0.4, []),
+        ("disk_pressure", 0.2, []),
+    ],
+    ids=["outage-notify-only", "disk-notify", "no-restart", "below-both"],
+)
+def test_a_less_certain_diagnosis_may_still_notify_but_never_touch_the_cluster(
+    cause: RootCauseClass, confidence: float, expected: list[str]
+) -> None:
+    actions = logic.remedies(rca(cause, confidence=confidence), policy=POLICY)
+    assert [summary(a) for a in actions] == expected
+
+
+def test_statuses_follow_the_tier() -> None:
+    [restart] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    assert (restart.status, restart.approvals_required, restart.cooldown_s) == ("pending_approval", 1, 600)
+    assert restart.expires_at == T0 + timedelta(seconds=POLICY.proposal_ttl_s)
+    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    assert (scale.status, scale.approvals_required) == ("auto_approved", 0)
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [(None, ScaleCpu(component="op-geth", vcpu=2)), (1.0, ScaleCpu(component="op-geth", vcpu=2)),
+     (2.0, ScaleCpu(component="op-geth", vcpu=4)), (3.0, ScaleCpu(component="op-geth", vcpu=4)),
+     (8.0, None)],
+    ids=["unknown", "1", "2", "off-ladder-3", "top"],
+)  # fmt: skip
+def test_cpu_saturation_scales_to_the_next_ladder_step(
+    current: float | None, expected: Action | None
+) -> None:
+    vcpu = None if current is None else {"op-geth": current}
+    [action] = logic.remedies(rca("op_geth_cpu_saturation"), policy=POLICY, current_vcpu=vcpu)
+    if expected is None:
+        assert isinstance(action, Notify) and "top of the vCPU ladder" in action.text
+    else:
+        assert action == expected
+
+
+def test_oom_raises_memory_above_the_quoted_working_set() -> None:
+    quoted = rca("op_geth_oom", evidence=("op-geth memoryBytes=12884901888 (at the limit)",))
+    assert logic.remedies(quoted, policy=POLICY) == [RaiseMemory(component="op-geth", memory_gib=18)]
+    assert logic.remedies(rca("op_geth_oom"), policy=POLICY) == [
+        RaiseMemory(component="op-geth", memory_gib=12)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cause", "component", "metric", "below"),
+    [
+        ("op_geth_cpu_saturation", "op-geth", "cpuUsage", 80.0),
+        ("sequencer_stall", "op-geth", "secondsSinceHead", 6.0),
+        ("engine_api_failure", "op-geth", "secondsSinceHead", 6.0),
+        ("l1_rpc_outage", "op-node", "l1HeadAge", 120.0),
+    ],
+)
+def test_proposals_carry_what_the_executor_verifies(
+    cause: RootCauseClass, component: str, metric: str, below: float
+) -> None:
+    verify = logic.plan_rca(rca(cause), policy=POLICY, now=T0)[0].verify
+    assert verify is not None
+    assert (verify.component, verify.metric, verify.below) == (component, metric, below)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [DatabaseDrop(component="op-geth"), DeleteNamespace(namespace="op-mainnet")],
+    ids=["database_drop", "delete_namespace"],
+)
+def test_forbidden_actions_are_proposed_as_refused_with_the_reason(action: Action) -> None:
+    proposal = logic.propose(action, policy=POLICY, now=T0, chain_id="opmain", reason="llm said so")
+    assert proposal.status == "refused"
+    assert proposal.refusal is not None and proposal.refusal.startswith("forbidden: ")
+
+
+def test_exec_debug_waits_for_two_approvals_rather_than_being_refused() -> None:
+    action = ExecDebug(component="op-geth", command="geth attach")
+    proposal = logic.propose(action, policy=POLICY, now=T0, chain_id="opmain", reason="look")
+    assert (proposal.status, proposal.tier, proposal.approvals_required) == (
+        "pending_approval",
+        "critical",
+        2,
+    )
+
+
+def test_action_ids_are_deterministic_and_distinguish_what_matters() -> None:
+    first = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    again = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0 + timedelta(minutes=3))
+    assert [p.action_id for p in first] == [p.action_id for p in again]
+    assert [p.event_id for p in first] == [p.event_id for p in again]
+    restart = RestartComponent(component="op-node")
+    ids = {
+        logic.action_id("opmain", "ep-1", restart),
+        logic.action_id("opmain", "ep-2", restart),
+        logic.action_id("other", "ep-1", restart),
+        logic.action_id("opmain", "ep-1", RestartComponent(component="op-geth")),
+    }
+    assert len(ids) == 4
+
+
+# ------------------------------------------------------------------------------------------ approvals
+
+
+def cmd(by: str, command: str = "approve", action_id: str = "x") -> ActionCommand:
+    return ActionCommand(chain_id="opmain", action_id=action_id, command=command, by=by)
+
+
+def pending(action: Action | None = None) -> ActionProposed:
+    return logic.propose(
+        action or RestartComponent(component="op-node"),
+        policy=POLICY,
+        now=T0,
+        chain_id="opmain",
+        reason="stall",
+        incident="sequencer_stall",
+        episode_id="ep-1",
+    )
+
+
+def test_high_tier_is_approved_by_one_other_person() -> None:
+    out = logic.apply_command(pending(), [], cmd("alice"), policy=POLICY, now=T0)
+    assert (out.status, [a.by for a in out.approvals], out.decision) == ("approved", ["alice"], "approved")
+
+
+def test_the_proposer_cannot_approve_its_own_proposal() -> None:
+    out = logic.apply_command(pending(), [], cmd("planner"), policy=POLICY, now=T0)
+    assert out.status == "refused" and "cannot approve" in out.why and out.approvals == ()
+
+
+def test_critical_needs_two_distinct_approvers() -> None:
+    proposal = pending(ExecDebug(component="op-geth", command="geth attach"))
+    one = logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=T0)
+    assert (one.status, one.why) == ("waiting", "1/2 distinct approvals")
+    same = logic.apply_command(proposal, one.approvals, cmd("alice"), policy=POLICY, now=T0)
+    assert same.status == "waiting" and len(same.approvals) == 1
+    two = logic.apply_command(proposal, one.approvals, cmd("bob"), policy=POLICY, now=T0)
+    assert two.status == "approved" and [a.by for a in two.approvals] == ["alice", "bob"]
+
+
+def test_a_reject_ends_it() -> None:
+    proposal = pending()
+    out = logic.apply_command(proposal, [], cmd("carol", "reject"), policy=POLICY, now=T0)
+    assert out.decision == "rejected"
+    late = logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=T0, decision="rejected")
+    assert late.status == "refused" and "already rejected" in late.why
+
+
+def test_an_expired_proposal_cannot_be_approved() -> None:
+    proposal = pending()
+    later = proposal.expires_at + timedelta(seconds=1)
+    assert logic.expired(proposal, None, now=later)
+    assert not logic.expired(proposal, None, now=T0)
+    out = logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=later)
+    assert out.status == "expired"
+
+
+def test_a_repeated_final_approval_repeats_the_same_outcome() -> None:
+    proposal = pending()
+    done = (Approval(by="alice", at=T0),)
+    out = logic.apply_command(proposal, done, cmd("alice"), policy=POLICY, now=T0, decision="approved")
+    assert out.status == "approved" and out.approvals == done
+
+
+@pytest.mark.parametrize(
+    "proposal",
+    [
+        logic.propose(DatabaseDrop(component="op-geth"), policy=POLICY, now=T0, chain_id="c", reason="r"),
+        logic.propose(ScaleCpu(component="op-geth", vcpu=2), policy=POLICY, now=T0, chain_id="c", reason="r"),
+    ],
+    ids=["forbidden", "auto"],
+)
+def test_refused_and_auto_proposals_take_no_approvals(proposal: ActionProposed) -> None:
+    assert logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=T0).status == "refused"
+
+
+# ------------------------------------------------------------------------------------------- forecasts
+
+
+def forecast(
+    vcpu: float, *, current: float | None = 1.0, confidence: float = 80.0, at: int = 0
+) -> PredictionMade:
+    return PredictionMade(
+        chain_id="opmain",
+        event_id=f"pred-{at}",
+        occurred_at=T0 + timedelta(seconds=at),
+        predicted_vcpu=vcpu,
+        current_vcpu=current,
+        confidence=confidence,
+        trend="rising" if vcpu > (current or 0) else "falling",
+        reasoning="trend",
+        horizon_s=300,
+        forecast_cores=vcpu,
+        upper_bound_cores=vcpu,
+        model="holt",
+    )
+
+
+def plan(memory: logic.ScalingMemory, pred: PredictionMade, at: int) -> list[Action]:
+    proposals = logic.plan_prediction(pred, policy=POLICY, now=T0 + timedelta(seconds=at), state=memory)
+    return [p.action for p in proposals]
+
+
+def test_a_confident_forecast_above_the_request_scales_up_once_per_cooldown() -> None:
+    memory = logic.ScalingMemory()
+    assert plan(memory, forecast(1.6, at=0), 0) == [ScaleCpu(component="op-geth", vcpu=2)]
+    assert plan(memory, forecast(1.7, at=60), 60) == []  # within the 300 s cooldown
+    assert plan(memory, forecast(1.7, at=301), 301) == [ScaleCpu(component="op-geth", vcpu=2)]
+
+
+@pytest.mark.parametrize("confidence", [10.0, 59.9])
+def test_an_unsure_forecast_moves_nothing(confidence: float) -> None:
+    assert plan(logic.ScalingMemory(), forecast(3.5, confidence=confidence), 0) == []
+
+
+def test_scale_down_only_after_a_sustained_lull_with_hysteresis() -> None:
+    memory = logic.ScalingMemory()
+    assert plan(memory, forecast(1.2, current=4.0, at=0), 0) == []
+    # 1.7 x 1.25 does not fit 2 vCPU: the lull clock restarts (no flapping on a borderline forecast).
+    assert plan(memory, forecast(1.7, current=4.0, at=300), 300) == []
+    assert plan(memory, forecast(1.2, current=4.0, at=400), 400) == []
+    assert plan(memory, forecast(1.2, current=4.0, at=900), 900) == []
+    down = plan(memory, forecast(1.2, current=4.0, at=1000), 1000)
+    assert down == [ScaleDown(component="op-geth", vcpu=2)]
+
+
+def test_scale_down_waits_for_approval() -> None:
+    memory = logic.ScalingMemory()
+    [proposal] = logic.plan_prediction(
+        forecast(0.5, current=2.0), policy=POLICY, now=T0, state=memory, sustain_s=0
+    )
+    assert (proposal.action, proposal.status, proposal.tier) == (
+        ScaleDown(component="op-geth", vcpu=1),
+        "pending_approval",
+        "high",
+    )
+
+
+def test_an_executed_scale_sets_the_request_and_the_cooldown() -> None:
+    memory = logic.ScalingMemory()
+    executed = ActionExecuted(
+        chain_id="opmain",
+        action_id="act-1",
+        action=ScaleCpu(component="op-geth", vcpu=4),
+        outcome="succeeded",
+        detail="patched",
+        dry_run=False,
+        started_at=T0,
+        finished_at=T0,
+    )
+    logic.record_executed(executed, memory)
+    assert memory.current("opmain") == {"op-geth": 4}
+    assert plan(memory, forecast(6.0, current=None, at=10), 10) == []
+    assert plan(memory, forecast(6.0, current=None, at=400), 400) == [ScaleCpu(component="op-geth", vcpu=8)]
+
+
+def test_rca_scale_ups_respect_the_cooldown_but_not_their_own_replay() -> None:
+    memory = logic.ScalingMemory()
+    first = logic.plan_rca(rca("op_geth_cpu_saturation", episode="e1"), policy=POLICY, now=T0)
+    assert logic.admit_scaling(first, memory, now=T0) == first
+    assert logic.admit_scaling(first, memory, now=T0) == first
+    second = logic.plan_rca(rca("op_geth_cpu_saturation", episode="e2"), policy=POLICY, now=T0)
+    assert logic.admit_scaling(second, memory, now=T0 + timedelta(seconds=30)) == []
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+
+def record(i: int) -> AuditRecorded:
+    return AuditRecorded(
+        chain_id="opmain", event_id=f"a{i}", occurred_at=T0 + timedelta(seconds=i), kind="proposed",
+        actor="planner", summary=str(i),
+    )  # fmt: skip
+
+
+def test_the_audit_model_keeps_the_newest_hundred_once_each() -> None:
+    recent: list[AuditRecorded] = []
+    for i in range(105):
+        recent = logic.fold_audit(recent, record(i)) or recent
+    assert len(recent) == 100
+    assert [r.event_id for r in recent[:2]] == ["a104", "a103"]
+    assert logic.fold_audit(recent, record(104)) is None
+    assert logic.fold_audit(recent, record(0)) is None  # older than everything kept
