@@ -3,12 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-MEMBERS := libs/common services/collector services/detector services/api tools/twin tools/cli
+MEMBERS := libs/common services/collector services/detector services/api tools/twin tools/cli services/executor services/planner services/predictor services/rca
 STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup run test test-unit test-integration lint format bench-pipeline clean
+.PHONY: setup run test test-unit test-integration lint format bench-pipeline bench-loop eval clean
 
 setup: $(STAMP) $(ANVIL)
 
@@ -46,6 +46,12 @@ format: setup
 
 bench-pipeline: setup
 	$(BIN)/python bench/pipeline.py
+
+bench-loop: setup
+	$(BIN)/python bench/loop.py
+
+eval: setup
+	$(BIN)/python bench/eval.py
 
 clean:
 	rm -rf $(VENV) .state .reports tools/anvil/node_modules

@@ -55,6 +55,16 @@ def metrics_raw(chain_id: str, component: str) -> str:
     return f"{METRICS_RAW}.{token(chain_id)}.{token(component)}"
 
 
+def metrics_raw_chain(chain_id: str) -> str:
+    """Every component's samples of one chain (a wildcard subject, for subscribing only)."""
+    return f"{METRICS_RAW}.{token(chain_id)}.*"
+
+
+def metrics_raw_component(component: str) -> str:
+    """One component's samples of every chain (a wildcard subject, for subscribing only)."""
+    return f"{METRICS_RAW}.*.{token(component)}"
+
+
 def logs_raw(chain_id: str, component: str) -> str:
     return f"{LOGS_RAW}.{token(chain_id)}.{token(component)}"
 

@@ -112,25 +112,15 @@ def service_child(
             "SENTINAI_COLLECTOR_CHAINS_FILE": str(chains_file),
             "SENTINAI_COLLECTOR_POLL_INTERVAL_S": str(poll_s),
         }
-    if name == "detector":
-        env |= {
-            "SENTINAI_DETECTOR_BLOCK_TIME_S": str(settings.twin_block_time_s),
-            # Its health/metrics port must not collide with another stack on the same machine.
-            "SENTINAI_DETECTOR_HTTP_PORT": str(free_port()),
-        }
+    if name != "api":
+        prefix = f"SENTINAI_{name.upper()}_"
+        # A fixed health/metrics port would collide with a second stack on the same machine.
+        env[prefix + "HTTP_PORT"] = str(free_port())
+        env[prefix + "BLOCK_TIME_S"] = str(settings.twin_block_time_s)
     if name == "executor":
         env |= {"SENTINAI_EXECUTOR_CHAINS_FILE": str(chains_file)}
     if name == "predictor":
-        env |= {
-            "SENTINAI_PREDICTOR_INTERVAL_S": "10",
-            "SENTINAI_PREDICTOR_BLOCK_TIME_S": str(settings.twin_block_time_s),
-            "SENTINAI_PREDICTOR_HTTP_PORT": str(free_port()),
-        }
-    if name == "planner":
-        env |= {
-            "SENTINAI_PLANNER_BLOCK_TIME_S": str(settings.twin_block_time_s),
-            "SENTINAI_PLANNER_HTTP_PORT": str(free_port()),
-        }
+        env |= {"SENTINAI_PREDICTOR_INTERVAL_S": "10"}
     if name == "api":
         env |= {"SENTINAI_API_HOST": settings.api_host, "SENTINAI_API_PORT": str(settings.api_port)}
     return Child(name, [sys.executable, "-m", f"sentinai.{name}"], env=env)

@@ -1,0 +1,1 @@
+"""Root-cause analysis: a deterministic diagnosis engine, optionally refined by an LLM through litellm."""

@@ -1,0 +1,35 @@
+"""The diagnosis engine's input and output types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sentinai.common.decisions import ActionExecuted, Hypothesis
+from sentinai.common.events import AnomalyDetected, Severity
+from sentinai.common.incidents import RootCauseClass
+
+
+@dataclass(frozen=True, slots=True)
+class RcaContext:
+    """Everything known about one chain when an anomaly arrives; values and lines oldest first."""
+
+    chain_id: str
+    anomaly: AnomalyDetected
+    active: Sequence[AnomalyDetected]
+    metrics: Mapping[str, Mapping[str, Sequence[float]]]
+    logs: Mapping[str, Sequence[str]]
+    recent_actions: Sequence[ActionExecuted] = ()
+    block_time_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    root_cause: str
+    root_cause_class: RootCauseClass
+    affected_components: tuple[str, ...]
+    risk_level: Severity
+    action_plan: str
+    hypotheses: tuple[Hypothesis, ...]
+    evidence: tuple[str, ...]
+    confidence: float

@@ -1,0 +1,114 @@
+"""When to run RCA: one incident per chain at a time, opened by its first anomaly; no I/O, no clock.
+
+Every anomaly of a chain while an incident is open joins it and triggers a re-diagnosis, which is
+published only if it changes the answer (another class, or much more confidence). The incident closes
+once all its anomalies have resolved and a quiet period has passed in event time, so a replay of the
+same events opens the same incidents with the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from sentinai.common.events import AnomalyDetected, AnomalyResolved
+from sentinai.common.incidents import RootCauseClass
+
+# A new class at least this confident replaces any published answer.
+SURE_ENOUGH: Final = 0.4
+
+
+def incident_id(chain_id: str, opening_episode_id: str) -> str:
+    return hashlib.blake2b(f"incident|{chain_id}|{opening_episode_id}".encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Incident:
+    incident_id: str
+    chain_id: str
+    opened_at: datetime
+    open_episodes: set[str] = field(default_factory=set)
+    quiet_since: datetime | None = None  # when the last of its anomalies resolved
+    published_class: RootCauseClass | None = None
+    published_confidence: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Run an RCA for this incident; ``opening`` ones are always published."""
+
+    incident_id: str
+    opening: bool
+
+
+class IncidentTracker:
+    def __init__(
+        self, *, quiet_s: float = 60.0, revise_delta: float = 0.25, seen_capacity: int = 65_536
+    ) -> None:
+        self.quiet_s = quiet_s
+        self.revise_delta = revise_delta
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._capacity = seen_capacity
+        self.incidents: dict[str, Incident] = {}  # chain id → its open incident
+
+    def detected(self, anomaly: AnomalyDetected) -> Trigger | None:
+        """The RCA this anomaly calls for, or ``None`` for an anomaly already handled (a redelivery)."""
+        if anomaly.event_id in self._seen:
+            return None
+        now = anomaly.occurred_at
+        chain = anomaly.chain_id
+        current = self.incidents.get(chain)
+        if current is not None and self._closable(current, now=now):
+            del self.incidents[chain]
+            current = None
+        if current is None:
+            current = Incident(incident_id(chain, anomaly.episode_id), chain, now)
+            self.incidents[chain] = current
+            opening = True
+        else:
+            # Published nothing yet (a failed first publish being redelivered): still the opening RCA.
+            opening = current.published_class is None
+        current.open_episodes.add(anomaly.episode_id)
+        current.quiet_since = None
+        return Trigger(current.incident_id, opening)
+
+    def resolved(self, resolved: AnomalyResolved) -> None:
+        current = self.incidents.get(resolved.chain_id)
+        if current is None or resolved.episode_id not in current.open_episodes:
+            return
+        current.open_episodes.discard(resolved.episode_id)
+        if not current.open_episodes:
+            current.quiet_since = resolved.occurred_at
+
+    def should_publish(
+        self, trigger: Trigger, *, root_cause_class: RootCauseClass, confidence: float
+    ) -> bool:
+        current = next((i for i in self.incidents.values() if i.incident_id == trigger.incident_id), None)
+        if trigger.opening or current is None or current.published_class is None:
+            return True
+        if root_cause_class != current.published_class:
+            # Another class must be about as sure as the answer it replaces, or it is flapping on noise.
+            return confidence >= min(current.published_confidence, SURE_ENOUGH)
+        return confidence >= current.published_confidence + self.revise_delta
+
+    def published(self, trigger: Trigger, *, root_cause_class: RootCauseClass, confidence: float) -> None:
+        for current in self.incidents.values():
+            if current.incident_id == trigger.incident_id:
+                current.published_class = root_cause_class
+                current.published_confidence = confidence
+
+    def handled(self, anomaly_event_id: str) -> None:
+        """Mark an anomaly done (its RCA published or judged unchanged): redeliveries are ignored."""
+        self._seen[anomaly_event_id] = None
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+
+    def _closable(self, incident: Incident, *, now: datetime) -> bool:
+        return (
+            incident.quiet_since is not None
+            and not incident.open_episodes
+            and (now - incident.quiet_since).total_seconds() >= self.quiet_s
+        )

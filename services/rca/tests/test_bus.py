@@ -1,0 +1,163 @@
+"""Wiring in memory: telemetry becomes context, anomalies one RCA per incident, junk a dead letter."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+
+from sentinai.common import streams, subjects
+from sentinai.common.decisions import AuditRecorded, RcaCompleted
+from sentinai.common.events import AnomalyDetected, DeadLetter, LogBatch, MetricSample
+from sentinai.rca import bus
+from sentinai.rca.settings import RcaSettings
+from services.rca.tests.scenes import CHAIN, STALL_AGE, T0, anomaly, op
+
+SETTINGS = RcaSettings()
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def attach(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
+        @broker.subscriber(subject, stream=stream.ref())
+        async def spy(msg: NatsMessage) -> None:
+            self.bodies.append(msg.body)
+
+
+def wired() -> tuple[NatsBroker, bus.Deps, Spy, Spy, Spy]:
+    deps = bus.deps_from(SETTINGS)
+    deps.clock = lambda: T0 + timedelta(seconds=30)
+    broker = bus.build(SETTINGS, deps, now=T0)
+    rcas, audits, dead = Spy(), Spy(), Spy()
+    rcas.attach(broker, subjects.RCA_COMPLETED_ALL, streams.EVENTS)
+    audits.attach(broker, subjects.AUDIT_ALL, streams.AUDIT)
+    dead.attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+    return broker, deps, rcas, audits, dead
+
+
+def stall_telemetry() -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for i, age in enumerate(STALL_AGE):
+        sample = MetricSample(
+            event_id=f"s{i}",
+            occurred_at=T0 + timedelta(seconds=2 * i),
+            chain_id=CHAIN,
+            component="op-geth",
+            source="rpc",
+            metrics={
+                "secondsSinceHead": age,
+                "blockHeight": 1000.0 + min(i, 11),
+                "txPoolCount": 120.0 + 40 * i,
+            },
+        )
+        out.append((subjects.metrics_raw(CHAIN, "op-geth"), sample.to_json()))
+    line = op("error", "Engine failed temporarily, backing off sequencer", err="context deadline exceeded")
+    batch = LogBatch(chain_id=CHAIN, component="op-node", lines=(line, line, line))
+    out.append((subjects.logs_raw(CHAIN, "op-node"), batch.to_json()))
+    return out
+
+
+async def test_an_anomaly_after_telemetry_gives_one_rca_with_the_seed_fields_and_an_audit() -> None:
+    broker, _, rcas, audits, _ = wired()
+    first = anomaly("op-geth", "secondsSinceHead", 16.0, event_id="stall-1")
+    same_incident = anomaly("op-node", "unsafeL2Age", 16.0, event_id="stall-2", at=T0 + timedelta(seconds=2))
+    async with TestNatsBroker(broker):
+        for subject, body in stall_telemetry():
+            await broker.publish(body, subject, stream=streams.TELEMETRY.name)
+        await broker.publish(first.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
+        await broker.publish(first.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
+        await broker.publish(
+            same_incident.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name
+        )
+    [body] = rcas.bodies
+    rca = RcaCompleted.model_validate_json(body)
+    fields = json.loads(body)
+    assert {"rootCause", "affectedComponents", "riskLevel", "actionPlan"} <= set(fields)
+    assert (rca.root_cause_class, rca.risk_level, rca.engine, rca.anomaly_event_id) == (
+        "sequencer_stall",
+        "high",
+        "rules",
+        "stall-1",
+    )
+    assert rca.chain_id == CHAIN and rca.correlation_id == first.correlation_id
+    assert any("Engine failed temporarily" in e for e in rca.evidence)
+    assert any("secondsSinceHead=16.0" in e for e in rca.evidence)
+    [audit] = [AuditRecorded.model_validate_json(b) for b in audits.bodies]
+    assert (audit.kind, audit.actor, audit.details["episodeId"]) == ("rca_completed", "rca", rca.episode_id)
+
+
+async def test_a_class_change_within_the_incident_publishes_a_revision() -> None:
+    broker, _, rcas, _, _ = wired()
+    noisy = anomaly("op-geth", "cpuUsage", 63.0, rule="zscore", event_id="n-1")
+    jwt_line = op("error", "Error initializing the rollup node", err="401 Unauthorized: signature is invalid")
+    jwt = anomaly(
+        "op-node", "log:jwt_mismatch", 2.0, rule="log", evidence=[jwt_line, jwt_line], event_id="n-2"
+    )
+    async with TestNatsBroker(broker):
+        for event in (noisy, jwt):
+            await broker.publish(
+                event.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name
+            )
+    first, second = (RcaCompleted.model_validate_json(b) for b in rcas.bodies)
+    assert (first.root_cause_class, second.root_cause_class) == ("unknown", "jwt_mismatch")
+    assert first.episode_id == second.episode_id
+
+
+async def test_resolved_anomalies_leave_the_context() -> None:
+    broker, deps, _, _, _ = wired()
+    opened = anomaly("op-geth", "cpuUsage", 97.0, event_id="r-1")
+    resolved = {
+        "chainId": CHAIN,
+        "episodeId": opened.episode_id,
+        "component": "op-geth",
+        "metric": "cpuUsage",
+        "rule": "liveness",
+        "startedAt": T0.isoformat(),
+        "durationS": 12.0,
+        "description": "CPU spike resolved",
+    }
+    async with TestNatsBroker(broker):
+        await broker.publish(opened.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
+        assert set(deps.context.chain(CHAIN).active) == {"r-1"}
+        await broker.publish(json.dumps(resolved).encode(), subjects.anomaly_resolved(CHAIN), stream="EVENTS")
+    assert deps.context.chain(CHAIN).active == {}
+    assert deps.tracker.incidents[CHAIN].quiet_since is not None
+
+
+async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> None:
+    broker, deps, rcas, _, dead = wired()
+    bad_anomaly = json.loads(anomaly("op-geth", "cpuUsage", 97.0).to_json())
+    bad_anomaly["severity"] = "apocalyptic"
+    async with TestNatsBroker(broker):
+        await broker.publish(b"not json", subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
+        await broker.publish(
+            json.dumps(bad_anomaly).encode(), subjects.anomaly_detected(CHAIN), stream="EVENTS"
+        )
+        await broker.publish(b'{"lines": 3}', subjects.logs_raw(CHAIN, "op-node"), stream="TELEMETRY")
+        await broker.publish(b"{}", subjects.metrics_raw(CHAIN, "op-geth"), stream="TELEMETRY")
+        await broker.publish(b"[]", subjects.action_executed(CHAIN), stream="ACTIONS")
+    letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
+    assert [d.subject for d in letters] == [
+        "anomaly.detected.opmain",
+        "anomaly.detected.opmain",
+        "logs.raw.opmain.op-node",
+        "metrics.raw.opmain.op-geth",
+        "action.executed.opmain",
+    ]
+    assert all(d.service == "rca" for d in letters)
+    assert "severity" in letters[1].reason
+    assert rcas.bodies == [] and deps.tracker.incidents == {}
+
+
+async def test_anomalies_of_other_chains_open_their_own_incidents() -> None:
+    broker, _, rcas, _, _ = wired()
+    here = anomaly("op-geth", "cpuUsage", 97.0, event_id="x-1")
+    there = AnomalyDetected.model_validate({**here.model_dump(), "chain_id": "other", "event_id": "x-2"})
+    async with TestNatsBroker(broker):
+        await broker.publish(here.to_json(), subjects.anomaly_detected(CHAIN), stream="EVENTS")
+        await broker.publish(there.to_json(), subjects.anomaly_detected("other"), stream="EVENTS")
+    chains = sorted(RcaCompleted.model_validate_json(b).chain_id for b in rcas.bodies)
+    assert chains == ["opmain", "other"]
