@@ -97,6 +97,11 @@ async def trial(
     hit = await wait_for(proposed, timeout_s=timeout_s)
     row: dict[str, Any] = {"chain": chain, "incident": kind, "expected": expect, "proposed": bool(hit)}
     anomalies = bus.after(f"anomaly.detected.{chain}", injected)
+    # What the loop concluded on the way, so a miss can be read off the report.
+    row["rcas"] = [
+        f"{e['rootCauseClass']}:{e['confidence']:.2f}"
+        for _, e in bus.after(f"rca.completed.{chain}", injected)
+    ]
     if hit:
         arrived, proposal = hit[0]
         first_sample = min((_ts(e) for _, e in anomalies), default=arrived)

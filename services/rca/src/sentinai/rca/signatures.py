@@ -188,7 +188,8 @@ def batcher_failure(f: Facts) -> Case:
 
 def proposer_failure(f: Facts) -> Case:
     case = Case()
-    case.log(f.logged(r"Failed to send proposal transaction", components=["op-proposer"]), 0.5)
+    # The catalogue's defining line: repeated, it names the incident by itself.
+    case.log(f.logged(r"Failed to send proposal transaction", components=["op-proposer"]), 0.6)
     case.log(f.logged(r"Error getting output", components=["op-proposer"]), 0.2)
     case.log(f.logged(r"Proposer tx successfully published but reverted", min_level=INFO), 0.3)
     proposed = f.series("op-proposer", "proposedL2")
@@ -241,7 +242,7 @@ def op_geth_oom(f: Facts) -> Case:
 
 def engine_api_failure(f: Facts) -> Case:
     case = Case()
-    case.log(f.logged(r"Failed to share forkchoice-updated signal"), 0.5)
+    case.log(f.logged(r"Failed to share forkchoice-updated signal"), 0.6)
     case.log(f.logged(r"Beacon client online, but no consensus updates", components=["op-geth"]), 0.2)
     case.log(f.logged(r"Served engine_forkchoiceUpdated\S*.*err="), 0.2)
     case.log(f.logged(r"Derivation process error|Engine temporary error", components=["op-node"]), 0.1)
@@ -256,7 +257,9 @@ def jwt_mismatch(f: Facts) -> Case:
         f.logged(r"401 Unauthorized|signature is invalid|missing token|token is expired|stale token"), 0.6
     )
     case.log(f.logged(r"Error initializing the rollup node", components=["op-node"]), 0.1)
-    if crash := f.restarted("op-node") or f.down("op-node"):
+    # A restarting op-node is what a JWT mismatch looks like, but also what every rollout looks like:
+    # it only supports the diagnosis once the 401 itself was seen.
+    if case.score and (crash := f.restarted("op-node") or f.down("op-node")):
         case.add(0.2, crash)
     return case
 
