@@ -236,3 +236,13 @@ def test_unknown_incident_and_bad_params_are_refused() -> None:
         incidents.make("cpu_spike", {"factor": "x"}, tick=0)
     with pytest.raises(incidents.InvalidParamsError):
         incidents.make("cpu_spike", {"nope": 1}, tick=0)
+
+
+def test_restart_cures_faults_that_live_in_the_process_only() -> None:
+    state = sim.initial_state(ChainConfig(chain="cure", seed=3), Random(3))
+    state = sim.inject(state, incidents.make("sequencer_stall", None, tick=state.tick))
+    state = sim.inject(state, incidents.make("l1_rpc_outage", None, tick=state.tick))
+    restarted = sim.restart_pod(state, "op-node")
+    assert [i.kind for i in restarted.incidents] == ["l1_rpc_outage"]
+    sticky = sim.inject(state, incidents.make("sequencer_stall", {"persist": 1}, tick=state.tick))
+    assert "sequencer_stall" in [i.kind for i in sim.restart_pod(sticky, "op-node").incidents]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from sentinai.twin.model import Incident
+from sentinai.twin.model import Component, Incident
 
 # kind → (what it does, default parameters)
 KINDS: Final[dict[str, tuple[str, dict[str, float]]]] = {
@@ -31,6 +31,14 @@ KINDS: Final[dict[str, tuple[str, dict[str, float]]]] = {
 REORG_EVERY_TICKS: Final = 60
 
 
+# What restarting a component's process fixes. Everything else needs a human or a different action.
+CURED_BY_RESTART: Final[Mapping[Component, frozenset[str]]] = {
+    "op-node": frozenset({"sequencer_stall", "peer_loss"}),
+    "op-geth": frozenset({"engine_api_failure"}),
+    "op-proposer": frozenset({"proposer_failure"}),
+}
+
+
 class UnknownIncidentError(ValueError):
     def __init__(self, kind: str) -> None:
         super().__init__(f"unknown incident kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -45,7 +53,8 @@ def make(kind: str, params: Mapping[str, object] | None, *, tick: int) -> Incide
     """An incident of ``kind`` starting at ``tick``, with its defaults overridden by ``params``."""
     if kind not in KINDS:
         raise UnknownIncidentError(kind)
-    merged = dict(KINDS[kind][1])
+    # ``persist=1`` keeps an incident through a restart of the component that would otherwise cure it.
+    merged = {**KINDS[kind][1], "persist": 0.0}
     for name, value in (params or {}).items():
         if name not in merged:
             known = ", ".join(merged) or "none"

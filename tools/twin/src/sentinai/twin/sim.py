@@ -13,7 +13,7 @@ from random import Random
 from typing import Final
 
 from sentinai.twin import incidents, logs
-from sentinai.twin.incidents import Effects
+from sentinai.twin.incidents import CURED_BY_RESTART, Effects
 from sentinai.twin.logs import Level, Value, block_id, short_hash
 from sentinai.twin.model import (
     COMPONENTS,
@@ -647,7 +647,8 @@ def roll(
     pod = replace(before, resources=resources, replicas=replicas)
     if template_changed:
         pod = _replaced(replace(pod, revision=pod.revision + 1), tick=state.tick)
-    elif replicas > 0 and not before.exists:
+        return _cured(replace(state, pods={**state.pods, component: pod}), component)
+    if replicas > 0 and not before.exists:
         pod = _replaced(pod, tick=state.tick)
     return replace(state, pods={**state.pods, component: pod})
 
@@ -655,7 +656,18 @@ def roll(
 def restart_pod(state: ChainState, component: Component) -> ChainState:
     """The pod was deleted: its controller creates a fresh one (new name for a Deployment)."""
     pod = _replaced(state.pods[component], tick=state.tick)
-    return replace(state, pods={**state.pods, component: pod})
+    return _cured(replace(state, pods={**state.pods, component: pod}), component)
+
+
+def _cured(state: ChainState, component: Component) -> ChainState:
+    """A fresh process clears the faults that live in it (a wedged sequencer, lost peers …).
+
+    Faults outside the process — L1 down, an empty batcher key, a wrong JWT, a full disk — survive a
+    restart, as they do on a real chain; so does any incident injected with ``persist=1``.
+    """
+    cures = CURED_BY_RESTART.get(component, frozenset())
+    kept = tuple(i for i in state.incidents if i.kind not in cures or i.param("persist", 0.0) > 0)
+    return state if len(kept) == len(state.incidents) else replace(state, incidents=kept)
 
 
 def _replaced(pod: Pod, *, tick: int) -> Pod:
