@@ -29,7 +29,7 @@ SENTINAI = str(Path(sys.executable).parent / "sentinai")
 
 
 class Stack:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, **extra_env: str) -> None:
         self.state_dir = tmp_path / "state"
         self.api = f"http://127.0.0.1:{free_port()}"
         self.env = {
@@ -38,6 +38,7 @@ class Stack:
             "SENTINAI_API_PORT": self.api.rsplit(":", 1)[1],
         }
         self.env.pop("SENTINAI_NATS_URL", None)
+        self.env.update(extra_env)
         self.output: list[str] = []
         self.proc = subprocess.Popen(
             [SENTINAI, "up"],

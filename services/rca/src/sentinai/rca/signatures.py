@@ -16,7 +16,8 @@ from typing import Final
 from sentinai.common import catalog
 from sentinai.common.events import Severity
 from sentinai.common.incidents import IncidentClass
-from sentinai.rca.evidence import INFO, RECENT, Case, Facts, flat, fmt, rising
+from sentinai.common.loglines import INFO
+from sentinai.rca.evidence import RECENT, Case, Facts, flat, fmt, rising
 
 TXPOOL_CAP: Final = 5120.0  # geth legacypool's default pending slots
 

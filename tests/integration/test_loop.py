@@ -1,0 +1,113 @@
+"""The closed loop through the whole stack, simulation off: detect → diagnose → plan → act → verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_stack import Stack, _alive, eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(
+        tmp_path,
+        SCALING_SIMULATION_MODE="false",
+        SENTINAI_EXECUTOR_VERIFY_WINDOW_S="60",
+        SENTINAI_LOG_LEVEL="warn",
+    )
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.proc.send_signal(signal.SIGINT)
+            try:
+                running.proc.wait(timeout=30)
+            except Exception:
+                os.killpg(running.proc.pid, signal.SIGKILL)
+        for pid in running.child_pids().values():
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def audit(stack: Stack) -> list[dict[str, Any]]:
+    done = stack.cli("audit", "--json", "-n", "100")
+    assert done.returncode == 0, done.stderr
+    records: list[dict[str, Any]] = json.loads(done.stdout)
+    return records
+
+
+def story(stack: Stack, action_id: str) -> list[str]:
+    """The audit kinds of one action, oldest first."""
+    return [r["kind"] for r in reversed(audit(stack)) if r.get("actionId") == action_id]
+
+
+def twin_request(stack: Stack) -> float:
+    """op-geth's CPU request as the twin's cluster holds it, in cores."""
+    done = stack.cli("twin", "state")
+    assert done.returncode == 0, done.stderr
+    return float(json.loads(done.stdout)["cpu"]["opGethRequestCores"])
+
+
+def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_for_approval(
+    live: Stack,
+) -> None:
+    def healthy() -> bool:
+        body = live.get("/api/health").json()
+        return body["status"] == "ok" and any(c["fresh"] for c in body["chains"])
+
+    eventually(healthy, timeout_s=60, what="a healthy stack", stack=live)
+    # The detector needs a baseline before it judges anything.
+    time.sleep(25)
+    assert twin_request(live) == 1.0
+
+    assert live.cli("twin", "inject", "cpu_spike").returncode == 0
+
+    def scaled() -> list[dict[str, Any]]:
+        return [
+            r for r in audit(live) if r["kind"] == "succeeded" and "scale op-geth CPU to 2" in r["summary"]
+        ]
+
+    eventually(scaled, timeout_s=120, what="a verified scale-up of op-geth", stack=live)
+    assert twin_request(live) == 2.0
+    scale_id = scaled()[0]["actionId"]
+    kinds = story(live, scale_id)
+    assert kinds[:2] == ["proposed", "approved"], kinds
+    assert kinds[-3:] == ["executing", "verified", "succeeded"], kinds
+    assert live.cli("twin", "clear").returncode == 0
+
+    assert live.cli("twin", "inject", "sequencer_stall").returncode == 0
+
+    def pending_restart() -> str | None:
+        listing = live.cli("actions", "list")
+        for line in listing.stdout.splitlines():
+            if "restart op-node" in line:
+                return line.split()[0]
+        return None
+
+    action_id = eventually(pending_restart, timeout_s=60, what="a pending op-node restart", stack=live)
+    # High tier: nothing happens until a human approves.
+    time.sleep(3)
+    assert story(live, action_id) == ["proposed"]
+
+    approved = live.cli("actions", "approve", action_id, "--by", "alice", "--reason", "sequencer is wedged")
+    assert approved.returncode == 0, approved.stderr
+
+    def restarted() -> list[str]:
+        kinds = story(live, action_id)
+        return kinds if kinds and kinds[-1] in {"succeeded", "failed", "rolled_back"} else []
+
+    kinds = eventually(restarted, timeout_s=120, what="the approved restart to finish", stack=live)
+    assert kinds == ["proposed", "approved", "executing", "verified", "succeeded"], kinds
+    approvers = [
+        r["actor"] for r in audit(live) if r.get("actionId") == action_id and r["kind"] == "approved"
+    ]
+    assert approvers == ["alice"]
