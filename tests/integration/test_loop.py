@@ -3,39 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_stack import Stack, _alive, eventually
 
 pytestmark = pytest.mark.integration
+Stack = Any  # the conftest's running `sentinai up`
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(
-        tmp_path,
-        SCALING_SIMULATION_MODE="false",
-        SENTINAI_EXECUTOR_VERIFY_WINDOW_S="60",
-        SENTINAI_LOG_LEVEL="warn",
+def live(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack(
+        SCALING_SIMULATION_MODE="false", SENTINAI_EXECUTOR_VERIFY_WINDOW_S="60", SENTINAI_LOG_LEVEL="warn"
     )
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            running.proc.send_signal(signal.SIGINT)
-            try:
-                running.proc.wait(timeout=30)
-            except Exception:
-                os.killpg(running.proc.pid, signal.SIGKILL)
-        for pid in running.child_pids().values():
-            if _alive(pid):
-                os.killpg(pid, signal.SIGKILL)
 
 
 def audit(stack: Stack) -> list[dict[str, Any]]:
@@ -64,7 +46,7 @@ def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_fo
         body = live.get("/api/health").json()
         return body["status"] == "ok" and any(c["fresh"] for c in body["chains"])
 
-    eventually(healthy, timeout_s=60, what="a healthy stack", stack=live)
+    live.eventually(healthy, timeout_s=60, what="a healthy stack")
     # The detector needs a baseline before it judges anything.
     time.sleep(25)
     assert twin_request(live) == 1.0
@@ -76,7 +58,7 @@ def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_fo
             r for r in audit(live) if r["kind"] == "succeeded" and "scale op-geth CPU to 2" in r["summary"]
         ]
 
-    eventually(scaled, timeout_s=120, what="a verified scale-up of op-geth", stack=live)
+    live.eventually(scaled, timeout_s=120, what="a verified scale-up of op-geth")
     assert twin_request(live) == 2.0
     scale_id = scaled()[0]["actionId"]
     kinds = story(live, scale_id)
@@ -93,7 +75,7 @@ def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_fo
                 return line.split()[0]
         return None
 
-    action_id = eventually(pending_restart, timeout_s=60, what="a pending op-node restart", stack=live)
+    action_id = live.eventually(pending_restart, timeout_s=60, what="a pending op-node restart")
     # High tier: nothing happens until a human approves.
     time.sleep(3)
     assert story(live, action_id) == ["proposed"]
@@ -105,7 +87,7 @@ def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_fo
         kinds = story(live, action_id)
         return kinds if kinds and kinds[-1] in {"succeeded", "failed", "rolled_back"} else []
 
-    kinds = eventually(restarted, timeout_s=120, what="the approved restart to finish", stack=live)
+    kinds = live.eventually(restarted, timeout_s=120, what="the approved restart to finish")
     assert kinds == ["proposed", "approved", "executing", "verified", "succeeded"], kinds
     approvers = [
         r["actor"] for r in audit(live) if r.get("actionId") == action_id and r["kind"] == "approved"
