@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from sentinai.api import bus
@@ -14,6 +13,7 @@ from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common import jsonlog
 from sentinai.common.bus import start_broker
+from sentinai.common.serve import run_asgi
 
 
 def build_app(settings: ApiSettings) -> FastAPI:
@@ -37,11 +37,4 @@ def build_app(settings: ApiSettings) -> FastAPI:
 def main() -> None:
     settings = ApiSettings()
     jsonlog.setup("api", settings.log_level)
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_asgi(build_app(settings), host=settings.host, port=settings.port)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
 from sentinai.common import jsonlog
 from sentinai.common.policy import load_policy
+from sentinai.common.serve import run_asgi
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
 from sentinai.planner import bus
@@ -52,11 +52,4 @@ def main() -> None:
     settings = PlannerSettings()
     jsonlog.setup("planner", settings.log_level)
     # uvicorn turns SIGTERM into a graceful shutdown: handlers finish, the timer stops, then disconnect.
-    uvicorn.run(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_asgi(build_app(settings), host=settings.http_host, port=settings.http_port)

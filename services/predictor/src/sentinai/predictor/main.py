@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
 from sentinai.common import jsonlog
 from sentinai.common.events import utcnow
+from sentinai.common.serve import run_asgi
 from sentinai.common.streams import ensure_streams
 from sentinai.predictor import bus, logic
 from sentinai.predictor.settings import PredictorSettings
@@ -57,11 +57,4 @@ def main() -> None:
     settings = PredictorSettings()
     jsonlog.setup("predictor", settings.log_level)
     # uvicorn turns SIGTERM into a graceful shutdown: the round in flight finishes, then disconnect.
-    uvicorn.run(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_asgi(build_app(settings), host=settings.http_host, port=settings.http_port)

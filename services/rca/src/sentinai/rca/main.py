@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
 from sentinai.common import jsonlog
 from sentinai.common.events import utcnow
+from sentinai.common.serve import run_asgi
 from sentinai.common.streams import ensure_streams
 from sentinai.rca import bus
 from sentinai.rca.settings import RcaSettings
@@ -40,11 +40,4 @@ def main() -> None:
     # litellm logs every request at info level; our own line per RCA says what matters.
     logging.getLogger("LiteLLM").setLevel(max(logging.WARNING, logging.getLogger().level))
     # uvicorn turns SIGTERM into a graceful shutdown: in-flight handlers finish, then the broker drains.
-    uvicorn.run(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_asgi(build_app(settings), host=settings.http_host, port=settings.http_port)
