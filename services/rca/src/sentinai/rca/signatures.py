@@ -206,6 +206,10 @@ def op_geth_cpu_saturation(f: Facts) -> Case:
     cpu = f.latest("op-geth", catalog.CPU_USAGE)
     if cpu is not None and cpu >= 80:
         case.add(0.35 if cpu >= 90 else 0.2, f"op-geth cpuUsage={cpu:.1f}% of its CPU request")
+        if cpu >= 98:
+            # Pinned at its allocation op-geth is being throttled: saturated by definition, and the
+            # remedy (one ladder step up, auto tier, verified, rolled back on failure) is cheap.
+            case.add(0.2, "op-geth is pinned at its CPU allocation (throttled)")
         recent = f.series("op-geth", catalog.CPU_USAGE)[-3:]
         if len(recent) == 3 and min(recent) >= 80:
             case.add(
