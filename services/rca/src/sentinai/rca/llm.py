@@ -236,14 +236,15 @@ async def _ask(messages: list[dict[str, str]], *, config: LlmConfig) -> tuple[Ll
 async def consult(ctx: RcaContext, rules: Diagnosis, *, config: LlmConfig) -> Outcome:
     """Ask the model; on any failure return the rules' answer, never later than the deadline."""
     started = time.perf_counter()
+    # litellm's own timeout should fire first; this bounds whatever it does not cover, with half the
+    # fallback budget left so the rules' answer still goes out within ``fallback_s`` of the timeout.
+    deadline = config.timeout_s + config.fallback_s / 2
     try:
         answer, cost = await asyncio.wait_for(
-            _ask(build_messages(ctx, rules), config=config),
-            # litellm's own timeout should fire first; this bounds whatever it does not cover.
-            timeout=config.timeout_s + config.fallback_s,
+            _ask(build_messages(ctx, rules), config=config), timeout=deadline
         )
     except (LlmFailureError, TimeoutError) as exc:
-        why = str(exc) or f"no answer within {config.timeout_s + config.fallback_s:g}s"
+        why = str(exc) or f"no answer within {deadline:g}s"
         log.warning(
             "LLM answer unusable, using the rules' diagnosis",
             extra={
