@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup run test test-unit test-integration lint format bench-pipeline bench-loop eval clean
+.PHONY: setup run test test-unit test-integration lint format bench-pipeline bench-loop bench-nab eval clean
 
 setup: $(STAMP) $(ANVIL)
 
@@ -49,6 +49,9 @@ bench-pipeline: setup
 
 bench-loop: setup
 	$(BIN)/python bench/loop.py
+
+bench-nab: setup
+	$(BIN)/python bench/nab.py --nab $(NAB)
 
 eval: setup
 	$(BIN)/python bench/eval.py
