@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 IncidentClass = Literal[
     "sequencer_stall",
@@ -20,20 +20,7 @@ IncidentClass = Literal[
 ]
 RootCauseClass = IncidentClass | Literal["unknown"]
 
-INCIDENT_CLASSES: Final[tuple[IncidentClass, ...]] = (
-    "sequencer_stall",
-    "l1_rpc_outage",
-    "batcher_failure",
-    "proposer_failure",
-    "op_geth_cpu_saturation",
-    "op_geth_oom",
-    "engine_api_failure",
-    "jwt_mismatch",
-    "disk_pressure",
-    "peer_loss",
-    "l1_reorg",
-    "txpool_spam",
-)
+INCIDENT_CLASSES: Final[tuple[IncidentClass, ...]] = get_args(IncidentClass)
 
 # The OP Stack twin's incident kinds, named by what an operator injects, mapped to the class a
 # correct diagnosis names.
