@@ -24,6 +24,7 @@ from nab_score import Corpus, FloatArray, load_corpus, load_scores, read_columns
 
 from sentinai.detector.logic import ZScoreScorer
 from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.streaming import StreamingScorer, StreamState
 from sentinai.detector.windows import RollingWindow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,24 @@ class SeedZScore:
         return deep_size(state)
 
 
+class Streaming:
+    """``StreamingScorer`` (the detector's streaming core, default settings) as a NAB detector."""
+
+    name = "streaming"
+
+    def __init__(self) -> None:
+        self._scorer = StreamingScorer()
+
+    def new_series(self) -> StreamState:
+        return self._scorer.new_state()
+
+    def score(self, state: StreamState, t: float, value: float) -> float:
+        return self._scorer.score(state, value, t)
+
+    def state_bytes(self, state: StreamState) -> int:
+        return deep_size(state)
+
+
 def deep_size(obj: object, seen: set[int] | None = None) -> int:
     """Bytes held by ``obj`` and everything it references (slots, dicts, sequences, arrays), once each."""
     seen = set() if seen is None else seen
@@ -117,7 +136,7 @@ def deep_size(obj: object, seen: set[int] | None = None) -> int:
 
 def default_detectors() -> list[Detector]:
     live = DetectorSettings()
-    return [
+    seed: list[Detector] = [
         SeedZScore(
             f"zscore-w{live.window}-{kind}",
             window=live.window,
@@ -127,6 +146,7 @@ def default_detectors() -> list[Detector]:
         )
         for kind in ("binary", "tanh")
     ]
+    return [*seed, Streaming()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,106 @@
+"""The streaming scorer: bounded state, causal, first-sample detection, quiet on flat series, suppression."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+
+import pytest
+
+from sentinai.detector.streaming import StreamingScorer, StreamingSettings, StreamState
+
+STEP_S = 300.0  # NAB's usual 5-minute spacing
+
+
+def noisy(n: int, *, seed: int = 1, level: float = 100.0, noise: float = 1.0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0.0, noise) for _ in range(n)]
+
+
+def run(scorer: StreamingScorer, values: list[float], state: StreamState | None = None) -> list[float]:
+    state = scorer.new_state() if state is None else state
+    return [scorer.score(state, v, i * STEP_S) for i, v in enumerate(values)]
+
+
+def state_size(state: StreamState) -> int:
+    size = sys.getsizeof(state)
+    for slot in StreamState.__slots__:
+        item = getattr(state, slot)
+        size += sys.getsizeof(item)
+        if isinstance(item, list):
+            size += sum(sys.getsizeof(x) for x in item)
+    return size
+
+
+def test_state_stays_bounded_over_a_long_series() -> None:
+    scorer = StreamingScorer()
+    state = scorer.new_state()
+    run(scorer, noisy(1_000), state)
+    early = state_size(state)
+    run(scorer, noisy(20_000, seed=2), state)
+    assert state_size(state) == early
+    assert early < 64 * 1024
+
+
+def test_scores_are_causal_a_point_never_sees_itself_or_the_future() -> None:
+    scorer = StreamingScorer()
+    base = noisy(600)
+    changed = [*base[:400], 500.0, *base[401:]]
+    before, after = run(scorer, base), run(scorer, changed)
+    assert before[:400] == after[:400]
+    assert after[400] > before[400]
+
+
+def test_scores_stay_in_the_unit_interval() -> None:
+    values = [*noisy(500), 1e12, -1e12, 0.0, *noisy(200, seed=3)]
+    assert all(0.0 <= s <= 1.0 for s in run(StreamingScorer(), values))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param([160.0] * 50, id="step-up"),
+        pytest.param([40.0] * 50, id="step-down"),
+        pytest.param([160.0, *noisy(49, seed=4)], id="spike"),
+    ],
+)
+def test_a_change_scores_high_on_its_first_sample(tail: list[float]) -> None:
+    scores = run(StreamingScorer(), [*noisy(800), *tail])
+    first = scores[800]
+    assert first >= StreamingSettings().alert
+    assert first > max(scores[400:800]) + 0.25  # noise only ever ties its own record (≈ 0.5)
+
+
+def test_a_flat_series_never_alerts() -> None:
+    scores = run(StreamingScorer(), [42.0] * 3_000)
+    assert max(scores) < 0.5
+
+
+def test_a_flat_series_with_tiny_wobble_stays_quiet() -> None:
+    values = [42.0 + (1e-6 if i % 7 == 0 else 0.0) for i in range(3_000)]
+    assert max(run(StreamingScorer(), values)) < 0.5
+
+
+def test_the_run_after_a_detection_is_suppressed() -> None:
+    settings = StreamingSettings()
+    rising = [160.0 + 5.0 * k for k in range(settings.cooldown)]
+    scores = run(StreamingScorer(settings), [*noisy(800), *rising])
+    assert scores[800] >= settings.alert
+    assert max(scores[801 : 800 + settings.cooldown]) <= settings.damp
+
+
+def test_a_second_change_after_the_cooldown_is_detected_again() -> None:
+    settings = StreamingSettings()
+    gap = settings.cooldown + 50
+    values = [*noisy(800), 300.0, *noisy(gap, seed=5), -200.0]
+    scores = run(StreamingScorer(settings), values)
+    assert scores[800] >= settings.alert
+    assert scores[801 + gap] >= settings.alert
+
+
+def test_warmup_scores_zero() -> None:
+    settings = StreamingSettings()
+    scores = run(StreamingScorer(settings), [1.0, 1e6, -1e6, *noisy(settings.warmup)])
+    assert scores[: settings.warmup] == [0.0] * settings.warmup
+    assert not any(math.isnan(s) for s in scores)
