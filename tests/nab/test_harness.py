@@ -55,7 +55,8 @@ def test_scores_are_causal(detector: SeedZScore) -> None:
 
 
 def test_binary_and_continuous_scores() -> None:
-    binary, tanh = default_detectors()
+    detectors = {d.name: d for d in default_detectors()}
+    binary, tanh = detectors["zscore-w60-binary"], detectors["zscore-w60-tanh"]
     values = [10.0, 11.0] * 30 + [20.0]
     spike_b = run_detector(binary, [series_of(values)]).scores[0]
     spike_t = run_detector(tanh, [series_of(values)]).scores[0]
