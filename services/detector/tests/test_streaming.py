@@ -104,3 +104,36 @@ def test_warmup_scores_zero() -> None:
     scores = run(StreamingScorer(settings), [1.0, 1e6, -1e6, *noisy(settings.warmup)])
     assert scores[: settings.warmup] == [0.0] * settings.warmup
     assert not any(math.isnan(s) for s in scores)
+
+
+def test_context_table_is_fixed_size_and_only_fills() -> None:
+    settings = StreamingSettings()
+    scorer = StreamingScorer(settings)
+    state = scorer.new_state()
+    run(scorer, noisy(5_000), state)
+    assert len(state.seen) == settings.context_bins**settings.context_depth
+    assert set(state.seen) <= {0, 1}
+
+
+def test_an_unseen_context_scores_once_then_is_known() -> None:
+    scorer = StreamingScorer()
+    state = scorer.new_state()
+    state.hi = 10.0  # a learned range 0..10: five bins of width 2
+    assert [scorer.context(state, v) for v in (0.0, 0.0, 9.0, 9.0, 0.0, 9.0, 0.0)] == [1, 0, 1, 1, 1, 0, 0]
+
+
+def test_a_value_outside_its_hour_slot_range_scores_even_inside_the_global_range() -> None:
+    day = 86_400.0
+    # Every day: 100 ± 1 at 03:00, 200 ± 1 the rest of the day; then 200 at 03:00.
+    values, stamps = [], []
+    rng = random.Random(7)
+    for d in range(20):
+        for h in range(24):
+            values.append((100.0 if h == 3 else 200.0) + rng.gauss(0.0, 1.0))
+            stamps.append(d * day + h * 3600.0)
+    scorer = StreamingScorer()
+    state = scorer.new_state()
+    for v, t in zip(values, stamps, strict=True):
+        scorer.score(state, v, t)
+    assert scorer.slot_range(state, 200.0, 3) > 1.0
+    assert scorer.slot_range(state, 100.0, 3) == 0.0

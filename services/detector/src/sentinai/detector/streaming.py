@@ -13,8 +13,12 @@ Evidence, in units of a robust scale (a Huber-clipped EW mean absolute deviation
 * season: distance from the robust location of the same hour of day (daily patterns).
 
 Each kind is divided by the largest value of that kind seen so far (a slowly decaying peak): only a
-new record of the series is surprising, which calibrates every series to one global threshold. The
-strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown``
+new record of the series is surprising, which calibrates every series to one global threshold. Two
+more terms are already ratios, taken by the same max: a **context** (the last ``context_depth``
+values quantised into ``context_bins`` bins of the learned range) never seen before in the series
+scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-like); a value beyond
+its **hour slot's range** (a per-slot decaying min/max) scores ``slot_range_weight`` per slot width.
+The strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown``
 points after a detection: NAB rewards the first sample of a change and charges each further alert.
 """
 
@@ -45,6 +49,11 @@ class StreamingSettings:
     alert: float = 0.6  # a score at or above this is a detection and starts the cool-down
     cooldown: int = 100  # points damped after a detection
     damp: float = 0.1  # factor applied to scores during the cool-down
+    context_weight: float = 1.3  # ratio of a never-seen context (0 turns contextual novelty off)
+    context_bins: int = 5  # the learned range is cut into this many bins
+    context_depth: int = 2  # a context is this many consecutive bins
+    slot_range_weight: float = 0.8  # ratio per slot-range width beyond the hour slot's learned range
+    slot_range_decay: float = 0.001  # each hour slot's min/max relax toward its location at this rate
     rel_floor: float = 1e-3  # least scale relative to |location|: flat series stay quiet
     abs_floor: float = 1e-9
 
@@ -54,6 +63,7 @@ class StreamState:
 
     __slots__ = (
         "cool",
+        "ctx",
         "fast",
         "hi",
         "jump",
@@ -62,13 +72,16 @@ class StreamState:
         "n",
         "peaks",
         "prev",
+        "seen",
         "slot_count",
+        "slot_hi",
+        "slot_lo",
         "slot_loc",
         "slot_spread",
         "spread",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, contexts: int) -> None:
         self.n = 0
         self.loc = 0.0
         self.spread = 0.0
@@ -78,6 +91,10 @@ class StreamState:
         self.lo = 0.0
         self.hi = 0.0
         self.cool = 0
+        self.ctx = 0
+        self.seen = bytearray(contexts)
+        self.slot_lo = [0.0] * HOURS
+        self.slot_hi = [0.0] * HOURS
         self.peaks = [0.0] * KINDS
         self.slot_loc = [0.0] * HOURS
         self.slot_spread = [0.0] * HOURS
@@ -111,7 +128,7 @@ class StreamingScorer:
         self.settings = settings or StreamingSettings()
 
     def new_state(self) -> StreamState:
-        return StreamState()
+        return StreamState(self.settings.context_bins**self.settings.context_depth)
 
     def _floor(self, location: float) -> float:
         return max(self.settings.rel_floor * abs(location), self.settings.abs_floor)
@@ -150,19 +167,43 @@ class StreamingScorer:
 
     def score(self, state: StreamState, value: float, t: float) -> float:
         """The anomaly score in [0, 1] of ``value`` at ``t`` (epoch seconds); then learn from it."""
+        s = self.settings
+        # Contexts are learnt from the second point on, but judged only after the warm-up.
+        extra = s.context_weight * self.context(state, value) if state.n > 0 else 0.0
+        if state.n < s.warmup:
+            extra = 0.0
+        else:
+            extra = max(extra, s.slot_range_weight * self.slot_range(state, value, _hour(t)))
         evidence = self.evidence(state, value, t)
         self.learn(state, value, t)
         if evidence is None:
             return 0.0
-        ratio = self.surprise(state, evidence)
+        ratio = max(self.surprise(state, evidence), extra)
         raw = ratio / (ratio + 1.0)
-        s = self.settings
         if state.cool > 0:
             state.cool -= 1
             return raw * s.damp
         if raw >= s.alert:
             state.cool = s.cooldown
         return raw
+
+    def context(self, state: StreamState, value: float) -> float:
+        """1.0 if the last ``context_depth`` range bins never occurred in this order; then remember them."""
+        s = self.settings
+        width = max(state.hi - state.lo, state.spread, self._floor(state.loc))
+        q = min(s.context_bins - 1, max(0, int((value - state.lo) / width * s.context_bins)))
+        state.ctx = (state.ctx * s.context_bins + q) % len(state.seen)
+        novel = state.seen[state.ctx] == 0
+        state.seen[state.ctx] = 1
+        return 1.0 if novel else 0.0
+
+    def slot_range(self, state: StreamState, value: float, h: int) -> float:
+        """How far ``value`` leaves the learned range of its hour slot, in that range's widths."""
+        if state.slot_count[h] < self.settings.season_min:
+            return 0.0
+        lo, hi = state.slot_lo[h], state.slot_hi[h]
+        width = max(hi - lo, state.spread, self._floor(state.loc))
+        return max(value - hi, lo - value, 0.0) / width
 
     def learn(self, state: StreamState, value: float, t: float) -> None:
         s = self.settings
@@ -193,11 +234,15 @@ class StreamingScorer:
         s = self.settings
         count = state.slot_count[h]
         if count == 0:
-            state.slot_loc[h] = value
+            state.slot_loc[h] = state.slot_lo[h] = state.slot_hi[h] = value
         else:
             spread = max(state.slot_spread[h], self._floor(state.slot_loc[h]))
             clipped = max(-s.huber * spread, min(s.huber * spread, value - state.slot_loc[h]))
             a = max(s.season_alpha, 1.0 / (count + 1))
             state.slot_loc[h] += a * clipped
             state.slot_spread[h] += a * (abs(clipped) - state.slot_spread[h])
+        if count:
+            mid = state.slot_loc[h]
+            state.slot_lo[h] = min(value, state.slot_lo[h] + s.slot_range_decay * (mid - state.slot_lo[h]))
+            state.slot_hi[h] = max(value, state.slot_hi[h] - s.slot_range_decay * (state.slot_hi[h] - mid))
         state.slot_count[h] = count + 1
