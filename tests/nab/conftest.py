@@ -14,7 +14,18 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 
+# Where the workplace keeps the shared NAB data; a checkout elsewhere names it with SENTINAI_NAB.
+CANDIDATES = (ROOT.parent / "shared" / "nab", Path("/work/shared/nab"))
+
+
 @pytest.fixture(scope="session")
 def nab_root() -> Path:
-    """The shared NAB data: ``SENTINAI_NAB`` or ``../shared/nab`` next to the repository."""
-    return Path(os.environ.get("SENTINAI_NAB", ROOT.parent / "shared" / "nab")).resolve()
+    """The shared NAB data: ``SENTINAI_NAB``, else ``../shared/nab`` next to the repository."""
+    if "SENTINAI_NAB" in os.environ:
+        return Path(os.environ["SENTINAI_NAB"]).resolve()
+    for candidate in CANDIDATES:
+        if (candidate / "labels" / "combined_windows.json").exists():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"NAB data not found in {', '.join(map(str, CANDIDATES))}: set SENTINAI_NAB to its folder"
+    )
