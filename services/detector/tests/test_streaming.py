@@ -82,17 +82,36 @@ def test_a_flat_series_with_tiny_wobble_stays_quiet() -> None:
     assert max(run(StreamingScorer(), values)) < 0.5
 
 
+def cooldown_points(settings: StreamingSettings, step_s: float = STEP_S) -> int:
+    return math.ceil(settings.cooldown_s / step_s)
+
+
 def test_the_run_after_a_detection_is_suppressed() -> None:
     settings = StreamingSettings()
-    rising = [160.0 + 5.0 * k for k in range(settings.cooldown)]
+    points = cooldown_points(settings)
+    rising = [160.0 + 5.0 * k for k in range(points)]
     scores = run(StreamingScorer(settings), [*noisy(800), *rising])
     assert scores[800] >= settings.alert
-    assert max(scores[801 : 800 + settings.cooldown]) <= settings.damp
+    assert max(scores[801 : 800 + points]) <= settings.damp
+
+
+@pytest.mark.parametrize("step_s", [pytest.param(600.0, id="10-min"), pytest.param(3600.0, id="1-hour")])
+def test_the_cooldown_lasts_a_time_not_a_number_of_points(step_s: float) -> None:
+    settings = StreamingSettings()
+    scorer = StreamingScorer(settings)
+    state = scorer.new_state()
+    values = [*noisy(800), 300.0, *noisy(cooldown_points(settings, step_s) + 50, seed=5)]
+    scores = [scorer.score(state, v, i * step_s) for i, v in enumerate(values)]
+    assert scores[800] >= settings.alert
+    assert state.cool_until == 800 * step_s + settings.cooldown_s
+    quiet = [s for i, s in enumerate(scores[801:], start=801) if i * step_s < state.cool_until]
+    assert len(quiet) == cooldown_points(settings, step_s) - 1
+    assert max(quiet) <= settings.damp
 
 
 def test_a_second_change_after_the_cooldown_is_detected_again() -> None:
     settings = StreamingSettings()
-    gap = settings.cooldown + 50
+    gap = cooldown_points(settings) + 50
     values = [*noisy(800), 300.0, *noisy(gap, seed=5), -200.0]
     scores = run(StreamingScorer(settings), values)
     assert scores[800] >= settings.alert

@@ -18,8 +18,8 @@ more terms are already ratios, taken by the same max: a **context** (the last ``
 values quantised into ``context_bins`` bins of the learned range) never seen before in the series
 scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-like); a value beyond
 its **hour slot's range** (a per-slot decaying min/max) scores ``slot_range_weight`` per slot width.
-The strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown``
-points after a detection: NAB rewards the first sample of a change and charges each further alert.
+The strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown_s``
+seconds after a detection: NAB rewards the first sample of a change and charges each further alert.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class StreamingSettings:
     peak_decay: float = 0.0005  # the record of each evidence kind relaxes at this rate per point
     peak_floor: float = 3.0  # least record in scales: a quiet series' noise is no record
     novelty_floor: float = 0.75  # least record of novelty, in range widths
-    alert: float = 0.6  # a score at or above this is a detection and starts the cool-down
-    cooldown: int = 100  # points damped after a detection
+    alert: float = 0.56  # a score at or above this is a detection and starts the cool-down
+    cooldown_s: float = 55_000.0  # seconds damped after a detection: time, so any sampling rate fits
     damp: float = 0.1  # factor applied to scores during the cool-down
     context_weight: float = 1.3  # ratio of a never-seen context (0 turns contextual novelty off)
     context_bins: int = 5  # the learned range is cut into this many bins
@@ -62,7 +62,7 @@ class StreamState:
     """The per-series model: a fixed set of numbers, never a history of values."""
 
     __slots__ = (
-        "cool",
+        "cool_until",
         "ctx",
         "fast",
         "hi",
@@ -90,7 +90,7 @@ class StreamState:
         self.prev = 0.0
         self.lo = 0.0
         self.hi = 0.0
-        self.cool = 0
+        self.cool_until = 0.0
         self.ctx = 0
         self.seen = bytearray(contexts)
         self.slot_lo = [0.0] * HOURS
@@ -180,11 +180,10 @@ class StreamingScorer:
             return 0.0
         ratio = max(self.surprise(state, evidence), extra)
         raw = ratio / (ratio + 1.0)
-        if state.cool > 0:
-            state.cool -= 1
+        if t < state.cool_until:
             return raw * s.damp
         if raw >= s.alert:
-            state.cool = s.cooldown
+            state.cool_until = t + s.cooldown_s
         return raw
 
     def context(self, state: StreamState, value: float) -> float:
