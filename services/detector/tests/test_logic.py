@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from sentinai.common import catalog
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample
 from sentinai.detector import logic
 from sentinai.detector.logic import Outcome
 from sentinai.detector.settings import DetectorSettings
-from sentinai.detector.windows import ComponentState, DetectorState, RollingWindow, SeenIds
+from sentinai.detector.windows import ComponentState, DetectorState, RollingWindow
 
 T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 LF = "t=2026-11-26T23:14:15+0000 "  # logfmt (op-node, op-batcher, op-proposer)

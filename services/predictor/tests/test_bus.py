@@ -9,10 +9,11 @@ from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
 
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import PredictionMade
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import DeadLetter, MetricSample
 from sentinai.predictor import bus, logic
 from sentinai.predictor.settings import PredictorSettings
-from sentinai.predictor.windows import PredictorState, SeenIds
+from sentinai.predictor.windows import PredictorState
 
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 SETTINGS = PredictorSettings(ladder=(1, 2, 4))

@@ -10,10 +10,11 @@ import numpy.typing as npt
 import pytest
 
 from sentinai.common.decisions import PredictionMade
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import MetricSample, MetricSource
 from sentinai.predictor import logic
 from sentinai.predictor.logic import Forecast, Point, StatForecaster
-from sentinai.predictor.windows import History, PredictorState, SeenIds
+from sentinai.predictor.windows import History, PredictorState
 
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 LADDER = (1.0, 2.0, 4.0, 8.0)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import DetectionRule, Severity
 
 
@@ -70,28 +70,6 @@ class RollingWindow:
         if self.count < self.size:
             return self._values[: self.count]
         return self._values[self._next :] + self._values[: self._next]
-
-
-class SeenIds:
-    """A bounded set of recently handled event ids: JetStream redelivers, we must not score twice."""
-
-    __slots__ = ("_ids", "capacity")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, event_id: str) -> bool:
-        """Remember ``event_id``; ``False`` if it was already seen."""
-        if event_id in self._ids:
-            return False
-        self._ids[event_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
 
 @dataclass(slots=True)

@@ -9,12 +9,13 @@ from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
 from sentinai.common import jsonlog
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
 from sentinai.common.streams import ensure_streams
 from sentinai.predictor import bus, logic
 from sentinai.predictor.settings import PredictorSettings
-from sentinai.predictor.windows import PredictorState, SeenIds
+from sentinai.predictor.windows import PredictorState
 
 
 def build_app(settings: PredictorSettings) -> AsgiFastStream:

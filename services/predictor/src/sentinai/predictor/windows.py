@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import MetricSample
 from sentinai.predictor.logic import Point, point_fields
 
@@ -53,25 +54,6 @@ class History:
 
     def __len__(self) -> int:
         return len(self._points)
-
-
-class SeenIds:
-    """Recently handled sample ids: a JetStream redelivery must not add a point twice."""
-
-    __slots__ = ("_ids", "capacity")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, event_id: str) -> bool:
-        """Remember ``event_id``; ``False`` if it was already seen."""
-        if event_id in self._ids:
-            return False
-        self._ids[event_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return True
 
 
 @dataclass

@@ -9,11 +9,11 @@ same events opens the same incidents with the same ids.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
+from sentinai.common.dedup import SeenIds
 from sentinai.common.events import AnomalyDetected, AnomalyResolved
 from sentinai.common.incidents import RootCauseClass
 
@@ -50,8 +50,7 @@ class IncidentTracker:
     ) -> None:
         self.quiet_s = quiet_s
         self.revise_delta = revise_delta
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._capacity = seen_capacity
+        self._seen = SeenIds(seen_capacity)
         self.incidents: dict[str, Incident] = {}  # chain id → its open incident
 
     def detected(self, anomaly: AnomalyDetected) -> Trigger | None:
@@ -102,9 +101,7 @@ class IncidentTracker:
 
     def handled(self, anomaly_event_id: str) -> None:
         """Mark an anomaly done (its RCA published or judged unchanged): redeliveries are ignored."""
-        self._seen[anomaly_event_id] = None
-        while len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
+        self._seen.add(anomaly_event_id)
 
     def _closable(self, incident: Incident, *, now: datetime) -> bool:
         return (
