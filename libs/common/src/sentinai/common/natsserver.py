@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentinai.common.net import free_port, wait_for_port
+from sentinai.common.procs import stop_group
 
 
 class NatsServerNotFoundError(RuntimeError):
@@ -71,14 +70,7 @@ class EmbeddedNats:
         return self
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=timeout_s)
+        stop_group(self.process, timeout_s=timeout_s)
 
     def kill(self) -> None:
         """Stop abruptly (a crash), keeping the data directory for a restart."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from sentinai.common.procs import stop_group
 
 
 @dataclass
@@ -76,11 +76,4 @@ class TwinProcess:
         return self
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=timeout_s)
+        stop_group(self.process, timeout_s=timeout_s)
