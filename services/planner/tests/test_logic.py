@@ -21,9 +21,11 @@ from sentinai.common.decisions import (
     ActionCommand,
     ActionExecuted,
     ActionProposed,
+    ActionRequested,
     AuditRecorded,
     PredictionMade,
     RcaCompleted,
+    requested_action_id,
 )
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import load_policy
@@ -394,3 +396,44 @@ def test_the_audit_model_keeps_the_newest_hundred_once_each() -> None:
     assert [r.event_id for r in recent[:2]] == ["a104", "a103"]
     assert logic.fold_audit(recent, record(104)) is None
     assert logic.fold_audit(recent, record(0)) is None  # older than everything kept
+
+
+# ------------------------------------------------------------------------------------- requests
+
+
+def request(action: Action, *, by: str = "agent:claude", via: str = "mcp") -> ActionRequested:
+    return ActionRequested(
+        chain_id="opmain", occurred_at=T0, action=action, requested_by=by, reason="looks stuck", via=via
+    )
+
+
+def test_a_requested_restart_waits_for_approval_and_its_id_is_known_to_the_requester() -> None:
+    req = request(RestartComponent(component="op-node"))
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    assert proposal.status == "pending_approval"
+    assert proposal.action_id == requested_action_id(req)
+    assert proposal.proposed_by == "agent:claude"
+    assert "requested by agent:claude via mcp: looks stuck" in proposal.reason
+
+
+def test_a_requester_cannot_approve_its_own_request() -> None:
+    req = request(RestartComponent(component="op-node"))
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    cmd = ActionCommand(chain_id="opmain", action_id=proposal.action_id, command="approve", by="agent:claude")
+    outcome = logic.apply_command(proposal, (), cmd, policy=POLICY, now=T0)
+    assert outcome.status == "refused"
+    assert "cannot approve" in outcome.why
+
+
+def test_a_requested_forbidden_action_is_refused_by_the_policy() -> None:
+    req = request(DeleteNamespace(namespace="op"), by="alice", via="rest")
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    assert proposal.status == "refused"
+    assert proposal.refusal
+
+
+def test_the_same_request_redelivered_proposes_the_same_action_id() -> None:
+    req = request(ScaleCpu(component="op-geth", vcpu=2))
+    first = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    again = logic.plan_request(req, policy=POLICY, now=T0 + timedelta(seconds=5), block_time_s=2.0)
+    assert first.action_id == again.action_id

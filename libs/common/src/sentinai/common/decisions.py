@@ -6,6 +6,7 @@ action travels with its whole typed body, so every service sees exactly what was
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -144,6 +145,30 @@ class ActionCommand(Event):
     command: CommandKind
     by: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="", max_length=2000)
+
+
+class ActionRequested(Event):
+    """A person's or agent's request for a catalogue action; only the planner judges it.
+
+    The request's ``event_id`` is the basis of the proposal's action id, so the requester knows the
+    id at once (``requested_action_id``) and a retried request proposes nothing new.
+    """
+
+    action: Action
+    requested_by: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=2000)
+    via: Literal["rest", "mcp", "cli"]
+
+
+def action_id(chain_id: str, basis: str | None, action: Action) -> str:
+    """Deterministic: the same action for the same basis (episode, request) of a chain gets the same id."""
+    body = action.model_dump_json(by_alias=True)
+    digest = hashlib.sha256(f"{chain_id}|{basis or ''}|{body}".encode()).hexdigest()
+    return f"act-{digest[:16]}"
+
+
+def requested_action_id(request: ActionRequested) -> str:
+    return action_id(request.chain_id, request.event_id, request.action)
 
 
 class AuditRecorded(Event):

@@ -73,6 +73,7 @@ ACTIONS = StreamSpec(
         f"{subjects.ACTION_APPROVED}.>",
         f"{subjects.ACTION_EXECUTED}.>",
         f"{subjects.ACTION_COMMAND}.>",
+        f"{subjects.ACTION_REQUESTED}.>",
     ),
     max_age_s=90 * DAY,
     max_bytes=1024**3,

@@ -19,6 +19,7 @@ ACTION_PROPOSED = "action.proposed"
 ACTION_APPROVED = "action.approved"
 ACTION_EXECUTED = "action.executed"
 ACTION_COMMAND = "action.command"
+ACTION_REQUESTED = "action.requested"
 AUDIT = "audit"
 DEAD_LETTER = "deadletter"
 
@@ -34,6 +35,7 @@ ACTION_PROPOSED_ALL = f"{ACTION_PROPOSED}.*"
 ACTION_APPROVED_ALL = f"{ACTION_APPROVED}.*"
 ACTION_EXECUTED_ALL = f"{ACTION_EXECUTED}.*"
 ACTION_COMMAND_ALL = f"{ACTION_COMMAND}.*"
+ACTION_REQUESTED_ALL = f"{ACTION_REQUESTED}.*"
 AUDIT_ALL = f"{AUDIT}.*"
 
 # A token may not contain NATS separators or wildcards; we also keep it readable in URLs and logs.
@@ -101,6 +103,10 @@ def action_command(chain_id: str) -> str:
     return f"{ACTION_COMMAND}.{token(chain_id)}"
 
 
+def action_requested(chain_id: str) -> str:
+    return f"{ACTION_REQUESTED}.{token(chain_id)}"
+
+
 def audit(chain_id: str) -> str:
     return f"{AUDIT}.{token(chain_id)}"
 
@@ -123,6 +129,7 @@ def chain_of(subject: str) -> str | None:
         ACTION_APPROVED,
         ACTION_EXECUTED,
         ACTION_COMMAND,
+        ACTION_REQUESTED,
     }:
         return parts[2]
     if len(parts) == 2 and parts[0] == AUDIT:

@@ -25,6 +25,7 @@ from sentinai.common.decisions import (
     ActionCommand,
     ActionExecuted,
     ActionProposed,
+    ActionRequested,
     AuditRecorded,
     PredictionMade,
     RcaCompleted,
@@ -332,6 +333,23 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             jsonlog.bind(chain=cmd.chain_id, correlation_id=cmd.correlation_id)
             await planner.command(cmd)
             MESSAGES_HANDLED.labels(SERVICE, "action_command").inc()
+
+    @broker.subscriber(
+        subjects.ACTION_REQUESTED_ALL,
+        stream=streams.ACTIONS.ref(),
+        durable=f"{prefix}-requests",
+        config=recent(),
+        pull_sub=one,
+    )
+    async def on_request(msg: NatsMessage) -> None:
+        request = await dead.decode(ActionRequested, subject=msg.raw_message.subject, body=msg.body)
+        if request is not None:
+            jsonlog.bind(chain=request.chain_id, correlation_id=request.correlation_id)
+            proposal = logic.plan_request(
+                request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
+            )
+            await planner.propose(proposal)
+            MESSAGES_HANDLED.labels(SERVICE, "action_requested").inc()
 
     @broker.subscriber(
         subjects.ACTION_EXECUTED_ALL,

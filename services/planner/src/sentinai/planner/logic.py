@@ -24,11 +24,13 @@ from sentinai.common.decisions import (
     ActionCommand,
     ActionExecuted,
     ActionProposed,
+    ActionRequested,
     AuditKind,
     AuditRecorded,
     PredictionMade,
     RcaCompleted,
     VerifySpec,
+    action_id,
 )
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import Policy, classify
@@ -162,13 +164,6 @@ def _memory_target(rca: RcaCompleted) -> float:
 # ----------------------------------------------------------------------------------------- proposals
 
 
-def action_id(chain_id: str, episode_id: str | None, action: Action) -> str:
-    """Deterministic: the same action for the same episode of the same chain always gets the same id."""
-    body = action.model_dump_json(by_alias=True)
-    digest = hashlib.sha256(f"{chain_id}|{episode_id or ''}|{body}".encode()).hexdigest()
-    return f"act-{digest[:16]}"
-
-
 def event_id(kind: str, *parts: str) -> str:
     """A deterministic event id, so a republished decision is deduplicated by JetStream and readers."""
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
@@ -221,6 +216,27 @@ def propose(
         episode_id=episode_id,
         expires_at=now + timedelta(seconds=policy.proposal_ttl_s),
         verify=verify,
+    )
+
+
+def plan_request(
+    request: ActionRequested, *, policy: Policy, now: datetime, block_time_s: float
+) -> ActionProposed:
+    """A person's or agent's request, judged by the same policy as the planner's own remedies.
+
+    The requester becomes the proposer, so it can never approve its own request; tiers, cooldowns
+    and the forbidden list apply exactly as to any other proposal.
+    """
+    return propose(
+        request.action,
+        policy=policy,
+        now=now,
+        chain_id=request.chain_id,
+        reason=f"requested by {request.requested_by} via {request.via}: {request.reason}",
+        id_basis=request.event_id,
+        correlation_id=request.correlation_id,
+        proposed_by=request.requested_by,
+        verify=verify_spec(None, request.action, block_time_s=block_time_s),
     )
 
 
