@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -50,17 +51,17 @@ def model() -> ReadModel:
     return m
 
 
-async def _client(model: ReadModel, connected: bool) -> httpx.AsyncClient:
+async def _client(model: ReadModel, connected: bool, sent: Any) -> httpx.AsyncClient:
     async def probe() -> bool:
         return connected
 
-    app = create_app(model, settings=ApiSettings(), nats_connected=probe, clock=lambda: NOW)
+    app = create_app(model, settings=ApiSettings(), nats_connected=probe, commands=sent, clock=lambda: NOW)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
 
 
 @pytest.fixture
-async def client(model: ReadModel) -> AsyncIterator[httpx.AsyncClient]:
-    async with await _client(model, connected=True) as c:
+async def client(model: ReadModel, sent: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with await _client(model, connected=True, sent=sent) as c:
         yield c
 
 
@@ -116,8 +117,8 @@ async def test_health_ok_when_connected_and_fresh(client: httpx.AsyncClient) -> 
     assert body["chains"][0]["l2Reachable"] is True and body["chains"][0]["k8sReachable"] is True
 
 
-async def test_health_down_without_nats(model: ReadModel) -> None:
-    async with await _client(model, connected=False) as c:
+async def test_health_down_without_nats(model: ReadModel, sent: Any) -> None:
+    async with await _client(model, connected=False, sent=sent) as c:
         response = await c.get("/api/health")
     assert response.status_code == 503 and response.json()["status"] == "down"
 

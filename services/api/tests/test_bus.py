@@ -8,14 +8,14 @@ from faststream.nats import NatsMessage, TestNatsBroker
 
 from sentinai.api import bus
 from sentinai.api.readmodel import ReadModel
+from sentinai.api.settings import ApiSettings
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample
-from sentinai.common.settings import ServiceSettings
 
 
 async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_dead_letter() -> None:
     model = ReadModel(keep_anomalies=10)
-    broker = bus.build(ServiceSettings(), model)
+    broker = bus.build(ApiSettings(), model)
     dead: list[dict[str, str]] = []
 
     @broker.subscriber(subjects.dead_letter(bus.SERVICE), stream=streams.DEAD_LETTER.ref())

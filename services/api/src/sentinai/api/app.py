@@ -1,20 +1,30 @@
-"""HTTP routes of api v0: health, latest metrics per chain, recent anomalies. Reads only."""
+"""HTTP surface of the api: REST reads, guarded writes, the live stream, the dashboard and /metrics.
+
+GETs only read the read model; the only writes are commands and requests sent to the planner.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 
+from sentinai.api.auth import WriteGuard
 from sentinai.api.readmodel import ReadModel
+from sentinai.api.reads import read_router
 from sentinai.api.settings import ApiSettings
+from sentinai.api.writes import Commands, write_router
 
 NatsProbe = Callable[[], Awaitable[bool]]
 Clock = Callable[[], datetime]
+STATIC = Path(__file__).parent / "static"
 
 
 def _utcnow() -> datetime:
@@ -26,18 +36,27 @@ def create_app(
     *,
     settings: ApiSettings,
     nats_connected: NatsProbe,
+    commands: Commands,
     clock: Clock = _utcnow,
     lifespan: Any = None,
 ) -> FastAPI:
-    app = FastAPI(title="SentinAI API", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="SentinAI API",
+        version="0.2.0",
+        lifespan=lifespan,
+        description="Read the state of watched OP Stack chains; approve, reject and request actions.",
+    )
     app.mount("/metrics", make_asgi_app())
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key"],
+        )
 
-    def known_chain(chain: str | None) -> str | None:
-        if chain is not None and chain not in model.chains:
-            raise HTTPException(404, detail=f"unknown chain {chain!r}; known: {sorted(model.chains)}")
-        return chain
-
-    @app.get("/api/health")
+    @app.get("/api/health", tags=["reads"])
     async def health() -> JSONResponse:
         connected = await nats_connected()
         chains = model.health(now=clock(), stale_after_s=settings.stale_after_s)
@@ -50,25 +69,34 @@ def create_app(
         body = {
             "status": status,
             "nats": {"connected": connected},
+            "readOnly": settings.read_only_mode,
+            "writesEnabled": settings.api_key is not None and not settings.read_only_mode,
             "chains": chains,
             "unhealthyChains": unhealthy,
             "checkedAt": clock().isoformat(),
         }
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
-    @app.get("/api/metrics")
-    async def metrics(chain: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
-        wanted = known_chain(chain)
-        ids = [wanted] if wanted is not None else sorted(model.chains)
-        return {"chains": [model.metrics(chain_id) for chain_id in ids]}
+    app.include_router(read_router(model, settings=settings, clock=clock))
+    app.include_router(write_router(model, commands, guard=WriteGuard(settings)))
 
-    @app.get("/api/anomalies")
-    async def anomalies(
-        chain: Annotated[str | None, Query(max_length=64)] = None,
-        active: bool = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> dict[str, Any]:
-        items = model.anomalies(chain=known_chain(chain), active_only=active, limit=limit)
-        return {"anomalies": items, "count": len(items)}
+    @app.get("/asyncapi", tags=["docs"], response_model=None)
+    async def asyncapi() -> Response:
+        return _static_file("asyncapi.json", media_type="application/json")
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def dashboard() -> Response:
+        return _static_file("index.html", media_type="text/html")
+
+    @app.get("/cost", include_in_schema=False, response_model=None)
+    async def cost() -> Response:
+        return _static_file("cost.html", media_type="text/html")
 
     return app
+
+
+def _static_file(name: str, *, media_type: str) -> Response:
+    path = STATIC / name
+    if not path.is_file():
+        return JSONResponse({"detail": f"{name} is not in this build"}, status_code=503)
+    return FileResponse(path, media_type=media_type)

@@ -1,38 +1,70 @@
-"""Bus wiring for the api: fold telemetry and anomaly events into the read model."""
+"""Bus wiring for the api: fold every subject into the read model; publish commands and requests."""
 
 from __future__ import annotations
 
-from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessage
 
 from sentinai.api.readmodel import ReadModel
+from sentinai.api.settings import ApiSettings
 from sentinai.common import streams, subjects
-from sentinai.common.bus import DeadLetters, build_broker
-from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample
-from sentinai.common.settings import ServiceSettings
+from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
+from sentinai.common.decisions import (
+    ActionApproved,
+    ActionCommand,
+    ActionExecuted,
+    ActionProposed,
+    ActionRequested,
+    AuditRecorded,
+    PredictionMade,
+    RcaCompleted,
+)
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample, utcnow
 
 SERVICE = "api"
 
 
-def build(settings: ServiceSettings, model: ReadModel) -> NatsBroker:
-    """Each api replica keeps its own ephemeral consumers: the read model is per process."""
+class BusCommands:
+    """Publishes the api's only writes; the planner is their only consumer."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self.broker = broker
+
+    async def command(self, cmd: ActionCommand) -> None:
+        await publish_event(self.broker, subjects.action_command(cmd.chain_id), cmd, stream=streams.ACTIONS)
+
+    async def request(self, req: ActionRequested) -> None:
+        await publish_event(self.broker, subjects.action_requested(req.chain_id), req, stream=streams.ACTIONS)
+
+
+def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], datetime] = utcnow) -> NatsBroker:
+    """Each api replica keeps its own ephemeral consumers: the read model is per process.
+
+    A starting replica replays recent history (charts: the telemetry window; decisions and audit:
+    ``replay_hours``) so its views are whole before the first request, whatever its age.
+    """
     broker = build_broker(settings)
     dead = DeadLetters(broker, service=SERVICE)
+    now = clock()
+
+    def since(delta: timedelta) -> ConsumerConfig:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now - delta)
+
+    # One chart point per op-geth poll: the history the dashboard opens with.
+    telemetry_window = timedelta(seconds=settings.history_points * 2)
+    decisions_window = timedelta(hours=settings.replay_hours)
 
     @broker.subscriber(
-        subjects.METRICS_RAW_ALL,
-        stream=streams.TELEMETRY.ref(),
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        subjects.METRICS_RAW_ALL, stream=streams.TELEMETRY.ref(), config=since(telemetry_window)
     )
     async def on_sample(msg: NatsMessage) -> None:
         sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)
         if sample is not None:
             model.apply_sample(sample)
 
-    @broker.subscriber(
-        subjects.ANOMALY_ALL,
-        stream=streams.EVENTS.ref(),
-        deliver_policy=DeliverPolicy.ALL,
-    )
+    @broker.subscriber(subjects.ANOMALY_ALL, stream=streams.EVENTS.ref(), config=since(decisions_window))
     async def on_anomaly(msg: NatsMessage) -> None:
         subject = msg.raw_message.subject
         if subject.startswith(subjects.ANOMALY_RESOLVED + "."):
@@ -43,5 +75,47 @@ def build(settings: ServiceSettings, model: ReadModel) -> NatsBroker:
         anomaly = await dead.decode(AnomalyDetected, subject=subject, body=msg.body)
         if anomaly is not None:
             model.apply_anomaly(anomaly)
+
+    @broker.subscriber(
+        subjects.RCA_COMPLETED_ALL, stream=streams.EVENTS.ref(), config=since(decisions_window)
+    )
+    async def on_rca(msg: NatsMessage) -> None:
+        rca = await dead.decode(RcaCompleted, subject=msg.raw_message.subject, body=msg.body)
+        if rca is not None:
+            model.apply_rca(rca)
+            MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
+
+    @broker.subscriber(
+        subjects.PREDICTION_MADE_ALL, stream=streams.EVENTS.ref(), config=since(decisions_window)
+    )
+    async def on_prediction(msg: NatsMessage) -> None:
+        prediction = await dead.decode(PredictionMade, subject=msg.raw_message.subject, body=msg.body)
+        if prediction is not None:
+            model.apply_prediction(prediction)
+            MESSAGES_HANDLED.labels(SERVICE, "prediction_made").inc()
+
+    @broker.subscriber("action.>", stream=streams.ACTIONS.ref(), config=since(decisions_window))
+    async def on_action(msg: NatsMessage) -> None:
+        subject = msg.raw_message.subject
+        kind = subject.rsplit(".", 1)[0]
+        if kind == subjects.ACTION_PROPOSED:
+            proposal = await dead.decode(ActionProposed, subject=subject, body=msg.body)
+            if proposal is not None:
+                model.apply_proposed(proposal)
+        elif kind == subjects.ACTION_APPROVED:
+            approved = await dead.decode(ActionApproved, subject=subject, body=msg.body)
+            if approved is not None:
+                model.apply_action(approved)
+        elif kind == subjects.ACTION_EXECUTED:
+            executed = await dead.decode(ActionExecuted, subject=subject, body=msg.body)
+            if executed is not None:
+                model.apply_action(executed)
+        # Commands and requests are the planner's input; their effects arrive as audit records.
+
+    @broker.subscriber(subjects.AUDIT_ALL, stream=streams.AUDIT.ref(), config=since(decisions_window))
+    async def on_audit(msg: NatsMessage) -> None:
+        record = await dead.decode(AuditRecorded, subject=msg.raw_message.subject, body=msg.body)
+        if record is not None:
+            model.apply_audit(record)
 
     return broker

@@ -17,7 +17,7 @@ from sentinai.common.serve import run_asgi
 
 
 def build_app(settings: ApiSettings) -> FastAPI:
-    model = ReadModel(keep_anomalies=settings.recent_anomalies)
+    model = ReadModel(keep_anomalies=settings.recent_anomalies, history_points=settings.history_points)
     broker = bus.build(settings, model)
 
     @asynccontextmanager
@@ -31,7 +31,13 @@ def build_app(settings: ApiSettings) -> FastAPI:
     async def nats_connected() -> bool:
         return await broker.ping(timeout=1.0)
 
-    return create_app(model, settings=settings, nats_connected=nats_connected, lifespan=lifespan)
+    return create_app(
+        model,
+        settings=settings,
+        nats_connected=nats_connected,
+        commands=bus.BusCommands(broker),
+        lifespan=lifespan,
+    )
 
 
 def main() -> None:

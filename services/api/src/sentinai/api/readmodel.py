@@ -1,7 +1,7 @@
-"""The api's read model: latest samples and anomalies per chain, folded from the bus.
+"""The api's read model: every subject folded into views the routes and the live stream read.
 
 Pure state: the bus handlers feed it events, the routes read views of it with ``now`` passed in.
-Reading never changes it.
+Reading never changes it. Every change is also offered to the ``Hub`` for live clients.
 """
 
 from __future__ import annotations
@@ -11,8 +11,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
+
+from sentinai.api.actionview import ActionBook, ActionRecord
+from sentinai.api.hub import Hub, Update
+from sentinai.api.insights import Insights, prediction_view, rca_view
 from sentinai.common import catalog
+from sentinai.common.decisions import (
+    ActionApproved,
+    ActionExecuted,
+    ActionProposed,
+    AuditRecorded,
+    PredictionMade,
+    RcaCompleted,
+)
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample
+
+CHAIN_METRIC = Gauge(
+    "sentinai_chain_metric", "Latest value of a chain's headline metric", ["chain", "metric"]
+)
+ANOMALIES = Counter("sentinai_anomalies_total", "Anomalies seen by the api", ["chain", "severity"])
+RCA_LATENCY = Histogram(
+    "sentinai_rca_latency_seconds",
+    "Time the rca service took to diagnose an anomaly",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60),
+)
+ACTIONS = Counter("sentinai_actions_total", "Executed actions by outcome", ["chain", "outcome"])
+APPROVALS_PENDING = Gauge("sentinai_approvals_pending", "Proposals waiting for approval", ["chain"])
 
 HEADLINE = (
     catalog.BLOCK_HEIGHT,
@@ -22,6 +47,16 @@ HEADLINE = (
     catalog.BLOCK_INTERVAL,
     catalog.UNSAFE_L2,
     catalog.SAFE_L2,
+    catalog.UNSAFE_SAFE_LAG,
+    catalog.L1_HEAD_AGE,
+)
+# What a chart point carries: the seed's five metrics, the sync lags and the CPU request.
+POINT = (
+    catalog.BLOCK_HEIGHT,
+    catalog.CPU_USAGE,
+    catalog.TX_POOL_COUNT,
+    catalog.GAS_USED_RATIO,
+    catalog.BLOCK_INTERVAL,
     catalog.UNSAFE_SAFE_LAG,
     catalog.L1_HEAD_AGE,
 )
@@ -42,7 +77,26 @@ class AnomalyRecord:
 
 @dataclass
 class ChainView:
+    history_points: int = 1800
     samples: dict[tuple[str, str], MetricSample] = field(default_factory=dict)
+    history: deque[dict[str, Any]] = field(default_factory=deque)
+
+    def point(self, at: datetime) -> dict[str, Any]:
+        """The chain's headline values as of now (a chart point), from each component's newest sample."""
+        point: dict[str, Any] = {"at": at.isoformat()}
+        for sample in self.samples.values():
+            for name in POINT:
+                if name in sample.metrics and (sample.component == "op-geth" or name not in point):
+                    point[name] = sample.metrics[name]
+        k8s = self.samples.get(("op-geth", "k8s"))
+        if k8s is not None and catalog.CPU_REQUEST_CORES in k8s.metrics:
+            point["vcpu"] = k8s.metrics[catalog.CPU_REQUEST_CORES]
+        return point
+
+    def record_point(self, point: dict[str, Any]) -> None:
+        if len(self.history) >= self.history_points:
+            self.history.popleft()
+        self.history.append(point)
 
     def newest(self) -> datetime | None:
         return max((s.occurred_at for s in self.samples.values()), default=None)
@@ -53,18 +107,52 @@ class ChainView:
 
 
 class ReadModel:
-    def __init__(self, *, keep_anomalies: int) -> None:
+    def __init__(
+        self,
+        *,
+        keep_anomalies: int,
+        keep_actions: int = 2000,
+        keep_audit: int = 20000,
+        keep_rcas: int = 1000,
+        keep_predictions: int = 360,
+        history_points: int = 1800,
+        hub: Hub | None = None,
+    ) -> None:
         self.chains: dict[str, ChainView] = {}
         self._anomalies: deque[AnomalyRecord] = deque(maxlen=keep_anomalies)
         self._by_episode: dict[str, AnomalyRecord] = {}
+        self._history_points = history_points
+        self.actions = ActionBook(keep=keep_actions, keep_audit=keep_audit)
+        self.insights = Insights(keep_rcas=keep_rcas, keep_predictions=keep_predictions)
+        self.hub = hub if hub is not None else Hub()
+
+    def chain(self, chain_id: str) -> ChainView:
+        view = self.chains.get(chain_id)
+        if view is None:
+            view = self.chains[chain_id] = ChainView(history_points=self._history_points)
+        return view
+
+    def _emit(self, kind: str, chain_id: str, data: dict[str, Any]) -> None:
+        self.hub.publish(Update(kind, chain_id, data))
+
+    # ---------------------------------------------------------------------------------- telemetry
 
     def apply_sample(self, sample: MetricSample) -> None:
-        chain = self.chains.setdefault(sample.chain_id, ChainView())
+        chain = self.chain(sample.chain_id)
         key = (sample.component, sample.source)
         current = chain.samples.get(key)
         # Redeliveries and replays may arrive out of order; the newest sample wins.
-        if current is None or current.occurred_at <= sample.occurred_at:
-            chain.samples[key] = sample
+        if current is not None and current.occurred_at > sample.occurred_at:
+            return
+        chain.samples[key] = sample
+        for name in HEADLINE:
+            if name in sample.metrics and (sample.component == "op-geth" or sample.source == "rpc"):
+                CHAIN_METRIC.labels(sample.chain_id, name).set(sample.metrics[name])
+        # One chart point per op-geth poll: the chain's cadence, whatever the other components do.
+        if key == ("op-geth", "rpc"):
+            point = chain.point(sample.occurred_at)
+            chain.record_point(point)
+            self._emit("sample", sample.chain_id, {"chainId": sample.chain_id, **point})
 
     def apply_anomaly(self, anomaly: AnomalyDetected) -> None:
         if anomaly.episode_id in self._by_episode:
@@ -74,12 +162,51 @@ class ReadModel:
         record = AnomalyRecord(anomaly)
         self._anomalies.append(record)
         self._by_episode[anomaly.episode_id] = record
-        self.chains.setdefault(anomaly.chain_id, ChainView())
+        self.chain(anomaly.chain_id)
+        ANOMALIES.labels(anomaly.chain_id, anomaly.severity).inc()
+        self._emit("anomaly", anomaly.chain_id, record.view())
 
     def apply_resolved(self, resolved: AnomalyResolved) -> None:
         record = self._by_episode.get(resolved.episode_id)
         if record is not None and record.resolved_at is None:
             record.resolved_at = resolved.occurred_at
+            self._emit("anomaly_resolved", resolved.chain_id, record.view())
+
+    # ------------------------------------------------------------------------------ the decision loop
+
+    def apply_rca(self, rca: RcaCompleted) -> None:
+        if self.insights.apply_rca(rca):
+            self.chain(rca.chain_id)
+            RCA_LATENCY.observe(rca.latency_ms / 1000)
+            self._emit("rca", rca.chain_id, rca_view(rca))
+
+    def apply_prediction(self, prediction: PredictionMade) -> None:
+        if self.insights.apply_prediction(prediction):
+            self.chain(prediction.chain_id)
+            self._emit("prediction", prediction.chain_id, prediction_view(prediction))
+
+    def apply_proposed(self, proposal: ActionProposed) -> None:
+        self._changed(self.actions.apply_proposed(proposal))
+
+    def apply_action(self, event: ActionApproved | ActionExecuted) -> None:
+        record = self.actions.apply(event)
+        if record is not None and isinstance(event, ActionExecuted):
+            ACTIONS.labels(event.chain_id, event.outcome).inc()
+        self._changed(record)
+
+    def apply_audit(self, audit: AuditRecorded) -> None:
+        new, record = self.actions.apply_audit(audit)
+        if new:
+            self._emit("audit", audit.chain_id, audit.model_dump(mode="json", by_alias=True))
+        self._changed(record)
+
+    def _changed(self, record: ActionRecord | None) -> None:
+        if record is None:
+            return
+        chain_id = record.proposal.chain_id
+        self.chain(chain_id)
+        APPROVALS_PENDING.labels(chain_id).set(self.actions.pending_count(chain_id))
+        self._emit("action", chain_id, record.view())
 
     def anomalies(self, *, chain: str | None, active_only: bool, limit: int) -> list[dict[str, Any]]:
         found = []
@@ -133,3 +260,79 @@ class ReadModel:
                 }
             )
         return report
+
+    def history(self, chain_id: str, *, since: datetime) -> list[dict[str, Any]]:
+        cutoff = since.isoformat()
+        # Points are appended in arrival order; ISO timestamps of one zone compare as text.
+        return [p for p in self.chains[chain_id].history if p["at"] >= cutoff]
+
+    def chain_summaries(self, *, now: datetime, stale_after_s: float) -> list[dict[str, Any]]:
+        summaries = []
+        for health in self.health(now=now, stale_after_s=stale_after_s):
+            chain_id = health["chainId"]
+            latest = self.insights.latest_prediction(chain_id)
+            summaries.append(
+                {
+                    "chainId": chain_id,
+                    "lastSampleAt": health["lastSampleAt"],
+                    "fresh": health["fresh"],
+                    "activeAnomalies": len(self.anomalies(chain=chain_id, active_only=True, limit=1000)),
+                    "pendingApprovals": self.actions.pending_count(chain_id),
+                    "latestPrediction": None
+                    if latest is None
+                    else {
+                        "predictedVCpu": latest.predicted_vcpu,
+                        "currentVCpu": latest.current_vcpu,
+                        "trend": latest.trend,
+                        "confidence": latest.confidence,
+                        "occurredAt": latest.occurred_at.isoformat(),
+                    },
+                }
+            )
+        return summaries
+
+    def decisions(self, *, chain: str | None, limit: int) -> list[dict[str, Any]]:
+        """The seed's decision export: anomaly → RCA → proposals → approvals → outcome, newest first.
+
+        Proposals without an incident (forecast-driven scaling, operator and agent requests) are
+        decisions of their own, with no anomaly or RCA.
+        """
+        entries: list[tuple[datetime, dict[str, Any]]] = []
+        for record in self._anomalies:
+            event = record.event
+            if chain is not None and event.chain_id != chain:
+                continue
+            rca = self.insights.of_episode(event.episode_id)
+            entries.append(
+                (
+                    event.occurred_at,
+                    {
+                        "episodeId": event.episode_id,
+                        "chainId": event.chain_id,
+                        "trigger": "anomaly",
+                        "anomaly": record.view(),
+                        "rca": None if rca is None else rca_view(rca),
+                        "actions": [r.view() for r in self.actions.of_episode(event.episode_id)],
+                    },
+                )
+            )
+        for action in self.actions.records(chain=chain, status="all"):
+            proposal = action.proposal
+            if proposal.episode_id is not None and proposal.episode_id in self._by_episode:
+                continue
+            trigger = "prediction" if proposal.proposed_by == "planner" else "request"
+            entries.append(
+                (
+                    proposal.occurred_at,
+                    {
+                        "episodeId": proposal.episode_id,
+                        "chainId": proposal.chain_id,
+                        "trigger": trigger,
+                        "anomaly": None,
+                        "rca": None,
+                        "actions": [action.view()],
+                    },
+                )
+            )
+        entries.sort(key=lambda e: e[0], reverse=True)
+        return [body for _, body in entries[:limit]]

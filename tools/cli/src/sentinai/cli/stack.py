@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class UpSettings(BaseSettings):
     twin_seed: int = Field(default=42, validation_alias=_env("TWIN_SEED"))
     twin_block_time_s: int = Field(default=2, ge=1, validation_alias=_env("TWIN_BLOCK_TIME_S"))
     twin_poll_interval_s: float = Field(default=2.0, validation_alias=_env("TWIN_POLL_INTERVAL_S"))
+    api_key: str | None = Field(default=None, validation_alias=_env("API_KEY"))
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,32 @@ class Runtime:
 
 def runtime_file(state_dir: Path) -> Path:
     return state_dir / "up.json"
+
+
+def api_key_file(state_dir: Path) -> Path:
+    return state_dir / "api-key"
+
+
+def ensure_api_key(settings: UpSettings) -> str:
+    """The key the api demands for writes: ``SENTINAI_API_KEY``, else one kept in the state folder.
+
+    A local stack must be usable for approvals out of the box, but never open: the key is made once,
+    readable by the owner only, and shown to the operator who started the stack.
+    """
+    if settings.api_key:
+        return settings.api_key
+    path = api_key_file(settings.state_dir)
+    try:
+        existing = path.read_text().strip()
+    except OSError:
+        existing = ""
+    if existing:
+        return existing
+    key = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
 
 
 def nats_child(*, port: int, data_dir: Path) -> Child:
@@ -104,7 +132,7 @@ def twin_child(settings: UpSettings, *, port: int, twin_dir: Path) -> Child:
 
 
 def service_child(
-    name: str, *, nats_url: str, chains_file: Path, settings: UpSettings, poll_s: float
+    name: str, *, nats_url: str, chains_file: Path, settings: UpSettings, poll_s: float, api_key: str = ""
 ) -> Child:
     env = {"SENTINAI_NATS_URL": nats_url, "SENTINAI_STATE_DIR": str(settings.state_dir)}
     if name == "collector":
@@ -122,5 +150,9 @@ def service_child(
     if name == "predictor":
         env |= {"SENTINAI_PREDICTOR_INTERVAL_S": "10"}
     if name == "api":
-        env |= {"SENTINAI_API_HOST": settings.api_host, "SENTINAI_API_PORT": str(settings.api_port)}
+        env |= {
+            "SENTINAI_API_HOST": settings.api_host,
+            "SENTINAI_API_PORT": str(settings.api_port),
+            "SENTINAI_API_KEY": api_key,
+        }
     return Child(name, [sys.executable, "-m", f"sentinai.{name}"], env=env)
