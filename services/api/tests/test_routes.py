@@ -72,7 +72,8 @@ def model() -> ReadModel:
     m.apply_anomaly(
         AnomalyDetected(
             chain_id="twin",
-            episode_id="ep-1",
+            event_id="an-1",
+            episode_id="ep-0",
             occurred_at=NOW,
             component="op-node",
             metric="unsafeL2Age",
@@ -330,7 +331,8 @@ async def test_actions_pending_and_history_follow_the_loop(
 
 async def test_agent_decisions_join_anomaly_rca_and_proposals(client: httpx.AsyncClient) -> None:
     [decision] = (await client.get("/api/agent-decisions", params={"chain": "twin"})).json()["decisions"]
-    assert decision["anomaly"]["episodeId"] == "ep-1"
+    assert decision["episodeId"] == "ep-1"
+    assert decision["anomaly"]["eventId"] == "an-1"
     assert decision["rca"]["rootCauseClass"] == "sequencer_stall"
     assert {a["actionId"] for a in decision["actions"]} == {"act-pending", "act-done"}
 

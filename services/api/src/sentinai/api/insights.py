@@ -67,6 +67,11 @@ class Insights:
         event_id = self._by_episode.get(episode_id)
         return None if event_id is None else self._rcas.get(event_id)
 
+    def incidents(self, *, chain: str | None) -> list[RcaCompleted]:
+        """The newest RCA of every incident."""
+        found = (self._rcas[event_id] for event_id in self._by_episode.values())
+        return [r for r in found if chain is None or r.chain_id == chain]
+
     def predictions(self, chain_id: str, *, limit: int) -> list[PredictionMade]:
         history = self._predictions.get(chain_id)
         return [] if history is None else list(history)[-limit:]

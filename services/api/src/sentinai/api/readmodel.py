@@ -294,31 +294,32 @@ class ReadModel:
     def decisions(self, *, chain: str | None, limit: int) -> list[dict[str, Any]]:
         """The seed's decision export: anomaly → RCA → proposals → approvals → outcome, newest first.
 
-        Proposals without an incident (forecast-driven scaling, operator and agent requests) are
-        decisions of their own, with no anomaly or RCA.
+        One entry per diagnosed incident (its newest RCA, the anomaly that opened it, its proposals);
+        proposals without an incident (forecast-driven scaling, operator and agent requests) are
+        entries of their own. Anomalies nobody diagnosed are in ``/api/anomalies``, not here.
         """
+        by_event = {r.event.event_id: r for r in self._anomalies}
         entries: list[tuple[datetime, dict[str, Any]]] = []
-        for record in self._anomalies:
-            event = record.event
-            if chain is not None and event.chain_id != chain:
-                continue
-            rca = self.insights.of_episode(event.episode_id)
+        incidents: set[str] = set()
+        for rca in self.insights.incidents(chain=chain):
+            incidents.add(rca.episode_id)
+            opened = by_event.get(rca.anomaly_event_id)
             entries.append(
                 (
-                    event.occurred_at,
+                    rca.occurred_at,
                     {
-                        "episodeId": event.episode_id,
-                        "chainId": event.chain_id,
+                        "episodeId": rca.episode_id,
+                        "chainId": rca.chain_id,
                         "trigger": "anomaly",
-                        "anomaly": record.view(),
-                        "rca": None if rca is None else rca_view(rca),
-                        "actions": [r.view() for r in self.actions.of_episode(event.episode_id)],
+                        "anomaly": None if opened is None else opened.view(),
+                        "rca": rca_view(rca),
+                        "actions": [r.view() for r in self.actions.of_episode(rca.episode_id)],
                     },
                 )
             )
         for action in self.actions.records(chain=chain, status="all"):
             proposal = action.proposal
-            if proposal.episode_id is not None and proposal.episode_id in self._by_episode:
+            if proposal.episode_id is not None and proposal.episode_id in incidents:
                 continue
             trigger = "prediction" if proposal.proposed_by == "planner" else "request"
             entries.append(
@@ -327,7 +328,7 @@ class ReadModel:
                     {
                         "episodeId": proposal.episode_id,
                         "chainId": proposal.chain_id,
-                        "trigger": trigger,
+                        "trigger": "anomaly" if proposal.incident is not None else trigger,
                         "anomaly": None,
                         "rca": None,
                         "actions": [action.view()],
