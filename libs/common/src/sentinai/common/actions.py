@@ -7,7 +7,7 @@ and refused (the forbidden list) rather than silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
@@ -28,8 +28,21 @@ ActionKind = Literal[
 ]
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    """``kind`` has a default in Python, but a JSON body must name it: it picks the catalogue entry."""
+    required = schema.setdefault("required", [])
+    if "kind" not in required:
+        required.insert(0, "kind")
+
+
 class _Action(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=_kind_required,
+    )
 
     def summary(self) -> str:
         raise NotImplementedError

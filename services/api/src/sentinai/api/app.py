@@ -56,7 +56,7 @@ def create_app(
             allow_headers=["content-type", "x-api-key"],
         )
 
-    @app.get("/api/health", tags=["reads"])
+    @app.get("/api/health", tags=["reads"], responses={503: {"description": "NATS is unreachable"}})
     async def health() -> JSONResponse:
         connected = await nats_connected()
         chains = model.health(now=clock(), stale_after_s=settings.stale_after_s)

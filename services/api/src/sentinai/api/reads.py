@@ -15,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from sentinai.api.insights import prediction_view, rca_view
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
+from sentinai.api.writes import Problem
 
 HEARTBEAT_S = 15.0
 ChainParam = Annotated[str | None, Query(max_length=64, description="Only this chain")]
@@ -33,7 +34,9 @@ AUDIT_COLUMNS = (
 
 
 def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], datetime]) -> APIRouter:
-    router = APIRouter(tags=["reads"])
+    router = APIRouter(
+        tags=["reads"], responses={404: {"model": Problem, "description": "Unknown chain or id"}}
+    )
 
     def known_chain(chain: str | None) -> str | None:
         if chain is not None and chain not in model.chains:
@@ -44,15 +47,15 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
         wanted = known_chain(chain)
         return [wanted] if wanted is not None else sorted(model.chains)
 
-    @router.get("/api/chains", tags=["reads"])
+    @router.get("/api/chains")
     async def chains() -> dict[str, Any]:
         return {"chains": model.chain_summaries(now=clock(), stale_after_s=settings.stale_after_s)}
 
-    @router.get("/api/metrics", tags=["reads"])
+    @router.get("/api/metrics")
     async def metrics(chain: ChainParam = None) -> dict[str, Any]:
         return {"chains": [model.metrics(chain_id) for chain_id in chain_ids(chain)]}
 
-    @router.get("/api/metrics/history", tags=["reads"])
+    @router.get("/api/metrics/history")
     async def metrics_history(
         chain: Annotated[str, Query(max_length=64)],
         minutes: Annotated[float, Query(gt=0, le=24 * 60)] = 30,
@@ -61,24 +64,24 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
         points = model.history(chain_id, since=clock() - timedelta(minutes=minutes))
         return {"chainId": chain_id, "points": points}
 
-    @router.get("/api/anomalies", tags=["reads"])
+    @router.get("/api/anomalies")
     async def anomalies(chain: ChainParam = None, active: bool = False, limit: Limit = 100) -> dict[str, Any]:
         items = model.anomalies(chain=known_chain(chain), active_only=active, limit=limit)
         return {"anomalies": items, "count": len(items)}
 
-    @router.get("/api/rca", tags=["reads"])
+    @router.get("/api/rca")
     async def rcas(chain: ChainParam = None, limit: Limit = 20) -> dict[str, Any]:
         items = [rca_view(r) for r in model.insights.rcas(chain=known_chain(chain), limit=limit)]
         return {"latest": items[0] if items else None, "items": items}
 
-    @router.get("/api/rca/{rca_id}", tags=["reads"])
+    @router.get("/api/rca/{rca_id}")
     async def rca(rca_id: str) -> dict[str, Any]:
         found = model.insights.rca(rca_id)
         if found is None:
             raise HTTPException(404, detail=f"no RCA with event or episode id {rca_id!r}")
         return rca_view(found)
 
-    @router.get("/api/prediction", tags=["reads"])
+    @router.get("/api/prediction")
     async def prediction(chain: ChainParam = None, limit: Limit = 60) -> dict[str, Any]:
         out = []
         for chain_id in chain_ids(chain):
@@ -86,7 +89,7 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
             out.append({"chainId": chain_id, "latest": history[-1] if history else None, "history": history})
         return {"chains": out}
 
-    @router.get("/api/actions", tags=["reads"])
+    @router.get("/api/actions")
     async def actions(
         chain: ChainParam = None,
         status: Literal["pending", "history", "all"] = "all",
@@ -95,19 +98,28 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
         records = model.actions.records(chain=known_chain(chain), status=status)[:limit]
         return {"actions": [r.view() for r in records], "pending": model.actions.pending_count(chain)}
 
-    @router.get("/api/actions/{action_id}", tags=["reads"])
+    @router.get("/api/actions/{action_id}")
     async def action(action_id: str) -> dict[str, Any]:
         record = model.actions.get(action_id)
         if record is None:
             raise HTTPException(404, detail=f"no proposal with id {action_id!r}")
         return record.view()
 
-    @router.get("/api/agent-decisions", tags=["reads"])
+    @router.get("/api/agent-decisions")
     async def agent_decisions(chain: ChainParam = None, limit: Limit = 50) -> dict[str, Any]:
         items = model.decisions(chain=known_chain(chain), limit=limit)
         return {"decisions": items, "count": len(items), "exportedAt": clock().isoformat()}
 
-    @router.get("/api/audit", tags=["reads"], response_model=None)
+    @router.get(
+        "/api/audit",
+        response_model=None,
+        responses={
+            200: {
+                "description": "A page of audit records, newest first, as JSON or CSV",
+                "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def audit(
         chain: ChainParam = None,
         limit: Limit = 100,
@@ -120,7 +132,7 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
             return _csv(items)
         return {"items": items, "total": total, "offset": offset, "limit": limit}
 
-    @router.get("/api/stream", tags=["reads"], response_class=StreamingResponse)
+    @router.get("/api/stream", response_class=StreamingResponse)
     async def stream(request: Request, chain: ChainParam = None) -> StreamingResponse:
         wanted = known_chain(chain)
 

@@ -38,6 +38,21 @@ class RequestBody(_Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class Problem(BaseModel):
+    """Every 4xx says what was wrong in ``detail``."""
+
+    detail: str | list[Any]
+
+
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key configured, or a missing or wrong x-api-key"},
+    403: {"model": Problem, "description": "Read-only mode refuses every write"},
+    404: {"model": Problem, "description": "Unknown proposal or chain"},
+    409: {"model": Problem, "description": "The proposal is no longer pending"},
+    429: {"model": Problem, "description": "Too many writes from this client; see Retry-After"},
+}
+
+
 class Accepted(_Body):
     action_id: str
     command: CommandKind | Literal["request"]
@@ -46,7 +61,7 @@ class Accepted(_Body):
 
 
 def write_router(model: ReadModel, commands: Commands, *, guard: Any) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["writes"], dependencies=[Depends(guard)])
+    router = APIRouter(prefix="/api", tags=["writes"], dependencies=[Depends(guard)], responses=WRITE_ERRORS)
 
     async def decide(action_id: str, body: DecisionBody, command: CommandKind) -> Accepted:
         record = model.actions.get(action_id)
