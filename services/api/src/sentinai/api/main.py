@@ -7,18 +7,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sentinai.api import bus
+from sentinai.api import bus, notify
 from sentinai.api.app import create_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common import jsonlog
-from sentinai.common.bus import start_broker
+from sentinai.common.bus import DeadLetters, start_broker
 from sentinai.common.serve import run_asgi
 
 
 def build_app(settings: ApiSettings) -> FastAPI:
     model = ReadModel(keep_anomalies=settings.recent_anomalies, history_points=settings.history_points)
     broker = bus.build(settings, model)
+    notifications = None
+    if settings.notify_file is not None:
+        # A bad file stops the start with the reason: silently sending nothing is worse at 3 a.m.
+        config = notify.load_config(settings.notify_file)
+        notifications = notify.subscribe(
+            broker, config=config, dead=DeadLetters(broker, service=notify.SERVICE)
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -27,6 +34,8 @@ def build_app(settings: ApiSettings) -> FastAPI:
             yield
         finally:
             await broker.stop()
+            if notifications is not None:
+                await notifications.aclose()
 
     async def nats_connected() -> bool:
         return await broker.ping(timeout=1.0)
