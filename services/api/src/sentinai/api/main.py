@@ -1,14 +1,17 @@
-"""Composition root of the api: settings → read model → broker → FastAPI app → uvicorn."""
+"""Composition root of the api: settings → read model → broker → FastAPI app (+ MCP) → uvicorn."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from sentinai.api import bus, notify
 from sentinai.api.app import create_app
+from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common import jsonlog
@@ -26,13 +29,16 @@ def build_app(settings: ApiSettings) -> FastAPI:
         notifications = notify.subscribe(
             broker, config=config, dead=DeadLetters(broker, service=notify.SERVICE)
         )
+    key = settings.api_key.get_secret_value() if settings.api_key else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_broker(broker)
         try:
-            yield
+            async with mcp_lifespan():
+                yield
         finally:
+            await backend.aclose()
             await broker.stop()
             if notifications is not None:
                 await notifications.aclose()
@@ -40,13 +46,20 @@ def build_app(settings: ApiSettings) -> FastAPI:
     async def nats_connected() -> bool:
         return await broker.ping(timeout=1.0)
 
-    return create_app(
+    app = create_app(
         model,
         settings=settings,
         nats_connected=nats_connected,
         commands=bus.BusCommands(broker),
         lifespan=lifespan,
     )
+    # MCP tools call this same app's REST routes in-process, so agents get exactly the REST rules
+    # (policy through the planner, read-only mode, rate limit) and nothing else.
+    backend = RestBackend.connect("http://api", api_key=key, transport=httpx.ASGITransport(app=app))
+    mcp_app, mcp_lifespan = streamable_http_app(build_mcp_server(backend))
+    # A Route, not a mount: a mount would redirect /mcp to /mcp/ before the key is checked.
+    app.router.routes.append(Route("/mcp", endpoint=require_api_key(mcp_app, key)))
+    return app
 
 
 def main() -> None:

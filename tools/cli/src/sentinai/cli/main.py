@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from sentinai.cli import actions as action_commands
+from sentinai.cli import mcp as mcp_command
 from sentinai.cli import stack
 from sentinai.cli.supervisor import Supervisor
 from sentinai.common.net import async_wait_for_port, free_port
@@ -61,15 +62,23 @@ async def up(settings: stack.UpSettings) -> int:
             poll_s = settings.twin_poll_interval_s
             sup.say("sentinai", f"OP Stack twin at {twin_url} (chains: {settings.twin_chains})")
 
+        api_key = stack.ensure_api_key(settings)
         for name in stack.SERVICES:
             await sup.start(
                 stack.service_child(
-                    name, nats_url=nats_url, chains_file=chains_file, settings=settings, poll_s=poll_s
+                    name,
+                    nats_url=nats_url,
+                    chains_file=chains_file,
+                    settings=settings,
+                    poll_s=poll_s,
+                    api_key=api_key,
                 )
             )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         stack.Runtime(nats_url=nats_url, api_url=api_url, twin_url=twin_url).save(runtime_path)
-        sup.say("sentinai", f"API and health at {api_url}/api/health — Ctrl-C stops everything")
+        sup.say("sentinai", f"dashboard at {api_url}/ — API docs at {api_url}/docs — Ctrl-C stops everything")
+        key_source = "SENTINAI_API_KEY" if settings.api_key else str(stack.api_key_file(state))
+        sup.say("sentinai", f"API key for approvals: {api_key} (from {key_source})")
         await sup.wait()
     except TimeoutError as exc:
         sup.say("sentinai", f"startup failed: {exc}")
@@ -170,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="health of the running stack")
     status.add_argument("--api-url", help="api base URL (default: the one `sentinai up` started)")
     action_commands.add_parsers(sub)
+    mcp_command.add_parser(sub)
     return root
 
 
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return twin_command(args)
     if args.command in ("actions", "audit"):
         return asyncio.run(action_commands.main(args))
+    if args.command == "mcp":
+        return mcp_command.main(args)
     return status_command(args)
 
 
