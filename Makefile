@@ -8,9 +8,16 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup run test test-unit test-integration lint format bench-pipeline bench-loop bench-nab eval clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab eval clean
 
-setup: $(STAMP) $(ANVIL)
+setup: $(STAMP) $(ANVIL) chromium
+
+# Debian's Chromium for the dashboard tests (Playwright drives it by path; no browser download).
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends chromium; }; }
 
 # Reinstalls only when a dependency declaration changes, so a second `make setup` is instant.
 $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(MEMBERS))
@@ -49,6 +56,9 @@ bench-pipeline: setup
 
 bench-loop: setup
 	$(BIN)/python bench/loop.py
+
+bench-api: setup
+	$(BIN)/python bench/api_load.py
 
 bench-nab: setup
 	$(BIN)/python bench/nab.py --nab $(NAB)
