@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab eval clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab eval asyncapi clean
 
 setup: $(STAMP) $(ANVIL) chromium
 
@@ -65,6 +65,10 @@ bench-nab: setup
 
 eval: setup
 	$(BIN)/python bench/eval.py
+
+# The bus's AsyncAPI document, served by the api at /asyncapi; a test fails when it is stale.
+asyncapi: setup
+	$(BIN)/sentinai asyncapi --out services/api/src/sentinai/api/static/asyncapi.json
 
 clean:
 	rm -rf $(VENV) .state .reports tools/anvil/node_modules

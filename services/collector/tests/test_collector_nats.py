@@ -81,6 +81,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, *, nats_url: str, chains: Path) -
     monkeypatch.setenv("SENTINAI_NATS_URL", nats_url)
     monkeypatch.setenv("SENTINAI_COLLECTOR_CHAINS_FILE", str(chains))
     monkeypatch.setenv("SENTINAI_COLLECTOR_POLL_INTERVAL_S", "0.25")
+    monkeypatch.setenv("SENTINAI_COLLECTOR_HTTP_PORT", str(free_port()))
     return CollectorSettings()
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from kubernetes import client as k8s
@@ -32,6 +33,7 @@ from sentinai.common import subjects
 from sentinai.common.actions import Action, DeleteNamespace, ScaleCpu
 from sentinai.common.decisions import ActionApproved, ActionExecuted, AuditRecorded, VerifySpec
 from sentinai.common.natsserver import EmbeddedNats
+from sentinai.common.net import free_port
 from sentinai.common.policy import Tier
 from sentinai.common.streams import ACTIONS, ensure_streams
 from sentinai.executor.main import serve
@@ -59,6 +61,7 @@ def collector(twin: TwinProcess, nats_server: EmbeddedNats, tmp_path: Path) -> I
         "SENTINAI_NATS_URL": nats_server.url,
         "SENTINAI_COLLECTOR_CHAINS_FILE": str(twin.chains_file),
         "SENTINAI_COLLECTOR_POLL_INTERVAL_S": "1",
+        "SENTINAI_COLLECTOR_HTTP_PORT": str(free_port()),
     }
     with open(tmp_path / "collector.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "sentinai.collector"], env=env, stderr=log)
@@ -141,6 +144,7 @@ def settings(nats_server: EmbeddedNats, twin: TwinProcess, **overrides: Any) -> 
         "simulation_mode": False,
         "verify_window_s": 20.0,
         "k8s_timeout_s": 5.0,
+        "http_port": free_port(),
     }
     return ExecutorSettings(**(values | overrides))
 
@@ -387,13 +391,19 @@ async def test_read_only_mode_refuses_every_write(
 
 
 @pytest.fixture
+def http_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
 def executor_process(
-    twin: TwinProcess, nats_server: EmbeddedNats, tmp_path: Path
+    twin: TwinProcess, nats_server: EmbeddedNats, tmp_path: Path, http_port: int
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m sentinai.executor`` with nothing but the chains file and NATS: the defaults."""
+    """``python -m sentinai.executor`` with nothing but the chains file, NATS and a free HTTP port."""
     env = {k: v for k, v in os.environ.items() if "SIMULATION_MODE" not in k} | {
         "SENTINAI_NATS_URL": nats_server.url,
         "SENTINAI_EXECUTOR_CHAINS_FILE": str(twin.chains_file),
+        "SENTINAI_EXECUTOR_HTTP_PORT": str(http_port),
     }
     with open(tmp_path / "executor.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "sentinai.executor"], env=env, stderr=log)
@@ -405,11 +415,32 @@ def executor_process(
             process.wait(timeout=10)
 
 
+async def _metrics_showing(url: str, needle: str, *, timeout_s: float = 15.0) -> str:
+    """The metrics page once it contains ``needle`` (the lag gauges refresh every 5 s)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while True:
+            page = (await client.get(url)).text
+            if needle in page:
+                return page
+            assert time.monotonic() < deadline, f"{needle} never appeared at {url}"
+            await asyncio.sleep(0.2)
+
+
 async def test_process_dry_runs_by_default_and_stops_cleanly(
-    executor_process: subprocess.Popen[bytes], twin: TwinProcess, bus: Bus, tmp_path: Path
+    executor_process: subprocess.Popen[bytes], twin: TwinProcess, bus: Bus, tmp_path: Path, http_port: int
 ) -> None:
     await bus.approve(approval(ScaleCpu(component="op-geth", vcpu=2), action_id="dry"))
     executed = await bus.outcome("dry")
+    base = f"http://127.0.0.1:{http_port}"
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        assert (await client.get(f"{base}/healthz")).status_code == 200
+    page = await _metrics_showing(
+        f"{base}/metrics",
+        'sentinai_consumer_pending{consumer="executor",service="executor",stream="ACTIONS"} 0.0',
+    )
+    assert 'sentinai_handler_seconds_count{kind="action_approved",service="executor"} 1.0' in page
+    assert 'sentinai_messages_published_total{kind="action_executed",service="executor"} 1.0' in page
     executor_process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(executor_process.wait, 15) == 0
     assert executed.outcome == "dry_run" and executed.dry_run

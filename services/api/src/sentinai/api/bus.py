@@ -9,7 +9,7 @@ from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessa
 
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
-from sentinai.common import streams, subjects
+from sentinai.common import streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import (
     ActionApproved,
@@ -46,6 +46,7 @@ def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], dateti
     ``replay_hours``) so its views are whole before the first request, whatever its age.
     """
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     now = clock()
 

@@ -14,7 +14,7 @@ from sentinai.api.app import create_app
 from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import DeadLetters, start_broker
 from sentinai.common.serve import run_asgi
 
@@ -30,14 +30,17 @@ def build_app(settings: ApiSettings) -> FastAPI:
             broker, config=config, dead=DeadLetters(broker, service=notify.SERVICE)
         )
     key = settings.api_key.get_secret_value() if settings.api_key else None
+    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_broker(broker)
+        await lag.start()
         try:
             async with mcp_lifespan():
                 yield
         finally:
+            await lag.stop()
             await backend.aclose()
             await broker.stop()
             if notifications is not None:

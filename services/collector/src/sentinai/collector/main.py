@@ -1,4 +1,4 @@
-"""Composition root: settings → chains → broker → one polling loop per chain, until SIGTERM/SIGINT."""
+"""Composition root: settings → chains → broker → a polling loop per chain, health, metrics, until SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from sentinai.collector.bus import BrokerPublisher, connect
 from sentinai.collector.loop import Publisher, run_chain
 from sentinai.collector.poller import ChainPoller
 from sentinai.collector.settings import CollectorSettings
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import build_broker
 from sentinai.common.chains import load_chains
+from sentinai.common.serve import health_and_metrics, serving
 
+SERVICE = "collector"
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,9 @@ async def serve(settings: CollectorSettings, *, stop: asyncio.Event) -> None:
     """Run the collector until ``stop`` is set; a chain loop that dies of a bug ends the process."""
     chains = load_chains(settings.chains_file)
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     pollers: list[ChainPoller] = []
+    http = health_and_metrics(lambda: broker.ping(timeout=1.0))
     try:
         # Clients first: a bad kubeconfig should stop us at once, not after NATS comes up.
         for chain in chains:
@@ -31,10 +35,11 @@ async def serve(settings: CollectorSettings, *, stop: asyncio.Event) -> None:
                     chain, timeout_s=settings.rpc_timeout_s, log_tail_lines=settings.log_tail_lines
                 )
             )
-        if await connect(broker, stop=stop):
-            await _poll_until_stopped(
-                pollers, publisher=BrokerPublisher(broker), settings=settings, stop=stop
-            )
+        async with serving(http, host=settings.http_host, port=settings.http_port):
+            if await connect(broker, stop=stop):
+                await _poll_until_stopped(
+                    pollers, publisher=BrokerPublisher(broker), settings=settings, stop=stop
+                )
     finally:
         for poller in pollers:
             await poller.aclose()

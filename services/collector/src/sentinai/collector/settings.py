@@ -17,3 +17,5 @@ class CollectorSettings(ServiceSettings):
     poll_interval_s: float = Field(default=30.0, gt=0)
     rpc_timeout_s: float = Field(default=5.0, gt=0)
     log_tail_lines: int = Field(default=50, ge=1, le=10_000)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8081, ge=0, le=65535)

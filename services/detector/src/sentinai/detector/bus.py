@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
-from sentinai.common import streams, subjects
+from sentinai.common import streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample
 from sentinai.detector import logic
@@ -78,6 +78,7 @@ class Wiring:
 
 def build(settings: DetectorSettings, deps: Deps) -> Wiring:
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
 
     async def publish(event: logic.Outcome) -> None:
@@ -103,6 +104,7 @@ def build(settings: DetectorSettings, deps: Deps) -> Wiring:
             if isinstance(result, BaseException):
                 raise result
 
+    @telemetry.timed(SERVICE, "metric_sample")
     async def on_metrics(msgs: Sequence[Msg]) -> None:
         outcomes: list[logic.Outcome] = []
         for msg in msgs:
@@ -115,6 +117,7 @@ def build(settings: DetectorSettings, deps: Deps) -> Wiring:
         MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc(len(msgs))
         await flush(outcomes)
 
+    @telemetry.timed(SERVICE, "log_batch")
     async def on_logs(msgs: Sequence[Msg]) -> None:
         outcomes: list[logic.Outcome] = []
         for msg in msgs:

@@ -6,10 +6,10 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
-from sentinai.common.streams import ensure_streams
+from sentinai.common.streams import TELEMETRY, ensure_streams
 from sentinai.detector import bus, logic
 from sentinai.detector.settings import DetectorSettings
 from sentinai.detector.windows import DetectorState
@@ -23,6 +23,14 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
     wiring = bus.build(settings, deps)
     broker = wiring.broker
     pumps = bus.Pumps()
+    lag = telemetry.ConsumerLag(
+        broker,
+        service=bus.SERVICE,
+        durables=[
+            telemetry.Durable(TELEMETRY.name, name)
+            for name in (bus.metrics_durable(settings), bus.logs_durable(settings))
+        ],
+    )
 
     async def prepare() -> None:
         # Streams and the replaying metrics consumer must exist before the loops bind to them.
@@ -43,9 +51,9 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         broker,
         asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
         on_startup=[prepare],
-        after_startup=[start_pumps],
+        after_startup=[start_pumps, lag.start],
         # Before the broker closes its connection, so the batches in hand are still acknowledged.
-        on_shutdown=[pumps.stop],
+        on_shutdown=[pumps.stop, lag.stop],
     )
 
 

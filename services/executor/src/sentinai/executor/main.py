@@ -1,4 +1,4 @@
-"""Composition root: settings → chains, policy, clusters → broker, state store → executor, until SIGTERM."""
+"""Composition root: settings → chains, policy, clusters → broker, state store → executor, health, metrics."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import os
 import signal
 import socket
 
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import build_broker
 from sentinai.common.chains import load_chains
 from sentinai.common.policy import load_policy
+from sentinai.common.serve import health_and_metrics, serving
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
 from sentinai.executor import bus
@@ -45,39 +46,45 @@ async def serve(settings: ExecutorSettings, *, stop: asyncio.Event) -> None:
     policy = load_policy(settings.policy_file)
     clusters = open_clusters(settings)
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=bus.SERVICE)
     inflight = bus.Inflight()
+    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
+    http = health_and_metrics(lambda: broker.ping(timeout=1.0))
     try:
-        await broker.connect()
-        store = await open_state_store(
-            nc=broker.connection, redis_url=settings.redis_url, bucket=settings.kv_bucket
-        )
-        executor = Executor(
-            settings=settings,
-            policy=policy,
-            chains=chains,
-            clusters=clusters,
-            store=store,
-            feed=SampleFeed(lambda: broker.connection),
-            publisher=bus.BusPublisher(broker),
-            instance=f"{socket.gethostname()}-{os.getpid()}",
-        )
-        bus.subscribe(broker, executor, settings=settings, inflight=inflight)
-        await ensure_streams(broker.connection.jetstream())
-        await broker.start()
-        log.info(
-            "executor started",
-            extra={
-                "chains": sorted(chains),
-                "simulation": settings.simulation_mode,
-                "readOnly": settings.read_only_mode,
-            },
-        )
-        await stop.wait()
-        executor.stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(inflight.idle.wait(), timeout=settings.shutdown_grace_s)
-        await store.close()
+        async with serving(http, host=settings.http_host, port=settings.http_port):
+            await broker.connect()
+            store = await open_state_store(
+                nc=broker.connection, redis_url=settings.redis_url, bucket=settings.kv_bucket
+            )
+            executor = Executor(
+                settings=settings,
+                policy=policy,
+                chains=chains,
+                clusters=clusters,
+                store=store,
+                feed=SampleFeed(lambda: broker.connection),
+                publisher=bus.BusPublisher(broker),
+                instance=f"{socket.gethostname()}-{os.getpid()}",
+            )
+            bus.subscribe(broker, executor, settings=settings, inflight=inflight)
+            await ensure_streams(broker.connection.jetstream())
+            await broker.start()
+            await lag.start()
+            log.info(
+                "executor started",
+                extra={
+                    "chains": sorted(chains),
+                    "simulation": settings.simulation_mode,
+                    "readOnly": settings.read_only_mode,
+                },
+            )
+            await stop.wait()
+            executor.stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inflight.idle.wait(), timeout=settings.shutdown_grace_s)
+            await store.close()
     finally:
+        await lag.stop()
         await broker.stop()
         for cluster in clusters.values():
             cluster.close()

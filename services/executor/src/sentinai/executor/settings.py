@@ -44,3 +44,5 @@ class ExecutorSettings(ServiceSettings):
     durable: str = Field(default="executor", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     max_concurrent: int = Field(default=4, ge=1, le=64)
     shutdown_grace_s: float = Field(default=30.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8085, ge=0, le=65535)

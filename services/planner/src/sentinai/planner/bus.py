@@ -19,7 +19,7 @@ from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter
 
-from sentinai.common import jsonlog, streams, subjects
+from sentinai.common import jsonlog, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import (
     ActionCommand,
@@ -245,6 +245,7 @@ class Planner:
 
 def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     planner = Planner(broker, deps)
     prefix = settings.durable_prefix

@@ -6,7 +6,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.policy import load_policy
 from sentinai.common.serve import run_asgi
 from sentinai.common.state import open_state_store
@@ -20,6 +20,7 @@ def build_app(settings: PlannerSettings) -> AsgiFastStream:
     deps = bus.Deps(policy=load_policy(settings.policy_file))
     broker, planner = bus.build(settings, deps)
     timer = bus.ExpiryTimer(planner, interval_s=settings.expiry_check_s)
+    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     async def prepare() -> None:
         # Streams and the store must exist before the first message reaches a handler.
@@ -42,8 +43,8 @@ def build_app(settings: PlannerSettings) -> AsgiFastStream:
         broker,
         asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
         on_startup=[prepare],
-        after_startup=[timer.start],
-        on_shutdown=[timer.stop],
+        after_startup=[timer.start, lag.start],
+        on_shutdown=[timer.stop, lag.stop],
         after_shutdown=[close_store],
     )
 

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
-from sentinai.common import jsonlog, streams, subjects
+from sentinai.common import jsonlog, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.events import MetricSample
 from sentinai.predictor import logic
@@ -47,6 +47,7 @@ class Wiring:
 def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring:
     """``start``: where a new durable begins, so a (re)started predictor rebuilds its history."""
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
 
     with warnings.catch_warnings():

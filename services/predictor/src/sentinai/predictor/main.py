@@ -8,7 +8,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
@@ -28,6 +28,7 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
     wiring = bus.build(settings, deps, start=utcnow() - timedelta(seconds=settings.history_s))
     broker = wiring.broker
     ticker = bus.Ticker()
+    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     async def prepare() -> None:
         # Before the subscriber starts: the durable must be created afresh at the replay start.
@@ -48,9 +49,9 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
         broker,
         asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
         on_startup=[prepare],
-        after_startup=[start_ticker],
+        after_startup=[start_ticker, lag.start],
         # Before the broker closes: a round in flight finishes its publish.
-        on_shutdown=[ticker.stop],
+        on_shutdown=[ticker.stop, lag.stop],
     )
 
 

@@ -19,7 +19,7 @@ from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter, Histogram
 
-from sentinai.common import jsonlog, streams, subjects
+from sentinai.common import jsonlog, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import ActionExecuted, RcaCompleted
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample, utcnow
@@ -74,6 +74,7 @@ def deps_from(settings: RcaSettings) -> Deps:
 
 def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
     broker = build_broker(settings)
+    telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     prefix = settings.durable_prefix
     since = ConsumerConfig(opt_start_time=now - timedelta(seconds=settings.replay_s))

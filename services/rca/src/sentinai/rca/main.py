@@ -8,7 +8,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog
+from sentinai.common import jsonlog, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
 from sentinai.common.streams import ensure_streams
@@ -18,6 +18,7 @@ from sentinai.rca.settings import RcaSettings
 
 def build_app(settings: RcaSettings) -> AsgiFastStream:
     broker = bus.build(settings, bus.deps_from(settings), now=utcnow())
+    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     async def prepare() -> None:
         # Streams must exist with our config before the durables bind to them; the app then starts them.
@@ -30,7 +31,11 @@ def build_app(settings: RcaSettings) -> AsgiFastStream:
         return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
 
     return AsgiFastStream(
-        broker, asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())], on_startup=[prepare]
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        on_startup=[prepare],
+        after_startup=[lag.start],
+        on_shutdown=[lag.stop],
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from sentinai.cli import actions as action_commands
+from sentinai.cli import asyncapi as asyncapi_command
 from sentinai.cli import mcp as mcp_command
 from sentinai.cli import stack
 from sentinai.cli.supervisor import Supervisor
@@ -180,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--api-url", help="api base URL (default: the one `sentinai up` started)")
     action_commands.add_parsers(sub)
     mcp_command.add_parser(sub)
+    asyncapi_command.add_parser(sub)
     return root
 
 
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(action_commands.main(args))
     if args.command == "mcp":
         return mcp_command.main(args)
+    if args.command == "asyncapi":
+        return asyncapi_command.command(args)
     return status_command(args)
 
 
