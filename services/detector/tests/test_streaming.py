@@ -52,6 +52,12 @@ def test_scores_are_causal_a_point_never_sees_itself_or_the_future() -> None:
     assert after[400] > before[400]
 
 
+def test_the_same_series_scores_the_same_every_time() -> None:
+    values = [*noisy(900), 160.0, *noisy(300, seed=6)]
+    scorer = StreamingScorer()
+    assert run(scorer, values) == run(scorer, values) == run(StreamingScorer(), values)
+
+
 def test_scores_stay_in_the_unit_interval() -> None:
     values = [*noisy(500), 1e12, -1e12, 0.0, *noisy(200, seed=3)]
     assert all(0.0 <= s <= 1.0 for s in run(StreamingScorer(), values))
@@ -141,18 +147,33 @@ def test_an_unseen_context_scores_once_then_is_known() -> None:
     assert [scorer.context(state, v) for v in (0.0, 0.0, 9.0, 9.0, 0.0, 9.0, 0.0)] == [1, 0, 1, 1, 1, 0, 0]
 
 
-def test_a_value_outside_its_hour_slot_range_scores_even_inside_the_global_range() -> None:
+def working_days(days: int = 20) -> tuple[list[float], list[float]]:
+    """Every day: 200 ± 1 from 09:00 to 17:00, 100 ± 1 the rest of the day, hourly."""
     day = 86_400.0
-    # Every day: 100 ± 1 at 03:00, 200 ± 1 the rest of the day; then 200 at 03:00.
     values, stamps = [], []
     rng = random.Random(7)
-    for d in range(20):
+    for d in range(days):
         for h in range(24):
-            values.append((100.0 if h == 3 else 200.0) + rng.gauss(0.0, 1.0))
+            values.append((200.0 if 9 <= h <= 17 else 100.0) + rng.gauss(0.0, 1.0))
             stamps.append(d * day + h * 3600.0)
+    return values, stamps
+
+
+def learnt_working_days() -> tuple[StreamingScorer, StreamState]:
     scorer = StreamingScorer()
     state = scorer.new_state()
-    for v, t in zip(values, stamps, strict=True):
+    for v, t in zip(*working_days(), strict=True):
         scorer.score(state, v, t)
-    assert scorer.slot_range(state, 200.0, 3) > 1.0
+    return scorer, state
+
+
+def test_a_value_outside_its_hour_slot_range_scores_even_inside_the_global_range() -> None:
+    scorer, state = learnt_working_days()
+    assert scorer.slot_range(state, 200.0, 3) > 1.0  # a working-hours value at 03:00
     assert scorer.slot_range(state, 100.0, 3) == 0.0
+
+
+def test_a_daily_pattern_arriving_an_hour_early_or_late_is_not_news() -> None:
+    scorer, state = learnt_working_days()
+    assert scorer.slot_range(state, 200.0, 8) == 0.0  # work starts at 08:00 instead of 09:00
+    assert scorer.slot_range(state, 100.0, 17) == 0.0  # and ends an hour early

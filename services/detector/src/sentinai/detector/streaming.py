@@ -1,4 +1,4 @@
-"""A streaming anomaly scorer: robust multi-scale evidence, learned ranges, suppression after a detection.
+"""A streaming anomaly scorer: robust evidence, learned ranges, suppression after a detection.
 
 Every point is judged against the model of the points before it, then learned (causal). The state
 is a fixed set of numbers per series (O(1) per point, bounded memory) and one ``StreamingSettings``
@@ -6,9 +6,8 @@ serves every series. The score is in [0, 1]; higher is more anomalous.
 
 Evidence, in units of a robust scale (a Huber-clipped EW mean absolute deviation) unless noted:
 
-* level: distance of the value from a slow, Huber-clipped EW location (a point outlier);
-* shift: distance of a fast EW mean from the slow location (a level change, from its first samples);
-* jump: the step from the previous value against the usual step (rate of change);
+* shift: distance of a fast EW mean from a slow, Huber-clipped EW location (a level change, from
+  its first samples);
 * novelty: how far the value leaves the learned range (decaying min/max), in range widths;
 * season: distance from the robust location of the same hour of day (daily patterns).
 
@@ -17,7 +16,9 @@ new record of the series is surprising, which calibrates every series to one glo
 more terms are already ratios, taken by the same max: a **context** (the last ``context_depth``
 values quantised into ``context_bins`` bins of the learned range) never seen before in the series
 scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-like); a value beyond
-its **hour slot's range** (a per-slot decaying min/max) scores ``slot_range_weight`` per slot width.
+its **hour slot's range** (a per-slot decaying min/max, pooled with ``slot_neighbours`` slots on
+either side so that a daily pattern arriving a little early or late is not news) scores
+``slot_range_weight`` per slot width.
 The strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown_s``
 seconds after a detection: NAB rewards the first sample of a change and charges each further alert.
 """
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = 5  # level, shift, jump, novelty, season: the order of ``Evidence.magnitudes``
-NOVELTY = 3  # measured in range widths, not scales: its own least record
+KINDS = 3  # shift, novelty, season: the order of ``Evidence.magnitudes``
+NOVELTY = 1  # measured in range widths, not scales: its own least record
 HOURS = 24
 
 
@@ -37,7 +38,6 @@ class StreamingSettings:
 
     slow_alpha: float = 0.01  # long-term location and scale (~100 points)
     fast_alpha: float = 0.3  # short-term mean for level shifts
-    jump_alpha: float = 0.005  # usual size of a step between consecutive points
     season_alpha: float = 0.2  # per hour of day: a few days of memory
     season_min: int = 5  # points an hour slot needs before it is judged
     huber: float = 4.0  # updates clip values this many scales away, so outliers barely move the model
@@ -52,7 +52,8 @@ class StreamingSettings:
     context_weight: float = 1.3  # ratio of a never-seen context (0 turns contextual novelty off)
     context_bins: int = 5  # the learned range is cut into this many bins
     context_depth: int = 2  # a context is this many consecutive bins
-    slot_range_weight: float = 0.8  # ratio per slot-range width beyond the hour slot's learned range
+    slot_range_weight: float = 2.0  # ratio per slot-range width beyond the pooled hour slots' range
+    slot_neighbours: int = 1  # hour slots on either side whose ranges are pooled with the slot's own
     slot_range_decay: float = 0.001  # each hour slot's min/max relax toward its location at this rate
     rel_floor: float = 1e-3  # least scale relative to |location|: flat series stay quiet
     abs_floor: float = 1e-9
@@ -66,12 +67,10 @@ class StreamState:
         "ctx",
         "fast",
         "hi",
-        "jump",
         "lo",
         "loc",
         "n",
         "peaks",
-        "prev",
         "seen",
         "slot_count",
         "slot_hi",
@@ -86,8 +85,6 @@ class StreamState:
         self.loc = 0.0
         self.spread = 0.0
         self.fast = 0.0
-        self.jump = 0.0
-        self.prev = 0.0
         self.lo = 0.0
         self.hi = 0.0
         self.cool_until = 0.0
@@ -103,16 +100,14 @@ class StreamState:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """What one value shows against the model before it; ``level`` and ``shift`` are signed."""
+    """What one value shows against the model before it; ``shift`` is signed."""
 
-    level: float
     shift: float
-    jump: float
     novelty: float
     season: float
 
-    def magnitudes(self) -> tuple[float, float, float, float, float]:
-        return (abs(self.level), abs(self.shift), self.jump, self.novelty, self.season)
+    def magnitudes(self) -> tuple[float, float, float]:
+        return (abs(self.shift), self.novelty, self.season)
 
 
 def _hour(t: float) -> int:
@@ -148,9 +143,7 @@ class StreamingScorer:
             slot_floor = self._floor(state.slot_loc[h])
             season = abs(value - state.slot_loc[h]) / max(state.slot_spread[h], slot_floor)
         return Evidence(
-            level=(value - state.loc) / spread,
             shift=(fast - state.loc) / spread,
-            jump=abs(value - state.prev) / max(state.jump, floor),
             novelty=beyond / max(state.hi - state.lo, spread),
             season=season,
         )
@@ -197,10 +190,15 @@ class StreamingScorer:
         return 1.0 if novel else 0.0
 
     def slot_range(self, state: StreamState, value: float, h: int) -> float:
-        """How far ``value`` leaves the learned range of its hour slot, in that range's widths."""
-        if state.slot_count[h] < self.settings.season_min:
+        """How far ``value`` leaves its hour slot's learned range pooled with its neighbours', in widths."""
+        s = self.settings
+        if state.slot_count[h] < s.season_min:
             return 0.0
         lo, hi = state.slot_lo[h], state.slot_hi[h]
+        for k in range(1, s.slot_neighbours + 1):
+            for j in ((h - k) % HOURS, (h + k) % HOURS):
+                if state.slot_count[j] >= s.season_min:
+                    lo, hi = min(lo, state.slot_lo[j]), max(hi, state.slot_hi[j])
         width = max(hi - lo, state.spread, self._floor(state.loc))
         return max(value - hi, lo - value, 0.0) / width
 
@@ -208,7 +206,7 @@ class StreamingScorer:
         s = self.settings
         self._learn_hour(state, value, _hour(t))
         if state.n == 0:
-            state.loc = state.fast = state.prev = state.lo = state.hi = value
+            state.loc = state.fast = state.lo = state.hi = value
             state.n = 1
             return
         floor = self._floor(state.loc)
@@ -219,12 +217,7 @@ class StreamingScorer:
         a = max(s.slow_alpha, 1.0 / (state.n + 1))
         state.loc += a * clipped
         state.spread += a * (abs(clipped) - state.spread)
-        step = abs(value - state.prev)
-        if state.n > 2:
-            step = min(step, s.huber * max(state.jump, floor))
-        state.jump += max(s.jump_alpha, 1.0 / (state.n + 1)) * (step - state.jump)
         state.fast += s.fast_alpha * (value - state.fast)
-        state.prev = value
         state.lo = min(value, state.lo + s.range_decay * (state.loc - state.lo))
         state.hi = max(value, state.hi - s.range_decay * (state.hi - state.loc))
         state.n += 1
