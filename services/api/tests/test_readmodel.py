@@ -89,3 +89,27 @@ def test_health_reports_stale_and_unreachable_targets() -> None:
     assert not report["stale"]["fresh"]
     assert report["down"]["l2Reachable"] is False
     assert report["fresh"]["k8sReachable"] is None
+
+
+def test_active_count_follows_resolution_and_eviction() -> None:
+    model = ReadModel(keep_anomalies=10)
+    events = [anomaly("a", T0 + timedelta(seconds=i)) for i in range(10)]
+    for event in events:
+        model.apply_anomaly(event)
+    model.apply_resolved(
+        AnomalyResolved(
+            chain_id="a",
+            episode_id=events[0].episode_id,
+            component="op-geth",
+            metric="cpuUsage",
+            rule="zscore",
+            started_at=T0,
+            duration_s=1,
+            description="back to normal",
+        )
+    )
+    assert model.active_count("a") == 9
+    model.apply_anomaly(anomaly("a", T0 + timedelta(seconds=20)))  # evicts the resolved oldest
+    model.apply_anomaly(anomaly("a", T0 + timedelta(seconds=21)))  # evicts an active one
+    assert model.active_count("a") == 10
+    assert len(model.anomalies(chain="a", active_only=True, limit=100)) == 10

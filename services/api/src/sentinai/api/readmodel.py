@@ -7,6 +7,7 @@ Reading never changes it. Every change is also offered to the ``Hub`` for live c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -121,6 +122,8 @@ class ReadModel:
         self.chains: dict[str, ChainView] = {}
         self._anomalies: deque[AnomalyRecord] = deque(maxlen=keep_anomalies)
         self._by_episode: dict[str, AnomalyRecord] = {}
+        # Open episodes per chain: /api/metrics and /api/chains read these on every request.
+        self._active: dict[str, dict[str, AnomalyRecord]] = {}
         self._history_points = history_points
         self.actions = ActionBook(keep=keep_actions, keep_audit=keep_audit)
         self.insights = Insights(keep_rcas=keep_rcas, keep_predictions=keep_predictions)
@@ -158,10 +161,13 @@ class ReadModel:
         if anomaly.episode_id in self._by_episode:
             return
         if len(self._anomalies) == self._anomalies.maxlen:
-            self._by_episode.pop(self._anomalies[0].event.episode_id, None)
+            oldest = self._anomalies[0].event
+            self._by_episode.pop(oldest.episode_id, None)
+            self._active.get(oldest.chain_id, {}).pop(oldest.episode_id, None)
         record = AnomalyRecord(anomaly)
         self._anomalies.append(record)
         self._by_episode[anomaly.episode_id] = record
+        self._active.setdefault(anomaly.chain_id, {})[anomaly.episode_id] = record
         self.chain(anomaly.chain_id)
         ANOMALIES.labels(anomaly.chain_id, anomaly.severity).inc()
         self._emit("anomaly", anomaly.chain_id, record.view())
@@ -170,7 +176,11 @@ class ReadModel:
         record = self._by_episode.get(resolved.episode_id)
         if record is not None and record.resolved_at is None:
             record.resolved_at = resolved.occurred_at
+            self._active.get(resolved.chain_id, {}).pop(resolved.episode_id, None)
             self._emit("anomaly_resolved", resolved.chain_id, record.view())
+
+    def active_count(self, chain_id: str) -> int:
+        return len(self._active.get(chain_id, {}))
 
     # ------------------------------------------------------------------------------ the decision loop
 
@@ -209,8 +219,12 @@ class ReadModel:
         self._emit("action", chain_id, record.view())
 
     def anomalies(self, *, chain: str | None, active_only: bool, limit: int) -> list[dict[str, Any]]:
+        pool: Iterable[AnomalyRecord] = self._anomalies
+        if active_only:
+            chains = [chain] if chain is not None else list(self._active)
+            pool = [r for c in chains for r in self._active.get(c, {}).values()]
         found = []
-        for record in sorted(self._anomalies, key=lambda r: r.event.occurred_at, reverse=True):
+        for record in sorted(pool, key=lambda r: r.event.occurred_at, reverse=True):
             if chain is not None and record.event.chain_id != chain:
                 continue
             if active_only and record.resolved_at is not None:
@@ -276,7 +290,7 @@ class ReadModel:
                     "chainId": chain_id,
                     "lastSampleAt": health["lastSampleAt"],
                     "fresh": health["fresh"],
-                    "activeAnomalies": len(self.anomalies(chain=chain_id, active_only=True, limit=1000)),
+                    "activeAnomalies": self.active_count(chain_id),
                     "pendingApprovals": self.actions.pending_count(chain_id),
                     "latestPrediction": None
                     if latest is None
