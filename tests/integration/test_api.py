@@ -83,6 +83,20 @@ def read_only_api(tmp_path: Any) -> Iterator[Callable[[str], str]]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _every_door_answers(stack: Any) -> None:
+    # What a new user opens after `make run`: every door answers, none by redirect.
+    for path, kind in [
+        ("/", "text/html"),
+        ("/cost", "text/html"),
+        ("/docs", "text/html"),
+        ("/metrics", "text/plain"),
+        ("/asyncapi", "application/json"),
+    ]:
+        door = stack.get(path)
+        assert door.status_code == 200 and door.headers["content-type"].startswith(kind), path
+    assert httpx.post(stack.api + "/mcp", json={}, timeout=5).status_code == 401
+
+
 def test_operator_api_end_to_end(make_stack: Callable[..., Any], read_only_api: Callable[[str], str]) -> None:
     stack = make_stack(
         SENTINAI_API_KEY=KEY, SENTINAI_API_WRITE_BURST="3", SENTINAI_API_WRITE_RATE_PER_MIN="2"
@@ -94,6 +108,7 @@ def test_operator_api_end_to_end(make_stack: Callable[..., Any], read_only_api: 
         timeout_s=60,
         what="twin metrics in /api/metrics",
     )
+    _every_door_answers(stack)
     sse = SseReader(stack.api + "/api/stream?chain=twin")
     try:
         # SSE: live samples flow, and an injected incident reaches the stream without polling.

@@ -129,3 +129,10 @@ async def test_reads_have_no_side_effects(client: httpx.AsyncClient, model: Read
         await client.get("/api/metrics")
         await client.get("/api/health")
     assert (await client.get("/api/anomalies")).json() == before
+
+
+async def test_prometheus_scrape_shows_chain_gauges_without_a_redirect(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/metrics")
+    assert resp.status_code == 200
+    assert 'sentinai_chain_metric{chain="twin",metric="blockHeight"} 100.0' in resp.text
+    assert "sentinai_anomalies_total" in resp.text and "sentinai_approvals_pending" in resp.text

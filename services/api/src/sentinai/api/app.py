@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sentinai.api.auth import WriteGuard
 from sentinai.api.readmodel import ReadModel
@@ -46,7 +46,12 @@ def create_app(
         lifespan=lifespan,
         description="Read the state of watched OP Stack chains; approve, reject and request actions.",
     )
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        # A route, not a mount: a mount answers /metrics with a redirect to /metrics/.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     if settings.cors_origins:
         app.add_middleware(
