@@ -1,0 +1,390 @@
+"""deploy/k8s: every overlay renders, passes the Kubernetes schemas, and keeps its security promises."""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from deploy_support import (
+    ROOT,
+    SERVICES,
+    accepted_env,
+    default_port,
+    health_path,
+    http_port_env,
+)
+from kustomize_lite import Doc, build, ident, kustomize_command, render, render_with_binary
+
+from sentinai.common.chains import parse_chains
+
+K8S = ROOT / "deploy" / "k8s"
+# The oldest Kubernetes minor EKS still supports in standard support when this was written.
+K8S_VERSION = "1.33.0"
+OVERLAYS = ("local", "eks")
+TARGET_NAMESPACE = "op-stack"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"}
+KUBE_API_CLIENTS = {"collector", "executor"}
+
+
+@cache
+def _rendered(overlay: str) -> tuple[Doc, ...]:
+    return tuple(render(K8S / "overlays" / overlay))
+
+
+def rendered(overlay: str) -> list[Doc]:
+    return copy.deepcopy(list(_rendered(overlay)))
+
+
+def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[Doc], kind: str, name: str) -> Doc:
+    (doc,) = (d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    return doc
+
+
+def workloads(docs: list[Doc]) -> list[Doc]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def pod_spec(doc: Doc) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"]["template"]["spec"]
+    return spec
+
+
+def service_of(doc: Doc) -> str:
+    name: str = doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+    return name
+
+
+def env_of(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_passes_the_kubernetes_schema_strictly(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert len(docs) > 40
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_schema_check_rejects_an_unknown_field() -> None:
+    deployment = one(rendered("local"), "Deployment", "api")
+    pod_spec(deployment)["containers"][0]["securityContext"]["runAsNonroot"] = True  # misspelt
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+@pytest.mark.skipif(kustomize_command() is None, reason="no kustomize binary: nothing to compare with")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_stand_in_renderer_matches_kustomize(overlay: str) -> None:
+    path = K8S / "overlays" / overlay
+    ours = {ident(d): d for d in build(path)}
+    theirs = {ident(d): d for d in render_with_binary(path)}
+    assert ours.keys() == theirs.keys()
+    for key, doc in theirs.items():
+        assert ours[key] == doc, key
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_non_root_read_only_without_capabilities_and_limited(overlay: str) -> None:
+    for doc in workloads(rendered(overlay)):
+        spec = pod_spec(doc)
+        assert spec["securityContext"]["runAsNonRoot"] is True, ident(doc)
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, ident(doc)
+        for container in [*spec["containers"], *spec.get("initContainers", [])]:
+            where = (*ident(doc), container["name"])
+            ctx = container["securityContext"]
+            assert ctx["runAsNonRoot"] is True, where
+            assert ctx["readOnlyRootFilesystem"] is True, where
+            assert ctx["allowPrivilegeEscalation"] is False, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in ctx["capabilities"], where
+            for bound in ("requests", "limits"):
+                assert set(container["resources"][bound]) >= {"cpu", "memory"}, (where, bound)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_collector_and_executor_get_a_kubernetes_api_token(overlay: str) -> None:
+    docs = rendered(overlay)
+    for doc in workloads(docs):
+        service = service_of(doc)
+        account = one(docs, "ServiceAccount", pod_spec(doc)["serviceAccountName"])
+        wanted = service in KUBE_API_CLIENTS
+        assert pod_spec(doc)["automountServiceAccountToken"] is wanted, ident(doc)
+        assert account["automountServiceAccountToken"] is wanted, ident(account)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_ask_each_service_its_health_on_the_port_its_settings_listen_on(overlay: str) -> None:
+    docs = rendered(overlay)
+    seen = set()
+    for doc in workloads(docs):
+        service = service_of(doc)
+        if service not in SERVICES:
+            continue
+        seen.add(service)
+        (container,) = pod_spec(doc)["containers"]
+        (port,) = container["ports"]
+        env = env_of(container)
+        assert port["name"] == "http"
+        assert port["containerPort"] == default_port(service)
+        assert env[http_port_env(service)]["value"] == str(port["containerPort"])
+        host_env = "SENTINAI_API_HOST" if service == "api" else f"SENTINAI_{service.upper()}_HTTP_HOST"
+        assert env[host_env]["value"] == "0.0.0.0"
+        assert container["readinessProbe"]["httpGet"] == {"path": health_path(service), "port": "http"}
+        assert container["livenessProbe"]["httpGet"]["port"] == "http"
+        assert container["image"].rsplit(":", 1)[0].endswith(f"sentinai/{service}")
+    assert seen == set(SERVICES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_environment_variable_is_one_the_service_reads(overlay: str) -> None:
+    docs = rendered(overlay)
+    shared = one(docs, "ConfigMap", "sentinai-env")["data"]
+    for doc in workloads(docs):
+        service = service_of(doc)
+        if service not in SERVICES:
+            continue
+        (container,) = pod_spec(doc)["containers"]
+        assert container["envFrom"] == [{"configMapRef": {"name": "sentinai-env"}}]
+        names = set(env_of(container)) | set(shared)
+        assert names <= accepted_env(service), (service, names - accepted_env(service))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dry_run_is_the_default_and_secrets_come_from_secrets(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert one(docs, "ConfigMap", "sentinai-safety")["data"]["SCALING_SIMULATION_MODE"] == "true"
+    executor = pod_spec(one(docs, "Deployment", "executor"))["containers"][0]
+    ref = env_of(executor)["SCALING_SIMULATION_MODE"]["valueFrom"]["configMapKeyRef"]
+    assert ref == {"name": "sentinai-safety", "key": "SCALING_SIMULATION_MODE"}
+    api = env_of(pod_spec(one(docs, "Deployment", "api"))["containers"][0])
+    assert api["SENTINAI_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "sentinai-api-key"
+    rca = env_of(pod_spec(one(docs, "Deployment", "rca"))["containers"][0])
+    assert rca["SENTINAI_RCA_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    for doc in workloads(docs):
+        for container in pod_spec(doc)["containers"]:
+            for env in container.get("env", []):
+                assert "KEY" not in env["name"] or "valueFrom" in env, (ident(doc), env["name"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_select_pods_and_target_named_ports(overlay: str) -> None:
+    docs = rendered(overlay)
+    for svc in of_kind(docs, "Service"):
+        selector = svc["spec"]["selector"]
+        pods = [
+            d
+            for d in workloads(docs)
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert pods, ident(svc)
+        names = {p["name"] for d in pods for c in pod_spec(d)["containers"] for p in c["ports"]}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in names, (ident(svc), port)
+    for doc in workloads(docs):
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items(), ident(doc)
+        assert labels["app.kubernetes.io/part-of"] == "sentinai"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_chains_file_parses_and_names_a_mounted_kubeconfig(overlay: str) -> None:
+    docs = rendered(overlay)
+    chains = parse_chains(one(docs, "ConfigMap", "sentinai-chains")["data"]["chains.yaml"])
+    kubeconfig = one(docs, "ConfigMap", "sentinai-kubeconfig")["data"]["config"]
+    assert yaml.safe_load(kubeconfig)["kind"] == "Config"
+    for name in ("collector", "executor"):
+        container = pod_spec(one(docs, "Deployment", name))["containers"][0]
+        chains_file = env_of(container)[f"SENTINAI_{name.upper()}_CHAINS_FILE"]["value"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(Path(chains_file).parent) in mounts
+        for chain in chains:
+            assert chain.kubeconfig is not None
+            assert str(chain.kubeconfig.parent) in mounts
+
+
+def _roles(docs: list[Doc], service: str) -> tuple[Doc, Doc]:
+    role = one(docs, "Role", f"sentinai-{service}")
+    binding = one(docs, "RoleBinding", f"sentinai-{service}")
+    return role, binding
+
+
+def test_the_executor_may_only_read_and_patch_workloads_in_the_chain_namespace() -> None:
+    docs = rendered("eks")
+    role, binding = _roles(docs, "executor")
+    assert role["metadata"]["namespace"] == TARGET_NAMESPACE
+    assert binding["metadata"]["namespace"] == TARGET_NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "sentinai-executor",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "executor", "namespace": "sentinai"}]
+    grants = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert grants == {
+        ("apps", "deployments"): {"get", "list", "patch"},
+        ("apps", "statefulsets"): {"get", "list", "patch"},
+        ("", "pods"): {"get", "list"},
+        ("metrics.k8s.io", "pods"): {"get", "list"},
+    }
+    everything = {verb for verbs in grants.values() for verb in verbs}
+    assert not everything & {"delete", "deletecollection", "create", "*"}
+    assert not {resource for _, resource in grants} & {"secrets", "pods/exec", "*"}
+
+
+def test_the_collector_only_reads_pods_their_logs_and_metrics() -> None:
+    role, binding = _roles(rendered("eks"), "collector")
+    assert role["metadata"]["namespace"] == TARGET_NAMESPACE
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "collector", "namespace": "sentinai"}]
+    for rule in role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert set(rule["resources"]) <= {"pods", "pods/log"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_cluster_wide_rights_and_no_other_writer(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert not of_kind(docs, "ClusterRole")
+    assert not of_kind(docs, "ClusterRoleBinding")
+    writers = {
+        role["metadata"]["name"]
+        for role in of_kind(docs, "Role")
+        if any(set(rule["verbs"]) & WRITE_VERBS for rule in role["rules"])
+    }
+    assert writers <= {"sentinai-executor"}
+
+
+def _policy(docs: list[Doc], name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "NetworkPolicy", name)["spec"]
+    return spec
+
+
+def _ports(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {(p["protocol"], p["port"]) for rule in rules for p in rule.get("ports", [])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_is_default_deny_with_explicit_allows(overlay: str) -> None:
+    docs = rendered(overlay)
+    deny = _policy(docs, "default-deny")
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    nats = _policy(docs, "nats")
+    assert ("TCP", 4222) in _ports(nats["ingress"])
+    assert nats["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "sentinai"}}}
+    ]
+    assert _ports(_policy(docs, "services-to-nats")["egress"]) == {("TCP", 4222)}
+    api = _policy(docs, "api")
+    assert api["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "api"}}
+    assert _ports(api["ingress"]) == {("TCP", 8080)}
+    dns = _policy(docs, "allow-dns-egress")
+    assert dns["podSelector"] == {} and _ports(dns["egress"]) == {("UDP", 53), ("TCP", 53)}
+    kube_api = _policy(docs, "kube-api-egress")
+    (expression,) = kube_api["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == KUBE_API_CLIENTS
+    # Every other ingress opening is for Prometheus, NATS, Redis or the twin, never a wildcard.
+    for policy in of_kind(docs, "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("ports"), policy["metadata"]["name"]
+
+
+def test_the_eks_overlay_is_shaped_for_production() -> None:
+    docs = rendered("eks")
+    rca = one(docs, "ServiceAccount", "rca")
+    assert rca["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert one(docs, "Deployment", "api")["spec"]["replicas"] == 2
+    assert one(docs, "HorizontalPodAutoscaler", "api")["spec"]["minReplicas"] == 2
+    nats = one(docs, "StatefulSet", "nats")
+    assert nats["spec"]["replicas"] == 3
+    cluster = one(docs, "ConfigMap", "nats-config")["data"]["cluster.conf"]
+    assert [f"nats://nats-{i}.nats-headless:6222" in cluster for i in range(3)] == [True] * 3
+    assert "include ./cluster.conf" in one(docs, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    budgets = {d["metadata"]["name"]: d["spec"] for d in of_kind(docs, "PodDisruptionBudget")}
+    assert budgets == {
+        "api": {"minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "api"}}},
+        "nats": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}},
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_interchangeable_services_scale(overlay: str) -> None:
+    docs = rendered(overlay)
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in of_kind(docs, "HorizontalPodAutoscaler")}
+    assert scaled == {"api"}
+    for name in ("planner", "collector", "predictor", "rca"):
+        deployment = one(docs, "Deployment", name)
+        assert deployment["spec"]["replicas"] == 1
+        # Never two at once, not even during a rollout (the planner's ledger is read-modify-write).
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_eks_runs_one_detector_per_partition() -> None:
+    docs = rendered("eks")
+    detectors = [d for d in workloads(docs) if service_of(d) == "detector"]
+    assert sorted(d["metadata"]["name"] for d in detectors) == ["detector-p0", "detector-p1", "detector-p2"]
+    partitions = []
+    for doc in detectors:
+        env = env_of(pod_spec(doc)["containers"][0])
+        partitions.append(env["SENTINAI_DETECTOR_PARTITION"]["value"])
+        assert env["SENTINAI_DETECTOR_PARTITIONS"]["value"] == "3"
+        assert doc["spec"]["replicas"] == 1
+        assert doc["spec"]["template"]["metadata"]["labels"]["sentinai.io/partition"] == partitions[-1]
+    assert sorted(partitions) == ["0", "1", "2"]
+    local = [d for d in workloads(rendered("local")) if service_of(d) == "detector"]
+    assert [d["metadata"]["name"] for d in local] == ["detector-p0"]
+
+
+def test_the_partition_copies_differ_from_the_base_detector_only_in_their_partition() -> None:
+    base = yaml.safe_load((K8S / "base" / "detector" / "deployment.yaml").read_text())
+    for k in (1, 2):
+        copy_ = yaml.safe_load(
+            (K8S / "components" / "detector-partitions" / f"detector-p{k}.yaml").read_text()
+        )
+        expected = copy.deepcopy(base)
+        expected["metadata"]["name"] = f"detector-p{k}"
+        for labels in (
+            expected["metadata"]["labels"],
+            expected["spec"]["selector"]["matchLabels"],
+            expected["spec"]["template"]["metadata"]["labels"],
+        ):
+            labels["sentinai.io/partition"] = str(k)
+        env = env_of(pod_spec(expected)["containers"][0])
+        env["SENTINAI_DETECTOR_PARTITION"]["value"] = str(k)
+        env["SENTINAI_DETECTOR_PARTITIONS"]["value"] = "3"
+        assert copy_ == expected
+
+
+def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize refuses absolute paths.
+                "resources": [os.path.relpath(K8S / "overlays" / "eks", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / "redis", tmp_path)],
+            }
+        )
+    )
+    docs = render(tmp_path)
+    redis = one(docs, "StatefulSet", "redis")
+    for doc in (redis, one(docs, "Service", "redis"), one(docs, "NetworkPolicy", "redis")):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert one(docs, "ConfigMap", "sentinai-env")["data"]["SENTINAI_REDIS_URL"] == "redis://redis:6379/0"
+    assert "SENTINAI_REDIS_URL" in accepted_env("planner")
+    assert pod_spec(redis)["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
