@@ -107,6 +107,20 @@ def test_the_ladder() -> None:
 
 
 @pytest.mark.parametrize(
+    "action",
+    [
+        ScaleCpu(component="op-geth", vcpu=64),
+        ScaleCpu(component="op-geth", vcpu=3),
+        ScaleDown(component="op-geth", vcpu=0.1),
+    ],
+    ids=["scale-to-64", "scale-to-3", "scale-down-to-0.1"],
+)
+def test_cpu_off_the_ladder_is_refused_even_in_an_auto_tier(action: Action) -> None:
+    verdict = classify(action, POLICY, approvals=3)
+    assert not verdict.allowed and "not on the policy's vCPU ladder" in (verdict.refusal or "")
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("tiers: [unclosed", "cannot read policy"),

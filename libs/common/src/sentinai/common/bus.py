@@ -26,6 +26,10 @@ DEAD_LETTERS = Counter(
     "sentinai_dead_letters_total", "Messages sent to the dead-letter subject", ["service", "kind"]
 )
 _PAYLOAD_KEEP = 8192
+# The largest event we decode. NATS accepts up to 1 MiB; our biggest legitimate events (a log batch
+# of the default 50-line tail, an RCA with its evidence) are tens of KiB. Anything near the server's
+# limit is garbage or an attack, and would otherwise be held in every consumer's memory.
+MAX_EVENT_BYTES = 512 * 1024
 
 
 def build_broker(settings: ServiceSettings) -> NatsBroker:
@@ -79,7 +83,13 @@ class DeadLetters:
         )
 
     async def decode(self, model: type[E], *, subject: str, body: bytes) -> E | None:
-        """The decoded event, or ``None`` after dead-lettering a malformed one."""
+        """The decoded event, or ``None`` after dead-lettering a malformed or oversized one."""
+        if len(body) > MAX_EVENT_BYTES:
+            reason = (
+                f"payload of {len(body)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit for {model.__name__}"
+            )
+            await self.send(subject=subject, body=body, reason=reason, kind="oversized")
+            return None
         try:
             return decode(model, body)
         except MalformedEventError as exc:

@@ -107,6 +107,12 @@ def classify(
     """The verdict for ``action`` proposed for ``incident``, given ``approvals`` distinct approvers so far."""
     tier = _tier_of(action, policy, incident)
     rule = policy.tiers[tier]
+    vcpu = getattr(action, "vcpu", None)
+    # Off the ladder is never right, whoever asks: a request for 64 vCPU must not auto-approve.
+    if isinstance(vcpu, float) and not on_ladder(vcpu, policy):
+        ladder = ", ".join(f"{step:g}" for step in policy.vcpu_ladder)
+        refusal = f"{vcpu:g} vCPU is not on the policy's vCPU ladder ({ladder})"
+        return Verdict(tier, rule.approvals, rule.cooldown_s, refusal=refusal)
     for forbidden in policy.forbidden:
         if forbidden.kind != action.kind:
             continue

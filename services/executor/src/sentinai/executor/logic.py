@@ -23,7 +23,7 @@ from sentinai.common.actions import (
 from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, VerifySpec
 from sentinai.common.events import COMPONENTS, MetricSample
-from sentinai.common.policy import Policy, classify, on_ladder
+from sentinai.common.policy import Policy, classify
 
 RESTARTED_AT: Final = "kubectl.kubernetes.io/restartedAt"
 WorkloadKind = Literal["StatefulSet", "Deployment"]
@@ -68,9 +68,6 @@ def recheck(
     target = action.target()
     if target is not None and target not in COMPONENTS:
         return f"{target!r} is not a component of the catalogue ({', '.join(COMPONENTS)})"
-    if isinstance(action, ScaleCpu | ScaleDown) and not on_ladder(action.vcpu, policy):
-        ladder = ", ".join(f"{step:g}" for step in policy.vcpu_ladder)
-        return f"{action.vcpu:g} vCPU is not on the policy's vCPU ladder ({ladder})"
     if not simulate and action.kind in CLUSTER_WRITES and chain.kubeconfig is None:
         return f"chain {chain.id!r} has no kubeconfig in the chains file: its cluster cannot be written"
     return None

@@ -176,15 +176,15 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
                     now=deps.clock(),
                 ),
                 trigger,
+                llm_refused=outcome.failure,
             )
         RCA_SECONDS.observe(time.perf_counter() - started)
         deps.tracker.handled(anomaly.event_id)
 
-    async def publish(event: RcaCompleted, trigger: Trigger) -> None:
+    async def publish(event: RcaCompleted, trigger: Trigger, *, llm_refused: str | None) -> None:
         await publish_event(broker, subjects.rca_completed(event.chain_id), event, stream=streams.EVENTS)
-        await publish_event(
-            broker, subjects.audit(event.chain_id), logic.audit_of(event), stream=streams.AUDIT
-        )
+        audit = logic.audit_of(event, llm_refused=llm_refused)
+        await publish_event(broker, subjects.audit(event.chain_id), audit, stream=streams.AUDIT)
         deps.tracker.published(trigger, root_cause_class=event.root_cause_class, confidence=event.confidence)
         RCAS.labels(event.chain_id, event.root_cause_class, event.engine).inc()
         log.info(

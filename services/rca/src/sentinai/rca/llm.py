@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from sentinai.common.decisions import RcaEngine
-from sentinai.common.events import Component, Severity
+from sentinai.common.events import AnomalyDetected, Component, Severity
 from sentinai.common.incidents import INCIDENT_CLASSES, RootCauseClass
 from sentinai.rca.evidence import Facts, quote
 from sentinai.rca.model import Diagnosis, RcaContext
@@ -94,20 +94,43 @@ def _clean(line: str) -> str:
     return "".join(c if c.isprintable() else " " for c in line)[:500]
 
 
+def _quotes_description(evidence: str, anomalies: Sequence[AnomalyDetected]) -> bool:
+    """Is ``evidence`` the rules' quote (``<component>: <description…>``) of an anomaly's description?"""
+    for a in anomalies:
+        head = f"{a.component}: "
+        if evidence.startswith(head) and a.description.startswith(evidence[len(head) :]):
+            return True
+    return False
+
+
 def build_messages(ctx: RcaContext, rules: Diagnosis) -> list[dict[str, str]]:
-    """System and user messages; log text appears only inside the fenced untrusted block."""
+    """System and user messages; log text and anomaly descriptions appear only in the fenced block.
+
+    A description is data too: the detector quotes matched log lines and a target's RPC error text in
+    it, and whoever controls a log line or an RPC answer controls that text.
+    """
     facts = Facts(ctx)
+    anomalies = tuple({a.event_id: a for a in (ctx.anomaly, *ctx.active)}.values())
     log_lines = [(c, line) for c, lines in sorted(facts.logs.items()) for line in lines]
     log_quotes = {quote(c, line) for c, line in log_lines}
-    body = "\n".join(_clean(f"{c}: {line}") for c, line in log_lines) or "(no log lines)"
+    data = [f"{a.component} anomaly {a.metric}: {a.description}" for a in anomalies]
+    data += [f"{c}: {line}" for c, line in log_lines]
+    body = "\n".join(_clean(line) for line in data) or "(no log lines)"
     # The fence is derived from the data, so a line cannot guess it and close the block early.
     fence = hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
 
     def shown(evidence: Sequence[str]) -> str:
-        return "; ".join("[log line, see UNTRUSTED DATA]" if e in log_quotes else e for e in evidence)
+        def one(e: str) -> str:
+            if e in log_quotes:
+                return "[log line, see UNTRUSTED DATA]"
+            if _quotes_description(e, anomalies):
+                return "[anomaly description, see UNTRUSTED DATA]"
+            return e
 
-    def anomaly_line(a: Any) -> str:
-        return f"- {a.component} {a.metric}={a.value:g} ({a.rule}, {a.severity}): {_clean(a.description)}"
+        return "; ".join(one(e) for e in evidence)
+
+    def anomaly_line(a: AnomalyDetected) -> str:
+        return f"- {a.component} {a.metric}={a.value:g} ({a.rule}, {a.severity})"
 
     metrics = [
         f"- {c} {m}: {', '.join(f'{v:g}' for v in values[-_VALUES_SHOWN:])}"

@@ -148,8 +148,20 @@ def to_event(
     )
 
 
-def audit_of(event: RcaCompleted) -> AuditRecorded:
-    """The audit trail's line for a published RCA."""
+def audit_of(event: RcaCompleted, *, llm_refused: str | None = None) -> AuditRecorded:
+    """The audit trail's line for a published RCA; ``llm_refused`` says why the LLM's answer was not taken."""
+    details: dict[str, object] = {
+        "episodeId": event.episode_id,
+        "anomalyEventId": event.anomaly_event_id,
+        "riskLevel": event.risk_level,
+        "actionPlan": event.action_plan,
+        "confidence": event.confidence,
+        "engine": event.engine,
+        "model": event.model,
+        "latencyMs": event.latency_ms,
+    }
+    if llm_refused is not None:
+        details["llmRefused"] = llm_refused
     return AuditRecorded(
         event_id=hashlib.blake2b(f"audit|{event.event_id}".encode(), digest_size=16).hexdigest(),
         correlation_id=event.correlation_id,
@@ -163,14 +175,5 @@ def audit_of(event: RcaCompleted) -> AuditRecorded:
         )[:1000],
         reasoning="; ".join(event.evidence),
         outcome=event.root_cause_class,
-        details={
-            "episodeId": event.episode_id,
-            "anomalyEventId": event.anomaly_event_id,
-            "riskLevel": event.risk_level,
-            "actionPlan": event.action_plan,
-            "confidence": event.confidence,
-            "engine": event.engine,
-            "model": event.model,
-            "latencyMs": event.latency_ms,
-        },
+        details=details,
     )

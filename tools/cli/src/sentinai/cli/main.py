@@ -79,7 +79,8 @@ async def up(settings: stack.UpSettings) -> int:
         stack.Runtime(nats_url=nats_url, api_url=api_url, twin_url=twin_url).save(runtime_path)
         sup.say("sentinai", f"dashboard at {api_url}/ — API docs at {api_url}/docs — Ctrl-C stops everything")
         key_source = "SENTINAI_API_KEY" if settings.api_key else str(stack.api_key_file(state))
-        sup.say("sentinai", f"API key for approvals: {api_key} (from {key_source})")
+        # Where the key is, never the key: this line ends up in terminals, CI logs and bug reports.
+        sup.say("sentinai", f"API key for approvals: {stack.masked(api_key)} (from {key_source})")
         await sup.wait()
     except TimeoutError as exc:
         sup.say("sentinai", f"startup failed: {exc}")

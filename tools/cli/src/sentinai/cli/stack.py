@@ -74,7 +74,7 @@ def ensure_api_key(settings: UpSettings) -> str:
     """The key the api demands for writes: ``SENTINAI_API_KEY``, else one kept in the state folder.
 
     A local stack must be usable for approvals out of the box, but never open: the key is made once,
-    readable by the owner only, and shown to the operator who started the stack.
+    readable by the owner only; the operator who started the stack is told where it is.
     """
     if settings.api_key:
         return settings.api_key
@@ -90,6 +90,11 @@ def ensure_api_key(settings: UpSettings) -> str:
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key
+
+
+def masked(key: str) -> str:
+    """Enough of a key to tell two apart (its first 4 characters), never enough to use it."""
+    return f"{key[:4]}…" if len(key) >= 16 else "…"
 
 
 def nats_child(*, port: int, data_dir: Path) -> Child:
