@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab eval asyncapi clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab bench-scaling eval asyncapi clean
 
 setup: $(STAMP) $(ANVIL) chromium
 
@@ -62,6 +62,9 @@ bench-api: setup
 
 bench-nab: setup
 	$(BIN)/python bench/nab.py --nab $(NAB)
+
+bench-scaling: setup
+	$(BIN)/python bench/scaling.py --nab $(NAB)
 
 eval: setup
 	$(BIN)/python bench/eval.py

@@ -331,12 +331,31 @@ def test_an_unsure_forecast_moves_nothing(confidence: float) -> None:
 def test_scale_down_only_after_a_sustained_lull_with_hysteresis() -> None:
     memory = logic.ScalingMemory()
     assert plan(memory, forecast(1.2, current=4.0, at=0), 0) == []
-    # 1.7 x 1.25 does not fit 2 vCPU: the lull clock restarts (no flapping on a borderline forecast).
-    assert plan(memory, forecast(1.7, current=4.0, at=300), 300) == []
+    # 2.5 does not fit 2 vCPU: the lull clock restarts (no flapping on a borderline forecast).
+    assert plan(memory, forecast(2.5, current=4.0, at=300), 300) == []
     assert plan(memory, forecast(1.2, current=4.0, at=400), 400) == []
     assert plan(memory, forecast(1.2, current=4.0, at=900), 900) == []
     down = plan(memory, forecast(1.2, current=4.0, at=1000), 1000)
     assert down == [ScaleDown(component="op-geth", vcpu=2)]
+
+
+def test_no_step_down_within_a_quarter_hour_of_a_step_up() -> None:
+    memory = logic.ScalingMemory()
+    assert plan(memory, forecast(3.0, current=2.0, at=0), 0) == [ScaleCpu(component="op-geth", vcpu=4)]
+    # The spike was brief: forecasts fit 2 vCPU again at once, but undoing the step up that soon
+    # would be a flap; the lull has lasted its 10 minutes well before the quarter-hour is over.
+    for at in range(60, 900, 60):
+        assert plan(memory, forecast(1.2, current=4.0, at=at), at) == []
+    assert plan(memory, forecast(1.2, current=4.0, at=900), 900) == [ScaleDown(component="op-geth", vcpu=2)]
+
+
+def test_the_planner_headroom_applies_to_the_upper_bound() -> None:
+    memory = logic.ScalingMemory()
+    pred = forecast(2.0, current=4.0).model_copy(update={"upper_bound_cores": 1.8})
+    proposals = logic.plan_prediction(pred, policy=POLICY, now=T0, state=memory, sustain_s=0, headroom=0.25)
+    assert proposals == []  # 1.8 x 1.25 does not fit 2 vCPU
+    [down] = logic.plan_prediction(pred, policy=POLICY, now=T0, state=memory, sustain_s=0)
+    assert down.action == ScaleDown(component="op-geth", vcpu=2)
 
 
 def test_scale_down_waits_for_approval() -> None:

@@ -313,6 +313,8 @@ class ScalingMemory:
     last_scale: dict[ScaleKey, tuple[datetime, str]] = field(default_factory=dict)
     # Since when forecasts have said the component could live on a lower ladder step.
     below_since: dict[ScaleKey, datetime] = field(default_factory=dict)
+    # When CPU was last scaled up (proposed or executed): no step down soon after (a flap).
+    last_up: dict[ScaleKey, datetime] = field(default_factory=dict)
 
     def current(self, chain_id: str) -> dict[str, float]:
         return {component: v for (chain, component), v in self.vcpu.items() if chain == chain_id}
@@ -341,6 +343,8 @@ def admit_scaling(
             if cooling and last is not None and last[1] != proposal.action_id:
                 continue
             memory.last_scale[key] = (now, proposal.action_id)
+            if isinstance(proposal.action, ScaleCpu):
+                memory.last_up[key] = now
         admitted.append(proposal)
     return admitted
 
@@ -353,12 +357,15 @@ def plan_prediction(
     state: ScalingMemory,
     min_confidence: float = 60.0,
     sustain_s: float = 600.0,
-    headroom: float = 0.25,
+    headroom: float = 0.0,
+    hold_after_up_s: float = 900.0,
 ) -> list[ActionProposed]:
     """Scale up on a confident forecast above the current request; down only after a sustained lull.
 
-    Hysteresis: a step down needs the forecast plus ``headroom`` to fit the lower step for
-    ``sustain_s``; any forecast that does not fit resets that clock. Cooldown: see ``admit_scaling``.
+    Hysteresis: a step down needs the predicted step, and the forecast's upper bound plus ``headroom``,
+    to fit the lower step for ``sustain_s``; any forecast that does not fit resets that clock. No step
+    down within ``hold_after_up_s`` of a step up: undoing a scale-up that soon is a flap.
+    Cooldown: see ``admit_scaling``.
     """
     key = (pred.chain_id, pred.component)
     ladder = sorted(policy.vcpu_ladder)
@@ -372,10 +379,15 @@ def plan_prediction(
         if target > (current or 0) + 1e-9:
             action = ScaleCpu(component=pred.component, vcpu=target)
     elif current is not None and pred.confidence >= min_confidence:
-        fits = next((s for s in ladder if s >= pred.predicted_vcpu * (1 + headroom) - 1e-9), ladder[-1])
+        # The predicted step is a ladder step the predictor sized with its own headroom and down
+        # margin; ``headroom`` adds a margin on the forecast's upper bound (none by default).
+        need = max(pred.predicted_vcpu, pred.upper_bound_cores * (1 + headroom))
+        fits = next((s for s in ladder if s >= need - 1e-9), ladder[-1])
         if fits < current - 1e-9:
             since = state.below_since.setdefault(key, now)
-            if now - since >= timedelta(seconds=sustain_s):
+            up = state.last_up.get(key)
+            held = up is None or now - up >= timedelta(seconds=hold_after_up_s)
+            if held and now - since >= timedelta(seconds=sustain_s):
                 action = ScaleDown(component=pred.component, vcpu=fits)
         else:
             state.below_since.pop(key, None)
@@ -408,6 +420,8 @@ def record_executed(executed: ActionExecuted, memory: ScalingMemory) -> None:
     key = (executed.chain_id, action.component)
     memory.vcpu[key] = action.vcpu
     memory.last_scale[key] = (executed.finished_at, executed.action_id)
+    if isinstance(action, ScaleCpu):
+        memory.last_up[key] = executed.finished_at
 
 
 # ------------------------------------------------------------------------------------------ approvals

@@ -89,6 +89,7 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
                     ladder=settings.ladder,
                     horizon_s=settings.horizon_s,
                     headroom=settings.headroom,
+                    down_headroom=settings.down_headroom,
                     chain_id=chain,
                     now=newest,
                     min_points=settings.min_points,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,6 @@ from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats  # type: ignore[import-untyped]
 
 from sentinai.common import catalog
 from sentinai.common.decisions import PredictionMade, Trend
@@ -33,6 +31,8 @@ SATURATED_SHARE: Final = 0.95
 MIN_PRESSURE: Final = 1.1
 MAX_PRESSURE: Final = 2.0
 INTERVAL_POINTS: Final = 10
+# The recent points the tx pool growth key factor is read from.
+SIGNAL_POINTS: Final = 30
 # A trend must move demand by this share of its level over the horizon to be called rising/falling.
 TREND_SHARE: Final = 0.10
 MIN_LEVEL_CORES: Final = 0.1
@@ -63,6 +63,8 @@ class Forecast:
     key_factors: tuple[str, ...]
     coverage: float | None  # measured share of past actuals under the upper bound, at the horizon
     evaluated: int = 0  # how many past forecasts ``coverage`` was measured on
+    # What the vCPU step is sized on: a high bound on the peak within the horizon (None: the upper bound).
+    ceiling_cores: float | None = None
 
 
 class Forecaster(Protocol):
@@ -92,172 +94,209 @@ def point_fields(sample: MetricSample) -> dict[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Fit:
-    level: float
-    point: float
-    upper: float
-    slope: float  # cores per second
-    trend: Trend
+class _Series:
+    """The history as arrays over the points that measured CPU, oldest first."""
+
+    t: Array
+    demand: Array
+    pool: Array | None  # forward-filled; None when the history carries no such signal
+    gas: Array | None
+    stretch: Array | None  # block interval over the healthy one
+    nominal_interval: float
 
 
 @dataclass(frozen=True, slots=True)
 class StatForecaster:
-    """Robust level + Theil–Sen trend on estimated demand; the upper bound from one-step errors.
+    """Level + learned correction on estimated demand, bounded by quantiles of its own errors.
 
-    * level: median of the last three demand values (reacts within two polls, ignores one outlier);
-    * trend: Theil–Sen slope over the last ``horizon_s`` (at most ``fit_points``) with its 90 %
-      interval; only a trend seen over half the horizon or more, whose interval excludes zero (over
-      the whole window and its recent half) and that moves demand by ``TREND_SHARE`` is extrapolated;
-    * spread: a robust 95 % band of the last ``error_points`` one-step errors of that level, plus the
-      slope's uncertainty over the horizon when extrapolating;
-    * coverage: the same method replayed at up to ``backtests`` past points of the history, counting
-      how often the actual demand ``horizon_s`` later stayed under the upper bound it gave then.
+    * level: median of the last ``level_points`` demand values (reacts within two polls, ignores one
+      outlier);
+    * correction: a ridge regression, refitted on every call over the history, of the demand change
+      ``horizon_s`` ahead on what precedes it on an L2: the recent demand slope, tx pool growth, gas
+      used ratio and block-interval stretch (a signal the history lacks is left out);
+    * bounds: the ``quantile`` of the regression's residuals over the history is the published upper
+      bound; the ``size_quantile`` of the errors against the *highest* demand within the horizon is
+      the ceiling the vCPU step is sized on (a step must hold every minute until it can change);
+    * coverage: the published bound's quantile taken from the older residuals only and checked on the
+      newest ``check_points``, so the confidence is how often the bound held, measured out of sample.
     """
 
-    name: str = "theil-sen-v1"
+    name: str = "calibrated-v2"
     block_time_s: float = 2.0
-    fit_points: int = 60
-    signal_points: int = 30  # the recent points the tx pool growth is read from
-    error_points: int = 30
-    backtests: int = 30
+    level_points: int = 3
+    slope_points: int = 10
+    quantile: float = 0.90
+    size_quantile: float = 0.90
+    check_points: int = 30
+    min_rows: int = 20
+    neighbours: float = 0.15
+    ridge: float = 0.3
     min_points: int = 10
 
     def forecast(self, history: Sequence[Point], *, horizon_s: float) -> Forecast:
-        observed = [p for p in history if p.cpu_cores is not None]
-        t = np.array([p.t for p in observed], dtype=np.float64)
-        d = self.demand(history)
-        fit = self._fit(t, d, horizon_s=horizon_s)
-        covered, evaluated = self._backtest(t, d, horizon_s=horizon_s)
+        series = self.series(history)
+        t, d = series.t, series.demand
+        horizon = _steps(t, horizon_s)
+        level = _rolling_median(d, self.level_points)
+        slope, trend = _trend(t, d, horizon_s=horizon_s, level=float(level[-1]))
+        rows = len(d) - horizon
+        if rows < self.min_rows:
+            spread = _one_step_spread(d)
+            upper = float(level[-1]) + spread
+            return Forecast(
+                point_cores=float(level[-1]),
+                upper_cores=upper,
+                trend=trend,
+                slope_per_min=slope * 60.0,
+                key_factors=self._factors(history, series, trend=trend, slope=slope),
+                coverage=None,
+                ceiling_cores=upper,
+            )
+        features = self._features(series, horizon=horizon)
+        target = d[horizon:] - level[:rows]
+        fitted, now = _ridge(features[:rows], target, features[-1], ridge=self.ridge)
+        ahead = np.lib.stride_tricks.sliding_window_view(d[1:], horizon).max(axis=1)
+        # Errors depend on the level: a load that idles at 1.7 cores and sometimes runs at 3.5 jumps
+        # +1.8 from the low level, never from the high one. The bounds come from the rows whose
+        # level was nearest today's (in time order, so the coverage check stays out of sample).
+        near = self._nearest(level[:rows], float(level[-1]))
+        # The correction earns its place only where its bound is tighter than carrying the level
+        # forward (on a load that flips between two levels it learns a pull to the middle that fits
+        # neither). Both bounds are calibrated the same way; the sharper one is kept.
+        corrected = np.quantile((target - fitted)[near], self.quantile)
+        if corrected >= np.quantile(target[near], self.quantile):
+            fitted, now = np.zeros(rows), 0.0
+        residuals = (target - fitted)[near]
+        peak_errors = (ahead - (level[:rows] + fitted))[near]
+        covered, evaluated = self._coverage(level[:rows], target - fitted)
+        point = max(0.0, float(level[-1]) + now)
+        upper = point + max(MIN_SPREAD_CORES, float(np.quantile(residuals, self.quantile)))
+        # No credit for a decline in the ceiling: scaling down on a forecast fall starves the next peak.
+        ceiling = max(upper, float(level[-1]), point + float(np.quantile(peak_errors, self.size_quantile)))
         return Forecast(
-            point_cores=fit.point,
-            upper_cores=fit.upper,
-            trend=fit.trend,
-            slope_per_min=fit.slope * 60.0,
-            key_factors=self._factors(history, observed, d, fit),
+            point_cores=point,
+            upper_cores=upper,
+            trend=trend,
+            slope_per_min=slope * 60.0,
+            key_factors=self._factors(history, series, trend=trend, slope=slope),
             coverage=covered / evaluated if evaluated else None,
             evaluated=evaluated,
+            ceiling_cores=ceiling,
+        )
+
+    def demand(self, history: Sequence[Point]) -> Array:
+        """Estimated cores op-geth wanted at each point that measured its CPU."""
+        return self.series(history).demand
+
+    def series(self, history: Sequence[Point]) -> _Series:
+        cpu = _column(history, "cpu_cores")
+        request = _column(history, "cpu_request")
+        interval = _column(history, "block_interval")
+        measured = ~np.isnan(cpu)
+        saturated = measured & (request > 0) & (cpu >= SATURATED_SHARE * np.nan_to_num(request))
+        relaxed = interval[measured & ~saturated & ~np.isnan(interval)]
+        nominal = float(np.median(relaxed)) if len(relaxed) >= 5 else self.block_time_s
+        # A median of the last ten reported intervals: one interval is quantised to the collector's
+        # poll period (4 s or 6 s polled every 2 s), and a long one is reported on every poll it spans.
+        reported = np.flatnonzero(~np.isnan(interval))
+        stretch: Array | None = None
+        pressure = np.full(len(history), MIN_PRESSURE)
+        if len(reported):
+            recent = _rolling_median(interval[reported], INTERVAL_POINTS)
+            last = np.searchsorted(reported, np.arange(len(history)), side="right") - 1
+            at_point = np.where(last >= 0, recent[np.maximum(last, 0)], nominal) / nominal
+            # Block time grows faster than the overload (queueing), so the square root of the
+            # stretch, not the stretch itself, estimates how far demand exceeds what it may use.
+            pressure = np.clip(np.sqrt(at_point), MIN_PRESSURE, MAX_PRESSURE)
+            stretch = at_point[measured]
+        demand = np.where(saturated, cpu * pressure, cpu)[measured]
+        return _Series(
+            t=_column(history, "t")[measured],
+            demand=demand,
+            pool=_signal(history, "tx_pool", measured),
+            gas=_signal(history, "gas_used_ratio", measured),
+            stretch=stretch,
+            nominal_interval=nominal,
         )
 
     def nominal_interval(self, history: Sequence[Point]) -> float:
         """The chain's healthy block interval: what it showed with CPU to spare, else the configured one."""
-        relaxed = [
-            p.block_interval
-            for p in history
-            if p.block_interval is not None and not _saturated(p) and p.cpu_cores is not None
-        ]
-        return float(np.median(relaxed)) if len(relaxed) >= 5 else self.block_time_s
+        return self.series(history).nominal_interval
 
-    def demand(self, history: Sequence[Point]) -> Array:
-        """Estimated cores op-geth wanted at each point that measured its CPU."""
-        nominal = self.nominal_interval(history)
-        recent: list[float] = []
-        out: list[float] = []
-        for p in history:
-            if p.block_interval is not None:
-                # A median of the last ten: one interval is quantised to the collector's poll period
-                # (4 s or 6 s polled every 2 s), and a long one is reported on every poll it spans.
-                recent = [*recent[-(INTERVAL_POINTS - 1) :], p.block_interval]
-            if p.cpu_cores is None:
-                continue
-            if not _saturated(p):
-                out.append(p.cpu_cores)
-                continue
-            stretch = float(np.median(recent)) / nominal if recent else 1.0
-            # Block time grows faster than the overload (queueing), so the square root of the stretch,
-            # not the stretch itself, estimates how far demand exceeds what the allocation lets it use.
-            out.append(p.cpu_cores * min(MAX_PRESSURE, max(MIN_PRESSURE, math.sqrt(stretch))))
-        return np.array(out, dtype=np.float64)
+    def _features(self, series: _Series, *, horizon: int) -> Array:
+        """One row per point: how what moves before op-geth's CPU on an L2 has just moved.
 
-    def _fit(self, t: Array, d: Array, *, horizon_s: float) -> _Fit:
-        level = float(np.median(d[-3:]))
-        # The trend is judged over as long a past as it is projected into the future, thinned to at
-        # most ``fit_points`` (Theil–Sen is quadratic in its points); the newest point is always kept.
-        recent = np.flatnonzero(t >= t[-1] - horizon_s)
-        stride = max(1, math.ceil(len(recent) / self.fit_points))
-        chosen = recent[::-1][::stride][::-1]
-        tw, dw = t[chosen], d[chosen]
-        slope, lo, hi = _theil_sen(tw, dw)
-        change = slope * horizon_s
-        # A slope seen over less than half the horizon is not projected over all of it.
-        long_enough = float(tw[-1] - tw[0]) >= horizon_s / 2
-        moves = long_enough and abs(change) >= TREND_SHARE * max(level, MIN_LEVEL_CORES) and _gradual(dw)
-        trend: Trend = "stable"
-        if moves and lo > 0:
-            trend = "rising"
-        elif moves and hi < 0:
-            trend = "falling"
-        spread = self._spread(d)
-        if trend == "stable":
-            return _Fit(level=level, point=level, upper=level + spread, slope=slope, trend=trend)
-        point = max(0.0, level + change)
-        # No credit for a decline in the bound: scaling down on an extrapolated fall starves the next peak.
-        upper = (level if trend == "falling" else max(point, level + hi * horizon_s)) + spread
-        return _Fit(level=level, point=point, upper=upper, slope=slope, trend=trend)
-
-    def _spread(self, d: Array) -> float:
-        """A one-sided 95 % band of the three-point median level's recent one-step errors.
-
-        Scaled from their median absolute deviation rather than a raw quantile: the two or three huge
-        errors of a step change would otherwise widen the band for the whole error window after it.
+        Changes, never levels: a level that stays put (a gas ratio of 0.3, a pool of 40) would act as
+        an intercept and learn a past step as a standing drift.
         """
-        errors = [
-            float(d[i]) - float(np.median(d[max(0, i - 3) : i]))
-            for i in range(max(1, len(d) - self.error_points), len(d))
-        ]
-        if len(errors) < 3:
-            return MIN_SPREAD_CORES
-        scale = float(stats.median_abs_deviation(errors, scale="normal"))
-        return max(MIN_SPREAD_CORES, float(np.median(errors)) + 1.645 * scale)
+        k = self.slope_points
+        columns = [_rolling_slope(series.demand, k) * horizon]
+        if series.pool is not None:
+            log_pool = np.log1p(np.maximum(series.pool, 0.0))
+            columns.append(log_pool - _lagged(log_pool, k))
+        for signal in (series.gas, series.stretch):
+            if signal is not None:
+                columns.append(signal - _lagged(signal, k))
+        return np.column_stack(columns)
 
-    def _backtest(self, t: Array, d: Array, *, horizon_s: float) -> tuple[int, int]:
-        """(covered, evaluated): replays of the forecast at past points whose horizon has passed."""
-        targets = np.searchsorted(t, t + horizon_s)
-        anchors = [
-            j
-            for j in range(self.min_points - 1, len(t))
-            # The actual must exist and sit near the horizon, not long after a gap in the history.
-            if targets[j] < len(t) and t[targets[j]] - t[j] <= 1.5 * horizon_s
-        ][-self.backtests :]
-        covered = sum(
-            1
-            for j in anchors
-            if d[targets[j]] <= self._fit(t[: j + 1], d[: j + 1], horizon_s=horizon_s).upper + 1e-9
-        )
-        return covered, len(anchors)
+    def _nearest(self, levels: Array, now: float) -> npt.NDArray[np.intp]:
+        """Indices, in time order, of the rows whose level was near ``now``.
+
+        Near: within ``neighbours`` of it (relative), when at least ``min_rows`` // 4 rows were;
+        else the ``min_rows`` nearest.
+        """
+        close = np.flatnonzero(np.abs(levels - now) <= self.neighbours * max(now, MIN_LEVEL_CORES))
+        if len(close) >= self.min_rows // 4:
+            return close
+        k = min(self.min_rows, len(levels))
+        return np.sort(np.argpartition(np.abs(levels - now), k - 1)[:k])
+
+    def _coverage(self, levels: Array, residuals: Array) -> tuple[int, int]:
+        """(covered, checked): the newest residuals under the bound the older ones gave.
+
+        Each checked row gets the bound the forecast would have given then: the quantile of the
+        older residuals whose level was near its own (all older ones when too few were).
+        """
+        checked = min(self.check_points, len(residuals) - self.min_rows)
+        if checked <= 0:
+            return 0, 0
+        old_levels, old = levels[:-checked], residuals[:-checked]
+        new_levels, new = levels[-checked:], residuals[-checked:]
+        width = self.neighbours * np.maximum(new_levels, MIN_LEVEL_CORES)
+        close = np.abs(old_levels[None, :] - new_levels[:, None]) <= width[:, None]
+        close[close.sum(axis=1) < self.min_rows // 4] = True
+        bounds = np.nanquantile(np.where(close, old[None, :], np.nan), self.quantile, axis=1)
+        return int(np.count_nonzero(new <= np.maximum(bounds, MIN_SPREAD_CORES))), checked
 
     def _factors(
-        self, history: Sequence[Point], observed: Sequence[Point], d: Array, fit: _Fit
+        self, history: Sequence[Point], series: _Series, *, trend: Trend, slope: float
     ) -> tuple[str, ...]:
-        last = observed[-1]
+        last = next(p for p in reversed(history) if p.cpu_cores is not None)
+        d = series.demand
         factors: list[str] = []
         if last.cpu_request and last.cpu_cores is not None:
             share = last.cpu_cores / last.cpu_request
             pinned = " (saturated: it needs more than it gets)" if _saturated(last) else ""
             factors.append(f"CPU at {share:.0%} of its {last.cpu_request:g} vCPU request{pinned}")
         intervals = [p.block_interval for p in history if p.block_interval is not None][-INTERVAL_POINTS:]
-        nominal = self.nominal_interval(history)
+        nominal = series.nominal_interval
         if intervals and float(np.median(intervals)) >= 1.25 * nominal:
             interval = float(np.median(intervals))
             factors.append(
                 f"Block interval {interval:.1f}s, {interval / nominal:.1f}x the {nominal:.2g}s norm"
             )
-        pool = [(p.t, p.tx_pool) for p in history[-self.signal_points :] if p.tx_pool is not None]
+        pool = [(p.t, p.tx_pool) for p in history[-SIGNAL_POINTS:] if p.tx_pool is not None]
         if len(pool) >= 3:
-            per_min = (
-                60.0
-                * _theil_sen(
-                    np.array([x for x, _ in pool], dtype=np.float64),
-                    np.array([y for _, y in pool], dtype=np.float64),
-                )[0]
-            )
+            xs, ys = zip(*pool, strict=True)
+            per_min = 60.0 * _ols_slope(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64))
             if abs(per_min) >= 10:
                 factors.append(f"TxPool growth {per_min:+.0f}/min ({pool[-1][1]:.0f} pending)")
         gas = [p.gas_used_ratio for p in history[-5:] if p.gas_used_ratio is not None]
         if gas and float(np.mean(gas)) >= 0.9:
             factors.append(f"Gas used ratio {float(np.mean(gas)):.2f}: blocks are full")
-        if fit.trend != "stable":
-            factors.append(f"Demand {fit.trend} {60 * fit.slope:+.3f} cores/min")
-        span = _span(observed[-1].t - observed[0].t)
+        if trend != "stable":
+            factors.append(f"Demand {trend} {60 * slope:+.3f} cores/min")
+        span = _span(float(series.t[-1] - series.t[0]))
         factors.append(
             f"Demand {float(d.min()):.2f}-{float(d.max()):.2f} cores over {span} "
             f"(mean {float(d.mean()):.2f}, std {float(d.std()):.2f})"
@@ -265,13 +304,106 @@ class StatForecaster:
         return tuple(factors)
 
 
+def _column(history: Sequence[Point], name: str) -> Array:
+    values = (getattr(p, name) for p in history)
+    return np.fromiter((np.nan if v is None else v for v in values), dtype=np.float64, count=len(history))
+
+
+def _signal(history: Sequence[Point], name: str, measured: npt.NDArray[np.bool_]) -> Array | None:
+    """An L2 signal at the measured points, gaps carried forward; None when the history has none."""
+    if all(getattr(p, name) is None for p in history):
+        return None
+    return _filled(_column(history, name))[measured]
+
+
+def _filled(x: Array) -> Array:
+    """``x`` with each gap carrying the value before it (the first value before the first)."""
+    seen = np.flatnonzero(~np.isnan(x))
+    if not len(seen):
+        return np.zeros_like(x)
+    last = np.maximum.accumulate(np.where(np.isnan(x), -1, np.arange(len(x))))
+    return np.where(last >= 0, x[np.maximum(last, 0)], x[seen[0]])
+
+
+def _steps(t: Array, seconds: float) -> int:
+    """``seconds`` in polls of this history (its median spacing)."""
+    spacing = float(np.median(np.diff(t))) if len(t) > 1 else seconds
+    return max(1, round(seconds / max(spacing, 1e-9)))
+
+
+def _rolling_median(x: Array, k: int) -> Array:
+    """The median of each value and the ``k - 1`` before it (fewer at the start)."""
+    if len(x) == 0:
+        return x
+    padded = np.r_[np.full(k - 1, np.nan), x]
+    return np.asarray(
+        np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, k), axis=1), dtype=np.float64
+    )
+
+
+def _lagged(x: Array, k: int) -> Array:
+    return np.r_[np.full(min(k, len(x)), x[0]), x[:-k]] if len(x) > k else np.full_like(x, x[0])
+
+
+def _rolling_slope(x: Array, k: int) -> Array:
+    """Least-squares slope per poll over each value and the ``k - 1`` before it (0 before ``k``)."""
+    out = np.zeros_like(x)
+    if len(x) < k:
+        return out
+    steps = np.arange(k, dtype=np.float64) - (k - 1) / 2
+    weights = steps / float(np.sum(steps**2))
+    out[k - 1 :] = np.lib.stride_tricks.sliding_window_view(x, k) @ weights
+    return out
+
+
+def _ridge(x: Array, y: Array, now: Array, *, ridge: float) -> tuple[Array, float]:
+    """Fitted values on ``x`` and the prediction at ``now`` of a ridge fit without intercept.
+
+    No intercept: a past step change would otherwise be learned as a standing drift. Columns are
+    scaled to unit root-mean-square so one penalty suits signals of any unit. ``now`` is clipped to
+    the range the fit has seen: a jump's slope, never seen before, is not extrapolated.
+    """
+    scale = np.sqrt(np.mean(x**2, axis=0))
+    scale[scale < 1e-9] = np.inf
+    z = x / scale
+    gram = z.T @ z + ridge * len(z) * np.eye(z.shape[1])
+    beta = np.linalg.solve(gram, z.T @ y)
+    seen = np.clip(now, x.min(axis=0), x.max(axis=0))
+    return np.asarray(z @ beta, dtype=np.float64), float((seen / scale) @ beta)
+
+
+def _ols_slope(t: Array, y: Array) -> float:
+    dt = t - t.mean()
+    denominator = float(dt @ dt)
+    return float(dt @ (y - y.mean())) / denominator if denominator > 0 else 0.0
+
+
+def _trend(t: Array, d: Array, *, horizon_s: float, level: float) -> tuple[float, Trend]:
+    """(slope per second, label) over the last ``horizon_s``; a jump is a new level, not a trend."""
+    recent = t >= t[-1] - horizon_s
+    tw, dw = t[recent], d[recent]
+    slope = _ols_slope(tw, dw)
+    long_enough = float(tw[-1] - tw[0]) >= horizon_s / 2
+    moves = abs(slope * horizon_s) >= TREND_SHARE * max(level, MIN_LEVEL_CORES)
+    if not (long_enough and moves and _gradual(dw)):
+        return slope, "stable"
+    return slope, "rising" if slope > 0 else "falling"
+
+
+def _one_step_spread(d: Array) -> float:
+    """A one-sided 95 % band of the level's one-step errors, while too little history for more."""
+    if len(d) < 4:
+        return MIN_SPREAD_CORES
+    errors = d[3:] - _rolling_median(d, 3)[2:-1]
+    scale = 1.4826 * float(np.median(np.abs(errors - np.median(errors))))
+    return max(MIN_SPREAD_CORES, float(np.median(errors)) + 1.645 * scale)
+
+
 def _gradual(y: Array) -> bool:
     """Whether the window's change is spread over it rather than made in one jump.
 
-    A step looks like a slope to any line fitted across it, and projecting that slope turns a
-    one-off jump into runaway demand. The medians of the window's quarters must each move the same
-    way by at least 15 % of the whole move: a ramp moves a third each time, a step moves in at most
-    two of the three (the quarter holding the jump sits anywhere in between).
+    The medians of the window's quarters must each move the same way by at least 15 % of the whole
+    move: a ramp moves a third each time, a step moves in at most two of the three.
     """
     if len(y) < 8:
         return False
@@ -292,33 +424,28 @@ def _saturated(p: Point) -> bool:
     )
 
 
-def _theil_sen(t: Array, y: Array) -> tuple[float, float, float]:
-    """(slope, low, high) per second with a 90 % interval; flat when there is nothing to fit."""
-    if len(t) < 3 or float(np.ptp(t)) == 0.0:
-        return 0.0, 0.0, 0.0
-    result = stats.theilslopes(y, t - t[0], alpha=0.90)
-    return float(result.slope), float(result.low_slope), float(result.high_slope)
-
-
 # ------------------------------------------------------------------------------------ recommending
 
 
 def recommend(
-    forecast: Forecast, *, ladder: Sequence[float], current_vcpu: float | None, headroom: float
+    forecast: Forecast,
+    *,
+    ladder: Sequence[float],
+    current_vcpu: float | None,
+    headroom: float,
+    down_headroom: float | None = None,
 ) -> float:
-    """The smallest ladder step ≥ upper × (1 + headroom), capped at the top of the ladder.
+    """The smallest ladder step ≥ ceiling × (1 + headroom), capped at the top of the ladder.
 
-    Going down needs twice the headroom, so a forecast hovering at a step boundary does not flap
-    between scale-down and scale-up proposals.
+    Going down needs ``down_headroom`` (default twice ``headroom``) to fit the lower step, so a
+    forecast hovering at a step boundary does not flap between scale-down and scale-up proposals.
     """
     steps = sorted(ladder)
-    target = next((s for s in steps if s >= forecast.upper_cores * (1 + headroom)), steps[-1])
-    if (
-        current_vcpu is not None
-        and target < current_vcpu
-        and forecast.upper_cores * (1 + 2 * headroom) > target
-    ):
-        return current_vcpu
+    ceiling = forecast.upper_cores if forecast.ceiling_cores is None else forecast.ceiling_cores
+    target = next((s for s in steps if s >= ceiling * (1 + headroom)), steps[-1])
+    down = 2 * headroom if down_headroom is None else down_headroom
+    if current_vcpu is not None and target < current_vcpu and ceiling * (1 + down) > target:
+        return min(current_vcpu, next((s for s in steps if s >= ceiling * (1 + down)), steps[-1]))
     return target
 
 
@@ -338,6 +465,7 @@ def predict(
     chain_id: str,
     now: datetime,
     min_points: int = 10,
+    down_headroom: float | None = None,
 ) -> PredictionMade | None:
     """The vCPU op-geth should have ``horizon_s`` from ``now``; ``None`` with too little history."""
     measured = [p for p in history if p.cpu_cores is not None]
@@ -345,7 +473,9 @@ def predict(
         return None
     forecast = forecaster.forecast(history, horizon_s=horizon_s)
     current = measured[-1].cpu_request
-    vcpu = recommend(forecast, ladder=ladder, current_vcpu=current, headroom=headroom)
+    vcpu = recommend(
+        forecast, ladder=ladder, current_vcpu=current, headroom=headroom, down_headroom=down_headroom
+    )
     # Deterministic per (chain, model, newest sample): a replayed tick is stored once by JetStream.
     key = f"{chain_id}|{forecaster.name}|{now.isoformat()}|{horizon_s}"
     return PredictionMade(

@@ -19,13 +19,16 @@ class PredictorSettings(ServiceSettings):
     # How often each chain with new samples gets a prediction (the twin profile uses 10 s).
     interval_s: float = Field(default=30.0, gt=0)
     horizon_s: float = Field(default=300.0, gt=0)
-    # The recommended step must hold the upper bound times (1 + headroom).
-    headroom: float = Field(default=0.15, ge=0, le=2)
+    # The recommended step must hold the forecast's ceiling times (1 + headroom). The ceiling is
+    # already a calibrated bound on the peak (see docs/scaling.md), so no extra margin by default.
+    headroom: float = Field(default=0.0, ge=0, le=2)
+    # A step down must hold the ceiling times (1 + down_headroom): a margin against flapping.
+    down_headroom: float = Field(default=0.1, ge=0, le=2)
     # vCPU steps op-geth may be given, as JSON (``[1,2,4]``); defaults to the policy's ladder.
     ladder: tuple[float, ...] = Field(default_factory=_policy_ladder)
     min_points: int = Field(default=10, ge=3)
     # History kept per chain; a (re)started predictor replays this span from TELEMETRY.
-    history_s: float = Field(default=3600.0, gt=0)
+    history_s: float = Field(default=7200.0, gt=0)
     history_points: int = Field(default=720, ge=10, le=100_000)
     # The chain's healthy block time, used until the history shows op-geth with CPU to spare.
     block_time_s: float = Field(default=2.0, gt=0)
