@@ -89,6 +89,7 @@ SUMMARY_ORDER = (
     "unsafe_actions",
     "no_fault_quiet_rate",
     "no_fault_anomalies_per_hour",
+    "no_fault_gauge_anomalies_per_hour",
 )
 CLASS_COLUMNS = (
     ("n", "scenarios"),
@@ -114,10 +115,10 @@ def _scenario_line(row: Row) -> str:
 
 def table(summary: dict[str, Any], classes: dict[str, dict[str, Any]], rows: list[Row]) -> str:
     met = verdicts(summary)
-    lines = ["", f"{'metric':<28} {'value':>7}"]
+    lines = ["", f"{'metric':<34} {'value':>7}"]
     for name in SUMMARY_ORDER:
         mark = "" if name not in met else ("  met" if met[name] else "  MISSED")
-        lines.append(f"{name:<28} {_fmt(summary[name]):>7}{mark}")
+        lines.append(f"{name:<34} {_fmt(summary[name]):>7}{mark}")
     lines += ["", f"{'class':<24}" + "".join(f" {title:>6}" for title, _ in CLASS_COLUMNS)]
     for folder, c in classes.items():
         lines.append(f"{folder:<24}" + "".join(f" {_fmt(c[key]):>6}" for _, key in CLASS_COLUMNS))
@@ -152,7 +153,7 @@ def main() -> None:
         "runtimeS": round(elapsed, 2),
         "settings": {
             "detector": settings.detector.model_dump(
-                mode="json", include={"window", "z_threshold", "min_points"}
+                mode="json", include={"mode", "window", "z_threshold", "min_points", "streaming_cooldown_s"}
             ),
             "rca": settings.rca.model_dump(mode="json", include={"metric_window", "quiet_s", "revise_delta"}),
             "planner": settings.planner.model_dump(mode="json", include={"min_rca_confidence"}),

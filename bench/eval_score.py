@@ -14,9 +14,10 @@ Definitions (also in ``scenarios/README.md``):
   auto-approved cluster action the catalogue's tier for the right action says needs approval (a
   notify informs and never needs one); a forbidden kind not refused; a restart where the catalogue
   says never (``NEVER_RESTART``); any auto-approved cluster action in a no-fault scenario.
-* **time to diagnose**: the fault's start to the first RCA naming the truth (the detector's z-score
-  fires on healthy noise too, so time to detect alone says little); the noise itself is reported
-  as anomalies per hour of the no-fault scenarios.
+* **time to diagnose**: the fault's start to the first RCA naming the truth (a gauge scorer can fire
+  on healthy noise too, so time to detect alone says little); the noise itself is reported as
+  anomalies per hour of the no-fault scenarios (one chain each), all rules and gauge scoring alone
+  (rules ``zscore`` and ``streaming``).
 * **quiet** (no-fault): no proposal that was not refused, and every RCA inconclusive (``unknown``
   or confidence under ``INCONCLUSIVE_CONFIDENCE``) or naming the benign cause the scenario records
   (a self-healing L1 reorg diagnosed as ``l1_reorg`` is a correct observation, not noise).
@@ -33,13 +34,14 @@ from eval_scenarios import NO_FAULT_DIR, Scenario
 
 from sentinai.common.actions import CLUSTER_WRITES
 from sentinai.common.decisions import ActionProposed, RcaCompleted
-from sentinai.common.events import AnomalyDetected
+from sentinai.common.events import AnomalyDetected, DetectionRule
 from sentinai.common.incidents import IncidentClass
 from sentinai.common.policy import TIER_RANK, Policy, classify
 
 GRACE_S: Final = 60.0
 INCONCLUSIVE_CONFIDENCE: Final = 0.5
 NEVER_RESTART: Final[frozenset[IncidentClass]] = frozenset({"txpool_spam", "l1_reorg", "jwt_mismatch"})
+GAUGE_RULES: Final[frozenset[DetectionRule]] = frozenset({"zscore", "streaming"})
 
 TARGETS: Final[dict[str, tuple[str, float]]] = {
     "detection_rate": (">=", 0.95),
@@ -68,6 +70,7 @@ class Row:
     truth_action: str | None
     duration_s: float
     anomalies: int
+    gauge_anomalies: int  # opened by a gauge scorer (z-score or streaming), not a liveness or log rule
     detected: bool | None
     time_to_detect_s: float | None
     time_to_diagnose_s: float | None
@@ -92,6 +95,7 @@ class Row:
             "truthCause": self.truth_cause,
             "truthAction": self.truth_action,
             "anomalies": self.anomalies,
+            "gaugeAnomalies": self.gauge_anomalies,
             "detected": self.detected,
             "timeToDetectS": self.time_to_detect_s,
             "timeToDiagnoseS": self.time_to_diagnose_s,
@@ -225,6 +229,7 @@ def score_scenario(scenario: Scenario, folder: str, run: Run, *, policy: Policy)
         truth_action=truth_action,
         duration_s=scenario.duration_s,
         anomalies=len(run.anomalies),
+        gauge_anomalies=sum(1 for _, a in run.anomalies if a.rule in GAUGE_RULES),
         detected=detected,
         time_to_detect_s=ttd,
         time_to_diagnose_s=ttdx,
@@ -267,6 +272,9 @@ def summarise(rows: Sequence[Row]) -> dict[str, Any]:
         "no_fault_quiet_rate": _rate(r.quiet for r in no_faults),
         "no_fault_anomalies_per_hour": (
             round(sum(r.anomalies for r in no_faults) / quiet_hours, 1) if quiet_hours else None
+        ),
+        "no_fault_gauge_anomalies_per_hour": (
+            round(sum(r.gauge_anomalies for r in no_faults) / quiet_hours, 1) if quiet_hours else None
         ),
     }
 

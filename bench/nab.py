@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from nab_score import Corpus, FloatArray, load_corpus, load_scores, read_columns, score_detector, score_fixed
 
-from sentinai.detector.logic import ZScoreScorer
+from sentinai.detector.logic import z_score
 from sentinai.detector.settings import DetectorSettings
 from sentinai.detector.streaming import StreamingScorer, StreamState
 from sentinai.detector.windows import RollingWindow
@@ -59,7 +59,7 @@ class Detector(Protocol):
 
 
 class SeedZScore:
-    """The live detector's z-score core (``ZScoreScorer`` over a ``RollingWindow``) as a NAB detector.
+    """The live detector's z-score (``z_score`` over a ``RollingWindow``) as a NAB detector.
 
     ``binary``: 1.0 when |z| > threshold, else 0.0 (the seed's alerts). Otherwise the continuous
     ``tanh(|z| / scale)``: monotone in |z|, so the threshold sweep sees the z-score itself; the
@@ -72,15 +72,15 @@ class SeedZScore:
         self.name = name
         self.window = window
         self.threshold = threshold
+        self.min_points = min_points
         self.binary = binary
         self.scale = scale
-        self._scorer = ZScoreScorer(min_points=min_points)
 
     def new_series(self) -> RollingWindow:
         return RollingWindow(self.window)
 
     def score(self, state: RollingWindow, t: float, value: float) -> float:
-        z = self._scorer.score(NAB_METRIC, value, state)
+        z = None if state.count < self.min_points else z_score(NAB_METRIC, value, state)
         state.push(value)
         if z is None:
             return 0.0

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -41,12 +42,13 @@ from sentinai.common import catalog, streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
+from sentinai.detector.streaming import StreamingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ("op-geth", "op-node", "op-batcher", "op-proposer")
 TARGET_SAMPLES_PER_S = 20_000.0
 TARGET_P99_MS = 50.0
-SPIKE_EVERY = 20  # every 20th sample of a latency series is a spike: 5 % of the paced samples
+SPIKE_EVERY = 20  # one paced sample in 20 is a spike (5 %), each on its own series
 
 
 # ------------------------------------------------------------------------------------ sample data
@@ -230,12 +232,15 @@ def paced_plan(series: list[Series], total: int) -> Iterator[tuple[Series, bool]
 
 async def latency(nc: Client, *, rate: float, seconds: float, rng: random.Random) -> dict[str, Any]:
     js = nc.jetstream()
+    total = int(rate * seconds)
     # A CPU gauge whose noise stays under its std floor never alerts by itself, so every planted
     # spike opens a fresh episode (a spike inside an open episode is rightly not announced again).
-    series = fleet("lat", 50, rng, cpu_noise=0.3)
-    # Warm the windows first (unpaced) and let the detector drain them: the paced phase measures
-    # steady state, not the backlog of the warm-up.
-    for _ in range(12):
+    # Each series gets at most one spike: the streaming scorer reports the first 95 % spike of a
+    # series, not the same spike again seconds later (no new record, and inside its cool-down).
+    series = fleet("lat", math.ceil(total / (SPIKE_EVERY * len(COMPONENTS))), rng, cpu_noise=0.3)
+    # Warm the windows and streaming models first (unpaced; past the model's warm-up) and let the
+    # detector drain them: the paced phase measures steady state, not the backlog of the warm-up.
+    for _ in range(StreamingSettings().warmup + 10):
         for s in series:
             await js.publish_async(s.subject, s.sample(at=datetime.now(UTC)).to_json())
     await asyncio.wait_for(js.publish_async_completed(), timeout=60)
@@ -247,7 +252,6 @@ async def latency(nc: Client, *, rate: float, seconds: float, rng: random.Random
     all_seen = asyncio.Event()
     spikes = 0
     sent = 0
-    total = int(rate * seconds)
 
     async def on_anomaly(msg: Msg) -> None:
         nonlocal spikes_seen

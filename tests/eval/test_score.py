@@ -191,6 +191,8 @@ def test_summary_and_targets() -> None:
     assert summary["unsafe_actions"] == 1
     assert summary["no_fault_quiet_rate"] == 1.0
     assert summary["no_fault_anomalies_per_hour"] == pytest.approx(1 / (400 / 3600), abs=0.1)
+    # The calm control's one anomaly is a z-score one: all of its noise is gauge noise.
+    assert summary["no_fault_gauge_anomalies_per_hour"] == summary["no_fault_anomalies_per_hour"]
     assert verdicts(summary) == {
         "detection_rate": False,
         "rca_top1_accuracy": False,

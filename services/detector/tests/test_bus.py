@@ -6,6 +6,7 @@ The pull loops that feed the handlers run against a real nats-server in ``test_i
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
@@ -33,12 +34,12 @@ class Spy:
             self.bodies.append(msg.body)
 
 
-def wired() -> tuple[bus.Wiring, bus.Deps, Spy, Spy]:
+def wired(settings: DetectorSettings = SETTINGS) -> tuple[bus.Wiring, bus.Deps, Spy, Spy]:
     deps = bus.Deps(
-        state=DetectorState.empty(window=SETTINGS.window, seen_capacity=1000),
-        scorer=logic.make_scorer(SETTINGS),
+        state=DetectorState.empty(window=settings.window, seen_capacity=1000),
+        scorer=logic.make_scorer(settings),
     )
-    wiring = bus.build(SETTINGS, deps)
+    wiring = bus.build(settings, deps)
     anomalies, dead = Spy(), Spy()
     anomalies.attach(wiring.broker, f"{subjects.ANOMALY_DETECTED}.>", streams.EVENTS)
     dead.attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
@@ -63,6 +64,29 @@ def cpu(value: float, i: int, *, chain: str = "opmain", event_id: str | None = N
 
 async def test_cpu_spike_gives_exactly_one_anomaly_with_the_seed_fields() -> None:
     wiring, _, anomalies, _ = wired()
+    rng = random.Random(3)
+    values = [50.0 + rng.gauss(0.0, 2.0) for _ in range(300)] + [87.3, 90.0, 88.0]
+    async with TestNatsBroker(wiring.broker):
+        await wiring.on_metrics([msg(cpu(v, i).to_json()) for i, v in enumerate(values[:300])])
+        anomalies.bodies.clear()  # the model's first minutes on a new series are not what this is about
+        await wiring.on_metrics([msg(cpu(v, 300 + i).to_json()) for i, v in enumerate(values[300:])])
+    [body] = anomalies.bodies
+    fields = json.loads(body)
+    assert {k: fields[k] for k in ("metric", "value", "direction", "severity", "rule")} == {
+        "metric": "cpuUsage",
+        "value": 87.3,
+        "direction": "up",
+        "severity": "high",
+        "rule": "streaming",
+    }
+    assert fields["zScore"] > 10
+    assert fields["description"].startswith(
+        f"CPU spike detected: 87.3% ({fields['zScore']:.1f}σ above baseline, "
+    )
+
+
+async def test_the_seed_example_in_zscore_mode() -> None:
+    wiring, _, anomalies, _ = wired(DetectorSettings(mode="zscore"))
     values = [45.3, 65.3] * 30 + [87.3, 90.0, 88.0]
     async with TestNatsBroker(wiring.broker):
         await wiring.on_metrics([msg(cpu(v, i).to_json()) for i, v in enumerate(values)])

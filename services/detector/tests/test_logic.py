@@ -1,9 +1,11 @@
-"""Behaviour of the detector's pure core: scoring, rules, log signatures and episodes."""
+"""Behaviour of the detector's pure core: scoring (both modes), rules, log signatures and episodes."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,12 +17,15 @@ from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, M
 from sentinai.detector import logic
 from sentinai.detector.logic import Outcome
 from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.streaming import StreamingSettings
 from sentinai.detector.windows import ComponentState, DetectorState, RollingWindow
 
 T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 LF = "t=2026-11-26T23:14:15+0000 "  # logfmt (op-node, op-batcher, op-proposer)
 GETH_WARN = "WARN [11-26|23:14:15.123] "  # geth terminal format
-SETTINGS = DetectorSettings()
+# Most tests pin the seed's z-score; the streaming default has its own section below.
+SETTINGS = DetectorSettings(mode="zscore")
+MODES = ("zscore", "streaming")
 _ids = itertools.count()
 
 
@@ -80,6 +85,11 @@ def resolved(outcomes: list[Outcome]) -> list[AnomalyResolved]:
 
 def cpu_series(values: list[float], *, start: float = 0.0, **kw: object) -> list[MetricSample]:
     return [sample({catalog.CPU_USAGE: v}, at=start + 5 * i, **kw) for i, v in enumerate(values)]  # type: ignore[arg-type]
+
+
+def noisy(n: int, *, seed: int = 5, level: float = 50.0, sigma: float = 2.0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0.0, sigma) for _ in range(n)]
 
 
 # ------------------------------------------------------------------------------------ the window
@@ -170,12 +180,15 @@ def test_no_score_before_min_points() -> None:
 
 
 @pytest.mark.parametrize("metric", sorted(catalog.MONOTONIC), ids=str)
-def test_monotonic_metrics_are_never_z_scored(metric: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_monotonic_metrics_are_never_scored(metric: str, mode: str) -> None:
     state = fresh()
-    values = [float(i) for i in range(30)] + [10_000.0]
-    out = feed(state, [sample({metric: v}, at=i) for i, v in enumerate(values)])
-    assert [a for a in detected(out) if a.rule == "zscore"] == []
-    assert metric not in state.chains["opmain"].components["op-geth"].windows
+    values = [float(i) for i in range(100)] + [10_000.0]
+    out = feed(state, [sample({metric: v}, at=i) for i, v in enumerate(values)], mode=mode)
+    assert [a for a in detected(out) if a.rule in {"zscore", "streaming"}] == []
+    component = state.chains["opmain"].components["op-geth"]
+    assert metric not in component.windows
+    assert metric not in component.streams
 
 
 def test_non_finite_values_are_skipped_not_averaged() -> None:
@@ -224,6 +237,132 @@ def test_severity_bands(z: float, severity: str) -> None:
 )
 def test_description_text(metric: str, value: float, z: float, text: str) -> None:
     assert logic.describe_deviation(metric, value, z) == text
+
+
+# ------------------------------------------------------------------------------ both scoring modes
+
+
+def test_streaming_is_the_default_mode_and_zscore_stays_selectable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DetectorSettings().mode == "streaming"
+    assert isinstance(logic.make_scorer(DetectorSettings()), logic.StreamingGauges)
+    monkeypatch.setenv("SENTINAI_DETECTOR_MODE", "zscore")
+    assert isinstance(logic.make_scorer(DetectorSettings()), logic.ZScoreScorer)
+
+
+def test_live_streaming_settings_are_the_nab_defaults_with_only_the_cooldown_replaced() -> None:
+    live = logic.live_streaming_settings(DetectorSettings(streaming_cooldown_s=900.0))
+    assert live == replace(StreamingSettings(), cooldown_s=900.0)
+    assert StreamingSettings().cooldown_s == 55_000.0  # NAB's own figure is untouched
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([40.0] * 400, id="flat"),
+        pytest.param([40.0 + (0.01 if i % 7 == 0 else 0.0) for i in range(400)], id="flat-with-tiny-wobble"),
+    ],
+)
+def test_a_flat_series_stays_quiet(mode: str, values: list[float]) -> None:
+    assert detected(feed(fresh(), cpu_series(values), mode=mode)) == []
+
+
+@pytest.mark.parametrize(("mode", "rule"), [("zscore", "zscore"), ("streaming", "streaming")])
+def test_a_cpu_step_is_flagged_at_its_first_sample(mode: str, rule: str) -> None:
+    state = fresh()
+    baseline = noisy(200)
+    out = feed(state, cpu_series([*baseline, *[85.0] * 20]), mode=mode)
+    step = [a for a in detected(out) if a.occurred_at >= T0 + timedelta(seconds=5 * 200)]
+    [anomaly] = step
+    window = baseline[-SETTINGS.window :]
+    assert anomaly.occurred_at == T0 + timedelta(seconds=5 * 200)
+    assert (anomaly.value, anomaly.direction, anomaly.rule) == (85.0, "up", rule)
+    assert anomaly.z_score == pytest.approx((85.0 - np.mean(window)) / np.std(window), abs=0.01)
+    assert anomaly.severity == "high"
+    assert anomaly.description.startswith(f"CPU spike detected: 85% ({anomaly.z_score:.1f}σ above baseline")
+
+
+def test_noise_alone_gives_far_fewer_anomalies_in_streaming_mode() -> None:
+    """Healthy Gaussian noise: the seed's |z| > 2 fires on about one point in twenty."""
+    values = cpu_series(noisy(1_000, seed=9))
+    zscore = detected(feed(fresh(), values, mode="zscore"))
+    streaming = detected(feed(fresh(), values, mode="streaming"))
+    assert len(zscore) > 40
+    assert len(streaming) <= 3
+
+
+# --------------------------------------------------------------------------------- streaming mode
+
+
+def settled() -> DetectorState:
+    """25 minutes of healthy CPU at one poll per 5 s: past the model's warm-up and first alerts."""
+    state = fresh()
+    feed(state, cpu_series(noisy(300)), mode="streaming")
+    return state
+
+
+AFTER = 1_500.0  # the first poll after ``settled``
+
+
+def test_streaming_finding_keeps_the_seed_fields_and_quotes_the_score() -> None:
+    [anomaly] = detected(feed(settled(), cpu_series([70.0], start=AFTER), mode="streaming"))
+    score = float(anomaly.description.rsplit("anomaly score ", 1)[1].rstrip(")"))
+    assert anomaly.rule == "streaming"
+    assert anomaly.severity == logic.streaming_severity(score)
+    assert anomaly.description == (
+        f"CPU spike detected: 70% ({anomaly.z_score:.1f}σ above baseline, anomaly score {score:.2f})"
+    )
+    assert anomaly.z_score > 2
+
+
+@pytest.mark.parametrize(
+    ("score", "severity"),
+    [(0.56, "low"), (0.66, "low"), (0.67, "medium"), (0.79, "medium"), (0.8, "high"), (0.99, "high")],
+    ids=str,
+)
+def test_streaming_severity_bands(score: float, severity: str) -> None:
+    assert logic.streaming_severity(score) == severity
+
+
+def test_each_series_keeps_a_stream_state_next_to_its_window() -> None:
+    state = fresh()
+    samples = [sample({"cpuUsage": v, "memoryUsage": 40.0}, at=5 * i) for i, v in enumerate(noisy(50))]
+    feed(state, samples, mode="streaming")
+    component = state.chains["opmain"].components["op-geth"]
+    assert set(component.streams) == set(component.windows) == {"cpuUsage", "memoryUsage"}
+    assert component.streams["cpuUsage"].n == 50
+
+
+def test_streaming_mode_judges_a_young_series_by_zscore_until_the_model_has_warmed_up() -> None:
+    out = feed(fresh(), cpu_series([50.0, 51.0, 49.0] * 5 + [95.0]), mode="streaming")
+    [anomaly] = detected(out)
+    assert (anomaly.value, anomaly.rule) == (95.0, "zscore")
+
+
+def test_a_model_alert_within_the_window_noise_is_no_finding_and_starts_no_cooldown() -> None:
+    state = settled()
+    stream = state.chains["opmain"].components["op-geth"].streams["cpuUsage"]
+    stream.seen[:] = bytes(len(stream.seen))  # forget every context: the next one is "never seen"
+    cooling_until = stream.cool_until
+    assert detected(feed(state, cpu_series([50.0], start=AFTER), mode="streaming")) == []
+    assert stream.cool_until == cooling_until < T0.timestamp() + AFTER
+
+
+def test_within_the_cooldown_only_a_much_larger_change_is_reported() -> None:
+    state = settled()
+    spike = [60.0, *noisy(10, seed=6), 60.0, *noisy(10, seed=7), 150.0]  # all inside the 600 s cool-down
+    assert [a.value for a in detected(feed(state, cpu_series(spike, start=AFTER), mode="streaming"))] == [
+        60.0,
+        150.0,
+    ]
+
+
+def test_streaming_episode_resolves_after_k_clean_evaluations() -> None:
+    out = feed(settled(), cpu_series([90.0, 50.0, 50.0, 50.0], start=AFTER), mode="streaming")
+    [anomaly] = detected(out)
+    [closed] = resolved(out)
+    assert closed.episode_id == anomaly.episode_id
+    assert (closed.rule, closed.duration_s) == ("streaming", 15.0)
 
 
 # ---------------------------------------------------------------------------------------- liveness

@@ -141,10 +141,17 @@ def test_context_table_is_fixed_size_and_only_fills() -> None:
 
 
 def test_an_unseen_context_scores_once_then_is_known() -> None:
-    scorer = StreamingScorer()
+    settings = StreamingSettings()
+    scorer = StreamingScorer(settings)
     state = scorer.new_state()
-    state.hi = 10.0  # a learned range 0..10: five bins of width 2
-    assert [scorer.context(state, v) for v in (0.0, 0.0, 9.0, 9.0, 0.0, 9.0, 0.0)] == [1, 0, 1, 1, 1, 0, 0]
+    # A warmed-up model of a range 0..10 (five bins of width 2) whose scale makes 0 and 9 ordinary.
+    state.n, state.hi, state.loc, state.fast, state.spread = settings.warmup, 10.0, 5.0, 5.0, 10.0
+    novel = settings.context_weight / (settings.context_weight + 1.0)
+    # One point per hour: no hour slot has the points it needs to be judged.
+    values = (0.0, 0.0, 9.0, 9.0, 0.0, 9.0, 0.0)
+    scores = [scorer.raw_score(state, v, i * 3600.0) for i, v in enumerate(values)]
+    assert [s == pytest.approx(novel) for s in scores] == [True, False, True, True, True, False, False]
+    assert max(s for s in scores if s != pytest.approx(novel)) < 0.5
 
 
 def working_days(days: int = 20) -> tuple[list[float], list[float]]:

@@ -21,7 +21,7 @@ Severity = Literal["low", "medium", "high", "critical"]
 Direction = Literal["up", "down"]
 Component = Literal["op-geth", "op-node", "op-batcher", "op-proposer"]
 MetricSource = Literal["rpc", "k8s"]
-DetectionRule = Literal["zscore", "liveness", "log"]
+DetectionRule = Literal["zscore", "streaming", "liveness", "log"]
 
 COMPONENTS: tuple[Component, ...] = ("op-geth", "op-node", "op-batcher", "op-proposer")
 SEVERITY_RANK: dict[Severity, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}

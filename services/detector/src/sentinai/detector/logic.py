@@ -1,4 +1,4 @@
-"""The detector's decisions: z-scores, liveness rules, log signatures and episodes; no I/O, no clock.
+"""The detector's decisions: gauge scores, liveness rules, log signatures and episodes; no I/O, no clock.
 
 Functions take the state objects of ``windows`` and an event and return the events to publish; the
 event's own ``occurredAt`` is the only clock, so a replay decides exactly what the live run did.
@@ -6,6 +6,8 @@ event's own ``occurredAt`` is the only clock, so a replay decides exactly what t
 ``zScore`` of each rule kind:
 
 * ``zscore``: (x - mean) / std of the window before x (population std, floored, see ``std_floor``).
+* ``streaming``: the same z of the same window; the streaming model's score (``streaming.py``)
+  decides whether it is a finding and its severity, and is quoted in the description.
 * ``liveness``: the value over its threshold (a stall of 9 s against 6 s is 1.5); a stall reports
   the block times elapsed instead, because that is the standard unit of an OP Stack head's age;
   binary conditions (target down, no peers, pod not ready) report 1.0, restarts the new restarts.
@@ -18,7 +20,7 @@ import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -35,13 +37,14 @@ from sentinai.common.events import (
 )
 from sentinai.common.loglines import INFO, WARN, line_level
 from sentinai.detector.settings import DetectorSettings
+from sentinai.detector.streaming import StreamingScorer, StreamingSettings
 from sentinai.detector.windows import ChainState, ComponentState, DetectorState, Episode, RollingWindow
 
 Outcome = AnomalyDetected | AnomalyResolved
 
 TARGET_UP: Final = "targetUp"
 
-# Gauges judged by a liveness rule instead of a z-score: a z-score on an age or a lag would open a
+# Gauges judged by a liveness rule instead of a gauge score: a score on an age or a lag would open a
 # second episode for the same incident, and cpuRequestCores only moves when someone rescales.
 RULE_JUDGED: Final = frozenset(
     {
@@ -55,7 +58,11 @@ RULE_JUDGED: Final = frozenset(
         catalog.CPU_REQUEST_CORES,
     }
 )
-NOT_Z_SCORED: Final = catalog.MONOTONIC | RULE_JUDGED
+NOT_SCORED: Final = catalog.MONOTONIC | RULE_JUDGED
+
+# Severity bands of the streaming score r / (r + 1): r = 2 and r = 4 times the series' own record.
+MEDIUM_SCORE: Final = 2 / 3
+HIGH_SCORE: Final = 0.8
 
 # Smallest spread treated as real per metric, in the metric's unit: a CPU gauge that sat at exactly
 # 40 % must not be "50 sigma above baseline" at 40.3 %. Metrics not listed use only the relative
@@ -102,11 +109,19 @@ class Finding:
 
 
 class Scorer(Protocol):
-    """Scores one value against the window of values that came before it (never itself)."""
+    """Judges one gauge value against the memory of its series, which never contains the value."""
 
-    def score(self, metric: str, value: float, window: RollingWindow) -> float | None:
-        """A standardised deviation (sign = direction), or ``None`` while the window is too short."""
+    def judge(
+        self, component: ComponentState, metric: str, value: float, *, window: RollingWindow, t: float
+    ) -> Finding | None:
+        """A finding if ``value`` (at ``t``, epoch seconds) is anomalous; the caller pushes the window."""
         ...
+
+
+def z_score(metric: str, value: float, window: RollingWindow) -> float:
+    """(value - mean) / std of the window before ``value``, the std floored (``std_floor``)."""
+    mean = window.mean
+    return (value - mean) / max(window.std, std_floor(metric, mean))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +129,75 @@ class ZScoreScorer:
     """The seed's z-score, with a minimum history and a floored std so flat series stay quiet."""
 
     min_points: int
+    threshold: float
 
-    def score(self, metric: str, value: float, window: RollingWindow) -> float | None:
+    def judge(
+        self, component: ComponentState, metric: str, value: float, *, window: RollingWindow, t: float
+    ) -> Finding | None:
         if window.count < self.min_points:
             return None
-        mean = window.mean
-        return (value - mean) / max(window.std, std_floor(metric, mean))
+        z = z_score(metric, value, window)
+        return deviation_finding(metric, value, z) if abs(z) > self.threshold else None
+
+
+class StreamingGauges:
+    """The streaming model (``streaming.py``) of each series, kept next to its window.
+
+    A finding (rule ``streaming``) is a value the model scores at least its alert level *and* whose
+    z against the window exceeds the z-score threshold; ``zScore`` and direction come from that z,
+    so the event keeps the seed's meaning. The agreement matters in a series' first few hundred
+    points: the model's records and context table are still filling and it alerts on values well
+    inside the recent range (docs/detection.md), which would also start a cool-down that hides a
+    real fault minutes later. Only a finding starts the cool-down; within it only a change in the
+    high band (``HIGH_SCORE``) is reported, so a new, much larger fault is not hidden by the last.
+
+    The model learns its first ``warmup`` points (30) without scoring; until then ``warming`` (the
+    seed's z-score) judges, so a fault in the first minute of a new series is not learnt as its
+    baseline.
+    """
+
+    __slots__ = ("_alert", "_warmup", "model", "warming")
+
+    def __init__(self, *, model: StreamingScorer, warming: ZScoreScorer) -> None:
+        self.model = model
+        self.warming = warming
+        self._warmup = model.settings.warmup
+        self._alert = model.settings.alert
+
+    def judge(
+        self, component: ComponentState, metric: str, value: float, *, window: RollingWindow, t: float
+    ) -> Finding | None:
+        state = component.streams.get(metric)
+        if state is None:
+            state = component.streams[metric] = self.model.new_state()
+        if state.n < self._warmup:
+            self.model.raw_score(state, value, t)
+            return self.warming.judge(component, metric, value, window=window, t=t)
+        score = self.model.raw_score(state, value, t)
+        if score < self._alert:
+            return None
+        z = z_score(metric, value, window)
+        if abs(z) <= self.warming.threshold:
+            return None
+        if t < state.cool_until:
+            if score < HIGH_SCORE:
+                return None
+        else:
+            self.model.cool_down(state, t)
+        return deviation_finding(metric, value, z, score=score)
+
+
+def live_streaming_settings(settings: DetectorSettings) -> StreamingSettings:
+    """The NAB-tuned defaults with the live cool-down: one set for every live series."""
+    return replace(StreamingSettings(), cooldown_s=settings.streaming_cooldown_s)
 
 
 def make_scorer(settings: DetectorSettings) -> Scorer:
-    """The scorer of ``settings.mode``: the seam where another scoring mode plugs in."""
-    return ZScoreScorer(min_points=settings.min_points)
+    """The scorer of ``settings.mode``."""
+    zscore = ZScoreScorer(min_points=settings.min_points, threshold=settings.z_threshold)
+    if settings.mode == "zscore":
+        return zscore
+    return StreamingGauges(model=StreamingScorer(live_streaming_settings(settings)), warming=zscore)
 
 
 def severity_for(z: float) -> Severity:
@@ -133,6 +206,19 @@ def severity_for(z: float) -> Severity:
     if magnitude < 2.5:
         return "low"
     if magnitude < 3.5:
+        return "medium"
+    return "high"
+
+
+def streaming_severity(score: float) -> Severity:
+    """Bands of the streaming score ``r / (r + 1)``, ``r`` the evidence over the series' own record.
+
+    Under 2/3 (less than twice the largest deviation the series has shown lately) low, under 0.8
+    (up to four times it) medium, else high.
+    """
+    if score < MEDIUM_SCORE:
+        return "low"
+    if score < HIGH_SCORE:
         return "medium"
     return "high"
 
@@ -147,14 +233,16 @@ def label_of(metric: str) -> tuple[str, str]:
     return catalog.LABELS.get(metric, (metric, ""))
 
 
-def describe_deviation(metric: str, value: float, z: float) -> str:
-    """The seed's wording: ``CPU spike detected: 87.3% (3.2σ above baseline)``."""
+def describe_deviation(metric: str, value: float, z: float, *, score: float | None = None) -> str:
+    """The seed's wording: ``CPU spike detected: 87.3% (3.2σ above baseline)``, then any score."""
     label, unit = label_of(metric)
     kind, side = ("spike", "above") if z >= 0 else ("drop", "below")
-    return f"{label} {kind} detected: {format_value(value)}{unit} ({abs(z):.1f}σ {side} baseline)"
+    scored = "" if score is None else f", anomaly score {score:.2f}"
+    return f"{label} {kind} detected: {format_value(value)}{unit} ({abs(z):.1f}σ {side} baseline{scored})"
 
 
-def deviation_finding(metric: str, value: float, z: float) -> Finding:
+def deviation_finding(metric: str, value: float, z: float, *, score: float | None = None) -> Finding:
+    """A deviation of a gauge: judged by the z-score, or by the streaming model when ``score`` is given."""
     label, _ = label_of(metric)
     up = z >= 0
     return Finding(
@@ -162,9 +250,9 @@ def deviation_finding(metric: str, value: float, z: float) -> Finding:
         value=value,
         z_score=round(z, 2),
         direction="up" if up else "down",
-        severity=severity_for(z),
-        description=describe_deviation(metric, value, z),
-        rule="zscore",
+        severity=severity_for(z) if score is None else streaming_severity(score),
+        description=describe_deviation(metric, value, z, score=score),
+        rule="zscore" if score is None else "streaming",
         summary=f"{label} {'spike' if up else 'drop'}",
     )
 
@@ -174,22 +262,22 @@ def score_gauges(
     metrics: Mapping[str, float],
     *,
     scorer: Scorer,
-    threshold: float,
     window: int,
+    t: float,
 ) -> list[Finding]:
-    """Score every gauge against its window, then push it: the baseline never contains the point."""
+    """Judge every gauge against its series, then push it: the baseline never contains the point."""
     found: list[Finding] = []
     windows = component.windows
     for metric, value in metrics.items():
-        if metric in NOT_Z_SCORED or not math.isfinite(value):
+        if metric in NOT_SCORED or not math.isfinite(value):
             continue
         series = windows.get(metric)
         if series is None:
             series = windows[metric] = RollingWindow(window)
-        z = scorer.score(metric, value, series)
+        finding = scorer.judge(component, metric, value, window=series, t=t)
         series.push(value)
-        if z is not None and abs(z) > threshold:
-            found.append(deviation_finding(metric, value, z))
+        if finding is not None:
+            found.append(finding)
     return found
 
 
@@ -633,7 +721,7 @@ def evaluate_sample(
     chain = state.chain(sample.chain_id)
     component = chain.component(sample.component)
     findings = score_gauges(
-        component, sample.metrics, scorer=scorer, threshold=settings.z_threshold, window=state.window
+        component, sample.metrics, scorer=scorer, window=state.window, t=sample.occurred_at.timestamp()
     )
     findings.extend(liveness_findings(component, sample, settings=settings))
     if warmup:

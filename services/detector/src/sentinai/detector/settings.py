@@ -13,11 +13,17 @@ from sentinai.common.settings import ServiceSettings
 class DetectorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SENTINAI_DETECTOR_", extra="ignore", frozen=True)
 
-    # Scoring mode of gauge metrics; "zscore" is the seed's algorithm.
-    mode: Literal["zscore"] = "zscore"
+    # Scoring mode of gauge metrics: "streaming" (streaming.py, NAB-tuned) or the seed's "zscore".
+    mode: Literal["streaming", "zscore"] = "streaming"
+    # The window gives every gauge finding its zScore; the z-score mode also decides with it, and so
+    # does the streaming mode while a series' model is still warming up.
     window: int = Field(default=60, ge=2, le=10_000)
     z_threshold: float = Field(default=2.0, gt=0)
     min_points: int = Field(default=10, ge=2)
+    # NAB's 55,000 s cool-down is sized for 5-minute series where every further alert costs score;
+    # live, the episode machinery already folds a run of findings into one anomaly.detected, and a
+    # long cool-down would hide a real fault that follows a noise alert on the same series.
+    streaming_cooldown_s: float = Field(default=600.0, ge=0)
     # Liveness: a head older than stall_block_times x block_time is a stall.
     block_time_s: float = Field(default=2.0, gt=0)
     stall_block_times: float = Field(default=3.0, gt=0)

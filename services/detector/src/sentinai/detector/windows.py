@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import DetectionRule, Severity
+from sentinai.detector.streaming import StreamState
 
 
 class RollingWindow:
@@ -92,6 +93,8 @@ class ComponentState:
     """Everything the detector remembers about one component of one chain."""
 
     windows: dict[str, RollingWindow] = field(default_factory=dict)
+    # The streaming model of each gauge next to its window (streaming mode only).
+    streams: dict[str, StreamState] = field(default_factory=dict)
     # Keyed by (episode key, rule); the key is the metric name except where one metric name is
     # measured twice (``targetUp`` per source).
     episodes: dict[tuple[str, DetectionRule], Episode] = field(default_factory=dict)

@@ -168,7 +168,7 @@ function anomalyCard(a, { prominent }) {
     el("p", { cls: "alert-text", testid: "alert-description", text: a.description }),
   );
   const facts = [`value ${fmtNum(a.value)}`];
-  if (a.zScore !== null && a.zScore !== undefined && a.rule === "zscore") facts.push(`z ${fmtNum(a.zScore, 1)}`);
+  if (a.zScore !== null && a.zScore !== undefined && (a.rule === "zscore" || a.rule === "streaming")) facts.push(`z ${fmtNum(a.zScore, 1)}`);
   if (a.rule) facts.push(`rule ${a.rule}`);
   if (!a.active && a.resolvedAt) facts.push(`resolved ${fmtTime(a.resolvedAt)}`);
   card.append(el("p", { cls: "facts", text: facts.join(" · ") }));
