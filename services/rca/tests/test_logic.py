@@ -223,6 +223,21 @@ def test_one_rca_per_incident_and_revisions_only_on_a_class_change() -> None:
     assert not tracker.should_publish(revised, root_cause_class="disk_pressure", confidence=0.3)  # flapping
 
 
+def test_an_inconclusive_opening_is_held_back_until_a_conclusive_diagnosis() -> None:
+    tracker = IncidentTracker(quiet_s=60)
+    first = anomaly("op-geth", "gasUsedRatio", 0.99, event_id="u1")
+    second = anomaly("op-node", "log:sequencer_stall", 3.0, event_id="u2", at=T0 + timedelta(seconds=4))
+
+    opening = tracker.detected(first)
+    assert opening is not None
+    assert not tracker.should_publish(opening, root_cause_class="unknown", confidence=0.2)
+    tracker.handled(first.event_id)
+
+    later = tracker.detected(second)
+    assert later is not None and later.opening and later.incident_id == opening.incident_id
+    assert tracker.should_publish(later, root_cause_class="sequencer_stall", confidence=0.5)
+
+
 def test_incident_closes_after_all_anomalies_resolve_and_a_quiet_period() -> None:
     tracker = IncidentTracker(quiet_s=60)
     first = anomaly("op-geth", "cpuUsage", 97.0, event_id="b1")

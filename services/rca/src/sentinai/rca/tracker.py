@@ -86,6 +86,10 @@ class IncidentTracker:
         self, trigger: Trigger, *, root_cause_class: RootCauseClass, confidence: float
     ) -> bool:
         current = next((i for i in self.incidents.values() if i.incident_id == trigger.incident_id), None)
+        if current is not None and current.published_class is None and root_cause_class == "unknown":
+            # An opening that no signature explains says nothing the anomaly did not: hold it back so the
+            # incident's first published answer is a conclusive one (its anomalies stay visible anyway).
+            return False
         if trigger.opening or current is None or current.published_class is None:
             return True
         if root_cause_class != current.published_class:
