@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-loop bench-api bench-nab bench-scaling eval asyncapi clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling eval asyncapi clean
 
 setup: $(STAMP) $(ANVIL) chromium
 
@@ -53,6 +53,10 @@ format: setup
 
 bench-pipeline: setup
 	$(BIN)/python bench/pipeline.py
+
+# N twin chains at 1 Hz through `sentinai up`, 10 min per N: BENCH_LOAD_ARGS="--duration 120 --chains 50,100".
+bench-load: setup
+	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
 
 bench-loop: setup
 	$(BIN)/python bench/loop.py

@@ -7,11 +7,12 @@ publisher that retries with the same ``Nats-Msg-Id`` stores the message once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from faststream.nats import JStream
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import BadRequestError, NotFoundError
 
 from sentinai.common import subjects
@@ -27,6 +28,8 @@ class StreamSpec:
     max_age_s: float
     max_bytes: int
     duplicate_window_s: float = 120.0
+    # Only TELEMETRY: its metric samples are what detector partitions split by chain.
+    partitionable: bool = False
 
     def ref(self) -> JStream:
         """The stream for a faststream subscriber, which must never (re)declare it.
@@ -36,7 +39,11 @@ class StreamSpec:
         """
         return JStream(self.name, declare=False)
 
-    def config(self) -> StreamConfig:
+    def config(self, *, partitions: int = 1) -> StreamConfig:
+        transform = None
+        if self.partitionable and partitions > 1:
+            src, dest = subjects.metrics_raw_transform(partitions)
+            transform = SubjectTransform(src=src, dest=dest)
         return StreamConfig(
             name=self.name,
             subjects=list(self.subjects),
@@ -46,6 +53,7 @@ class StreamSpec:
             max_age=self.max_age_s,
             max_bytes=self.max_bytes,
             duplicate_window=self.duplicate_window_s,
+            subject_transform=transform,
         )
 
 
@@ -54,6 +62,7 @@ TELEMETRY = StreamSpec(
     subjects=(f"{subjects.METRICS_RAW}.>", f"{subjects.LOGS_RAW}.>"),
     max_age_s=2 * HOUR,
     max_bytes=2 * 1024**3,
+    partitionable=True,
 )
 EVENTS = StreamSpec(
     name="EVENTS",
@@ -94,19 +103,36 @@ DEAD_LETTER = StreamSpec(
 ALL: tuple[StreamSpec, ...] = (TELEMETRY, EVENTS, ACTIONS, AUDIT, DEAD_LETTER)
 
 
-async def ensure_streams(js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL) -> None:
-    """Create each stream, or bring an existing one to the declared config. Safe to call repeatedly."""
+_PARTITION = re.compile(r"\{\{\s*partition\((\d+),")
+
+
+def partitions_of(config: StreamConfig) -> int:
+    """The detector partition count an existing stream is configured for (1: not partitioned)."""
+    transform = config.subject_transform
+    found = _PARTITION.search(transform.dest or "") if transform is not None else None
+    return int(found.group(1)) if found else 1
+
+
+async def ensure_streams(
+    js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL, *, partitions: int | None = None
+) -> None:
+    """Create each stream, or bring an existing one to the declared config. Safe to call repeatedly.
+
+    ``partitions`` is the detector partition count (``ServiceSettings.partitions``); ``None`` keeps
+    whatever partitioning an existing stream has, so a caller that does not know it cannot undo it.
+    """
     for spec in specs:
-        config = spec.config()
         try:
-            await js.stream_info(spec.name)
+            info = await js.stream_info(spec.name)
         except NotFoundError:
             try:
-                await js.add_stream(config)
+                await js.add_stream(spec.config(partitions=partitions or 1))
             except BadRequestError as exc:
                 # Another process won the race to create it; fall through to the update.
                 if exc.err_code != 10058:  # stream name already in use
                     raise
             else:
                 continue
-        await js.update_stream(config)
+            info = await js.stream_info(spec.name)
+        current = partitions_of(info.config) if partitions is None else partitions
+        await js.update_stream(spec.config(partitions=current))

@@ -24,6 +24,8 @@ AUDIT = "audit"
 DEAD_LETTER = "deadletter"
 
 METRICS_RAW_ALL = f"{METRICS_RAW}.*.*"
+# Every stored sample whether TELEMETRY is partitioned or not: the filter for consumers of all chains.
+METRICS_RAW_ANY = f"{METRICS_RAW}.>"
 LOGS_RAW_ALL = f"{LOGS_RAW}.*.*"
 ANOMALY_DETECTED_ALL = f"{ANOMALY_DETECTED}.*"
 ANOMALY_RESOLVED_ALL = f"{ANOMALY_RESOLVED}.*"
@@ -57,14 +59,62 @@ def metrics_raw(chain_id: str, component: str) -> str:
     return f"{METRICS_RAW}.{token(chain_id)}.{token(component)}"
 
 
-def metrics_raw_chain(chain_id: str) -> str:
-    """Every component's samples of one chain (a wildcard subject, for subscribing only)."""
+def metrics_raw_chain(chain_id: str, *, partitions: int = 1) -> str:
+    """Every component's samples of one chain (a wildcard subject, for subscribing only).
+
+    ``partitions`` > 1 gives the form stored in TELEMETRY (a JetStream filter); core subscribers see
+    the subject as published and keep the default.
+    """
+    if partitions > 1:
+        return f"{METRICS_RAW}.{partition_of(chain_id, partitions)}.{token(chain_id)}.*"
     return f"{METRICS_RAW}.{token(chain_id)}.*"
 
 
-def metrics_raw_component(component: str) -> str:
+def metrics_raw_component(component: str, *, partitions: int = 1) -> str:
     """One component's samples of every chain (a wildcard subject, for subscribing only)."""
+    if partitions > 1:
+        return f"{METRICS_RAW}.*.*.{token(component)}"
     return f"{METRICS_RAW}.*.{token(component)}"
+
+
+# ------------------------------------------------------------------------------------ partitions
+# With P detector partitions, TELEMETRY stores ``metrics.raw.<chain>.<component>`` as
+# ``metrics.raw.<k>.<chain>.<component>`` (a stream subject transform, k = hash(chain) mod P), so
+# every chain's samples belong to exactly one detector. Publishers and core subscribers never see
+# the partition token; JetStream consumers filter on the stored form.
+
+
+def metrics_raw_all(partitions: int = 1) -> str:
+    """Every stored metric sample: the JetStream filter for ``partitions`` partitions."""
+    return f"{METRICS_RAW}.*.*.*" if partitions > 1 else METRICS_RAW_ALL
+
+
+def metrics_raw_partition(partition: int) -> str:
+    """The samples of partition ``partition`` (a JetStream filter on the stored form)."""
+    return f"{METRICS_RAW}.{partition}.>"
+
+
+def metrics_raw_transform(partitions: int) -> tuple[str, str]:
+    """Source and destination of the TELEMETRY subject transform that partitions by chain."""
+    return (
+        METRICS_RAW_ALL,
+        f"{METRICS_RAW}.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}",
+    )
+
+
+_FNV32_OFFSET = 0x811C9DC5
+_FNV32_PRIME = 0x01000193
+
+
+def partition_of(chain_id: str, partitions: int) -> int:
+    """The partition nats-server's ``partition(P,1)`` transform puts ``chain_id`` in (FNV-1a 32 mod P).
+
+    For what the transform cannot reach: log batches, which the owning detector selects itself.
+    """
+    h = _FNV32_OFFSET
+    for byte in token(chain_id).encode():
+        h = ((h ^ byte) * _FNV32_PRIME) & 0xFFFFFFFF
+    return h % partitions if partitions > 1 else 0
 
 
 def logs_raw(chain_id: str, component: str) -> str:
@@ -116,8 +166,13 @@ def dead_letter(service: str) -> str:
 
 
 def chain_of(subject: str) -> str | None:
-    """The chain token of a chain-scoped subject (``metrics.raw.<chain>.<component>`` …)."""
+    """The chain token of a chain-scoped subject (``metrics.raw.<chain>.<component>`` …).
+
+    A stored, partitioned sample (``metrics.raw.<k>.<chain>.<component>``) names its chain too.
+    """
     parts = subject.split(".")
+    if len(parts) == 5 and f"{parts[0]}.{parts[1]}" == METRICS_RAW:
+        return parts[3]
     if len(parts) >= 3 and f"{parts[0]}.{parts[1]}" in {
         METRICS_RAW,
         LOGS_RAW,

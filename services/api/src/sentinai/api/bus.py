@@ -58,7 +58,7 @@ def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], dateti
     decisions_window = timedelta(hours=settings.replay_hours)
 
     @broker.subscriber(
-        subjects.METRICS_RAW_ALL, stream=streams.TELEMETRY.ref(), config=since(telemetry_window)
+        subjects.METRICS_RAW_ANY, stream=streams.TELEMETRY.ref(), config=since(telemetry_window)
     )
     async def on_sample(msg: NatsMessage) -> None:
         sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)

@@ -121,6 +121,8 @@ def build(settings: DetectorSettings, deps: Deps) -> Wiring:
     async def on_logs(msgs: Sequence[Msg]) -> None:
         outcomes: list[logic.Outcome] = []
         for msg in msgs:
+            if not owns(msg.subject, settings=settings):
+                continue
             batch = await dead.decode(LogBatch, subject=msg.subject, body=msg.data)
             if batch is not None:
                 outcomes += logic.evaluate_logs(deps.state, batch, settings=settings)
@@ -134,11 +136,37 @@ def build(settings: DetectorSettings, deps: Deps) -> Wiring:
 
 
 def metrics_durable(settings: DetectorSettings) -> str:
+    if settings.partitioned:
+        return f"{settings.durable_prefix}-p{settings.partition}"
     return f"{settings.durable_prefix}-metrics"
 
 
 def logs_durable(settings: DetectorSettings) -> str:
+    if settings.partitioned:
+        return f"{settings.durable_prefix}-p{settings.partition}-logs"
     return f"{settings.durable_prefix}-logs"
+
+
+def metrics_filter(settings: DetectorSettings) -> str:
+    """This replica's samples: its partition of the stored form, or every sample when alone."""
+    if settings.partitioned and settings.partition is not None:
+        return subjects.metrics_raw_partition(settings.partition)
+    return subjects.METRICS_RAW_ALL
+
+
+def owns(subject: str, *, settings: DetectorSettings) -> bool:
+    """Whether this replica judges the chain of ``subject``.
+
+    Log batches are stored unpartitioned (a stream has one subject transform, spent on metrics), so
+    every replica reads them and keeps its own chains by the same hash the server uses for metrics.
+    """
+    if not settings.partitioned:
+        return True
+    chain = subjects.chain_of(subject)
+    try:
+        return chain is not None and subjects.partition_of(chain, settings.partitions) == settings.partition
+    except subjects.InvalidTokenError:
+        return settings.partition == 0  # someone must dead-letter it; partition 0 does
 
 
 def consumer_config(
@@ -174,7 +202,7 @@ async def prepare_consumers(js: JetStreamContext, settings: DetectorSettings, *,
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         await js.delete_consumer(streams.TELEMETRY.name, name)
     start = None if settings.replay_s <= 0 else now - timedelta(seconds=settings.replay_s)
-    config = consumer_config(name, subjects.METRICS_RAW_ALL, settings=settings, start=start)
+    config = consumer_config(name, metrics_filter(settings), settings=settings, start=start)
     await js.add_consumer(streams.TELEMETRY.name, config=config)
 
     name = logs_durable(settings)

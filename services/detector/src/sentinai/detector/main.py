@@ -36,7 +36,8 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         # Streams and the replaying metrics consumer must exist before the loops bind to them.
         await broker.connect()
         js = broker.config.connection_state.stream
-        await ensure_streams(js)
+        # The detectors own the partition count: they set (or remove) the TELEMETRY transform.
+        await ensure_streams(js, partitions=settings.partitions)
         deps.replay.until_seq = await bus.prepare_consumers(js, settings, now=utcnow())
 
     async def start_pumps() -> None:

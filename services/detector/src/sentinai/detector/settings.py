@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sentinai.common.settings import ServiceSettings
@@ -45,3 +45,24 @@ class DetectorSettings(ServiceSettings):
     durable_prefix: str = Field(default="detector", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8082, ge=0, le=65535)
+    # Scale-out: this process owns partition `partition` of `partitions` (subject-based, by chain).
+    # The detectors own the count: they set the TELEMETRY transform; other services keep what is set.
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("SENTINAI_DETECTOR_PARTITIONS", "SENTINAI_PARTITIONS"),
+    )
+    partition: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _owns_one_partition(self) -> Self:
+        if self.partitions > 1 and self.partition is None:
+            raise ValueError("SENTINAI_DETECTOR_PARTITION is required when SENTINAI_DETECTOR_PARTITIONS > 1")
+        if self.partition is not None and self.partition >= self.partitions:
+            raise ValueError(f"partition {self.partition} is not one of 0..{self.partitions - 1}")
+        return self
+
+    @property
+    def partitioned(self) -> bool:
+        return self.partitions > 1

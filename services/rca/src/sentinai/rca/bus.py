@@ -84,7 +84,7 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
     one = PullSub(batch_size=1, timeout=1.0)
 
     @broker.subscriber(
-        subjects.METRICS_RAW_ALL,
+        subjects.METRICS_RAW_ANY,
         stream=streams.TELEMETRY.ref(),
         durable=f"{prefix}-metrics",
         deliver_policy=DeliverPolicy.BY_START_TIME,
