@@ -218,6 +218,7 @@ class Live:
             horizon_s=s.horizon_s,
             headroom=s.headroom,
             down_headroom=s.down_headroom,
+            up_tolerance=s.up_tolerance,
             chain_id=CHAIN,
             now=now,
             min_points=s.min_points,

@@ -204,6 +204,30 @@ def test_recommend_picks_the_smallest_step_with_headroom(
     assert logic.recommend(forecast(upper), ladder=LADDER, current_vcpu=current, headroom=0.25) == expected
 
 
+@pytest.mark.parametrize(
+    ("level", "ceiling", "expected"),
+    [
+        pytest.param(3.0, 4.3, 4.0, id="ceiling-just-over-the-step-stays"),
+        pytest.param(3.0, 4.5, 8.0, id="ceiling-well-over-the-step-goes-up"),
+        pytest.param(3.9, 4.2, 8.0, id="pinned-level-always-goes-up"),
+    ],
+)
+def test_a_step_up_needs_the_ceiling_past_the_tolerance(
+    level: float, ceiling: float, expected: float
+) -> None:
+    f = Forecast(
+        point_cores=level,
+        upper_cores=ceiling,
+        trend="stable",
+        slope_per_min=0.0,
+        key_factors=(),
+        coverage=None,
+        ceiling_cores=ceiling,
+    )
+    vcpu = logic.recommend(f, ladder=LADDER, current_vcpu=4.0, headroom=0.0, up_tolerance=0.1)
+    assert vcpu == expected
+
+
 def test_recommend_respects_a_smaller_ladder() -> None:
     assert logic.recommend(forecast(5.0), ladder=(4.0, 1.0, 2.0), current_vcpu=1.0, headroom=0.2) == 4.0
 

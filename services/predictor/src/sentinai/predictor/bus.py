@@ -54,8 +54,10 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
         # faststream warns that a durable push consumer cannot be shared by replicas; the predictor
         # runs one replica by design (its history is in memory), and the durable survives reconnects.
         warnings.filterwarnings("ignore", message=".*`durable` option", category=RuntimeWarning)
+        # Every stored form (plain or partitioned by the detectors) reaches this durable; samples of
+        # other components are acknowledged and skipped in the handler.
         subscriber = broker.subscriber(
-            subjects.metrics_raw_component(COMPONENT),
+            subjects.METRICS_RAW_ANY,
             stream=streams.TELEMETRY.ref(),
             durable=settings.durable,
             deliver_policy=DeliverPolicy.BY_START_TIME,
@@ -70,7 +72,7 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
     @subscriber
     async def on_sample(msg: NatsMessage) -> None:
         sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)
-        if sample is not None:
+        if sample is not None and sample.component == COMPONENT:
             deps.state.add(sample)
             MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc()
 
@@ -90,6 +92,7 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
                     horizon_s=settings.horizon_s,
                     headroom=settings.headroom,
                     down_headroom=settings.down_headroom,
+                    up_tolerance=settings.up_tolerance,
                     chain_id=chain,
                     now=newest,
                     min_points=settings.min_points,

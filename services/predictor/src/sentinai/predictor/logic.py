@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,9 +190,7 @@ class StatForecaster:
         return self.series(history).demand
 
     def series(self, history: Sequence[Point]) -> _Series:
-        cpu = _column(history, "cpu_cores")
-        request = _column(history, "cpu_request")
-        interval = _column(history, "block_interval")
+        t, cpu, request, pool, gas, interval = _columns(history)
         measured = ~np.isnan(cpu)
         saturated = measured & (request > 0) & (cpu >= SATURATED_SHARE * np.nan_to_num(request))
         relaxed = interval[measured & ~saturated & ~np.isnan(interval)]
@@ -211,10 +210,10 @@ class StatForecaster:
             stretch = at_point[measured]
         demand = np.where(saturated, cpu * pressure, cpu)[measured]
         return _Series(
-            t=_column(history, "t")[measured],
+            t=t[measured],
             demand=demand,
-            pool=_signal(history, "tx_pool", measured),
-            gas=_signal(history, "gas_used_ratio", measured),
+            pool=_signal(pool, measured),
+            gas=_signal(gas, measured),
             stretch=stretch,
             nominal_interval=nominal,
         )
@@ -265,7 +264,7 @@ class StatForecaster:
         width = self.neighbours * np.maximum(new_levels, MIN_LEVEL_CORES)
         close = np.abs(old_levels[None, :] - new_levels[:, None]) <= width[:, None]
         close[close.sum(axis=1) < self.min_rows // 4] = True
-        bounds = np.nanquantile(np.where(close, old[None, :], np.nan), self.quantile, axis=1)
+        bounds = _row_quantiles(np.where(close, old[None, :], np.nan), self.quantile)
         return int(np.count_nonzero(new <= np.maximum(bounds, MIN_SPREAD_CORES))), checked
 
     def _factors(
@@ -304,16 +303,17 @@ class StatForecaster:
         return tuple(factors)
 
 
-def _column(history: Sequence[Point], name: str) -> Array:
-    values = (getattr(p, name) for p in history)
-    return np.fromiter((np.nan if v is None else v for v in values), dtype=np.float64, count=len(history))
+def _columns(history: Sequence[Point]) -> Array:
+    """t, cpu, request, pool, gas, interval as the rows of one array (None as NaN), in one pass."""
+    rows = [(p.t, p.cpu_cores, p.cpu_request, p.tx_pool, p.gas_used_ratio, p.block_interval) for p in history]
+    return np.array(rows, dtype=np.float64).reshape(len(history), 6).T
 
 
-def _signal(history: Sequence[Point], name: str, measured: npt.NDArray[np.bool_]) -> Array | None:
+def _signal(column: Array, measured: npt.NDArray[np.bool_]) -> Array | None:
     """An L2 signal at the measured points, gaps carried forward; None when the history has none."""
-    if all(getattr(p, name) is None for p in history):
+    if np.isnan(column).all():
         return None
-    return _filled(_column(history, name))[measured]
+    return _filled(column)[measured]
 
 
 def _filled(x: Array) -> Array:
@@ -333,12 +333,28 @@ def _steps(t: Array, seconds: float) -> int:
 
 def _rolling_median(x: Array, k: int) -> Array:
     """The median of each value and the ``k - 1`` before it (fewer at the start)."""
-    if len(x) == 0:
-        return x
-    padded = np.r_[np.full(k - 1, np.nan), x]
-    return np.asarray(
-        np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, k), axis=1), dtype=np.float64
-    )
+    head = min(k - 1, len(x))
+    out = np.empty_like(x)
+    # The first values have fewer than ``k`` before them: a few scalar medians. The rest in one call
+    # (nanmedian over padded windows goes through masked arrays and costs ~10x more).
+    for i in range(head):
+        out[i] = statistics.median(x[: i + 1].tolist())
+    if len(x) >= k:
+        out[k - 1 :] = np.median(np.lib.stride_tricks.sliding_window_view(x, k), axis=1)
+    return out
+
+
+def _row_quantiles(x: Array, q: float) -> Array:
+    """``np.nanquantile(x, q, axis=1)`` (linear interpolation) without a per-row Python loop."""
+    ordered = np.sort(x, axis=1)  # NaN sorts last
+    n = np.count_nonzero(~np.isnan(x), axis=1)
+    position = q * np.maximum(n - 1, 0)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, np.maximum(n - 1, 0))
+    rows = np.arange(len(x))
+    lo, hi = ordered[rows, below], ordered[rows, above]
+    frac = position - below
+    return np.asarray(np.where(frac >= 0.5, hi - (hi - lo) * (1 - frac), lo + (hi - lo) * frac))
 
 
 def _lagged(x: Array, k: int) -> Array:
@@ -434,15 +450,25 @@ def recommend(
     current_vcpu: float | None,
     headroom: float,
     down_headroom: float | None = None,
+    up_tolerance: float = 0.0,
 ) -> float:
     """The smallest ladder step ≥ ceiling × (1 + headroom), capped at the top of the ladder.
 
     Going down needs ``down_headroom`` (default twice ``headroom``) to fit the lower step, so a
     forecast hovering at a step boundary does not flap between scale-down and scale-up proposals.
+    Going up needs the sized ceiling to pass the current step by ``up_tolerance``, unless the level
+    already fills the step: a ceiling a few percent over it is noise in a high quantile, not a reason
+    to restart op-geth twice, while a pinned op-geth always goes up.
     """
     steps = sorted(ladder)
     ceiling = forecast.upper_cores if forecast.ceiling_cores is None else forecast.ceiling_cores
     target = next((s for s in steps if s >= ceiling * (1 + headroom)), steps[-1])
+    if (
+        current_vcpu is not None
+        and target > current_vcpu >= ceiling * (1 + headroom) / (1 + up_tolerance)
+        and forecast.point_cores < SATURATED_SHARE * current_vcpu
+    ):
+        return current_vcpu
     down = 2 * headroom if down_headroom is None else down_headroom
     if current_vcpu is not None and target < current_vcpu and ceiling * (1 + down) > target:
         return min(current_vcpu, next((s for s in steps if s >= ceiling * (1 + down)), steps[-1]))
@@ -466,6 +492,7 @@ def predict(
     now: datetime,
     min_points: int = 10,
     down_headroom: float | None = None,
+    up_tolerance: float = 0.0,
 ) -> PredictionMade | None:
     """The vCPU op-geth should have ``horizon_s`` from ``now``; ``None`` with too little history."""
     measured = [p for p in history if p.cpu_cores is not None]
@@ -474,7 +501,12 @@ def predict(
     forecast = forecaster.forecast(history, horizon_s=horizon_s)
     current = measured[-1].cpu_request
     vcpu = recommend(
-        forecast, ladder=ladder, current_vcpu=current, headroom=headroom, down_headroom=down_headroom
+        forecast,
+        ladder=ladder,
+        current_vcpu=current,
+        headroom=headroom,
+        down_headroom=down_headroom,
+        up_tolerance=up_tolerance,
     )
     # Deterministic per (chain, model, newest sample): a replayed tick is stored once by JetStream.
     key = f"{chain_id}|{forecaster.name}|{now.isoformat()}|{horizon_s}"
