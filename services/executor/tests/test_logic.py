@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,35 @@ def test_rollback_restores_exactly_what_the_patch_changed() -> None:
     assert containers(rollback) == [
         {"name": "op-geth", "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": None}}}
     ]
+
+
+def test_captured_workload_round_trips_through_the_effect_record() -> None:
+    assert logic.workload_from_previous(GETH.previous()) == GETH
+
+
+@pytest.mark.parametrize(
+    ("live_resources", "landed"),
+    [
+        pytest.param(GETH.resources, False, id="untouched"),
+        pytest.param({"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2"}}, True, id="in"),
+        pytest.param({"requests": {"cpu": "2000m"}, "limits": {"cpu": "2"}}, True, id="in-other-units"),
+        pytest.param({"requests": {"cpu": "2"}}, False, id="half-in"),
+    ],
+)
+def test_patch_landed_compares_the_live_workload_with_the_patch(
+    live_resources: dict[str, dict[str, str]], landed: bool
+) -> None:
+    body = logic.patch_for(ScaleCpu(component="op-geth", vcpu=2), GETH, now=NOW)
+    assert body is not None
+    assert logic.patch_landed(replace(GETH, generation=2, resources=live_resources), body) is landed
+
+
+def test_restart_landed_when_the_live_template_carries_its_annotation() -> None:
+    body = logic.patch_for(RestartComponent(component="op-geth"), GETH, now=NOW)
+    assert body is not None
+    assert not logic.patch_landed(GETH, body)
+    stamp = {logic.RESTARTED_AT: NOW.isoformat(timespec="seconds")}
+    assert logic.patch_landed(replace(GETH, generation=2, annotations=stamp), body)
 
 
 def test_workload_from_api_json_captures_resources_and_annotations() -> None:

@@ -164,7 +164,7 @@ def test_oom_raises_memory_above_the_quoted_working_set() -> None:
 @pytest.mark.parametrize(
     ("cause", "component", "metric", "below"),
     [
-        ("op_geth_cpu_saturation", "op-geth", "cpuUsage", 80.0),
+        ("op_geth_cpu_saturation", "op-geth", "cpuUsage", 95.0),
         ("sequencer_stall", "op-geth", "secondsSinceHead", 6.0),
         ("engine_api_failure", "op-geth", "secondsSinceHead", 6.0),
         ("l1_rpc_outage", "op-node", "l1HeadAge", 120.0),

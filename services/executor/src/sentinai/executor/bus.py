@@ -18,15 +18,11 @@ from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, publish_event
 from sentinai.common.decisions import ActionApproved
 from sentinai.common.events import Event
 from sentinai.common.streams import StreamSpec
-from sentinai.executor.runner import Executor
+from sentinai.executor.runner import Busy, Executor
 from sentinai.executor.settings import ExecutorSettings
 
 SERVICE = "executor"
 log = logging.getLogger(__name__)
-
-# A verification outlasts JetStream's ack wait; progress beats keep the message ours meanwhile.
-ACK_WAIT_S = 30.0
-PROGRESS_EVERY_S = 10.0
 
 FAILURES = Counter("sentinai_executor_failures_total", "Approved actions naked for redelivery", ["chain"])
 
@@ -64,10 +60,12 @@ class Inflight:
 
 
 @contextlib.asynccontextmanager
-async def _in_progress(msg: NatsMessage) -> AsyncIterator[None]:
+async def _in_progress(msg: NatsMessage, *, every_s: float) -> AsyncIterator[None]:
+    """A verification outlasts JetStream's ack wait; progress beats keep the message ours meanwhile."""
+
     async def beat() -> None:
         while True:
-            await asyncio.sleep(PROGRESS_EVERY_S)  # a heartbeat period, not a wait for a condition
+            await asyncio.sleep(every_s)  # a heartbeat period, not a wait for a condition
             await msg.in_progress()
 
     task = asyncio.create_task(beat())
@@ -90,7 +88,7 @@ def subscribe(
         # The queue group is also the durable consumer's name (nats-py binds them): replicas share
         # it and each approval goes to one of them; the effect record stops any second delivery.
         queue=settings.durable,
-        config=ConsumerConfig(ack_wait=ACK_WAIT_S),
+        config=ConsumerConfig(ack_wait=settings.ack_wait_s),
         ack_policy=AckPolicy.MANUAL,
         max_workers=settings.max_concurrent,
     )
@@ -102,8 +100,13 @@ def subscribe(
         if approved is not None:
             jsonlog.bind(chain=approved.chain_id, correlation_id=approved.correlation_id)
             try:
-                async with inflight.track(), _in_progress(msg):
+                async with inflight.track(), _in_progress(msg, every_s=settings.beat_every_s):
                     await executor.handle(approved)
+            except Busy as exc:
+                # Another executor holds the action and is alive: ask again once it may have finished.
+                log.info("approved action busy elsewhere, asking again later", extra={"reason": str(exc)})
+                await msg.nack(delay=settings.beat_every_s)
+                return
             except Exception:
                 FAILURES.labels(approved.chain_id).inc()
                 log.exception("approved action failed, naked for redelivery")

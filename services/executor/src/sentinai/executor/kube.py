@@ -90,13 +90,16 @@ class KubeWriter:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
 
-    async def _call(self, what: str, call: Callable[[], T]) -> T:
+    async def _call(self, what: str, call: Callable[[], T], *, retried: list[str] | None = None) -> T:
+        """``call`` with retries; each transient error that was retried is appended to ``retried``."""
         for attempt in range(self.retries + 1):
             try:
                 return await self._once(what, call)
             except KubeError as exc:
                 if not _transient(exc.status) or attempt == self.retries:
                     raise
+                if retried is not None:
+                    retried.append(str(exc))
                 delay = self.backoff_s * 2**attempt
                 log.warning("kubernetes call failed, retrying", extra={"what": what, "error": str(exc)})
                 await asyncio.sleep(delay)  # back-off between attempts, not a wait for a condition
@@ -152,7 +155,9 @@ class KubeWriter:
             f"no StatefulSet or Deployment for {component} in namespace {self.namespace}", status=404
         )
 
-    async def patch(self, workload: Workload, body: Body) -> dict[str, Any]:
+    async def patch(
+        self, workload: Workload, body: Body, *, retried: list[str] | None = None
+    ) -> dict[str, Any]:
         patch = (
             self._apps.patch_namespaced_stateful_set
             if workload.kind == "StatefulSet"
@@ -171,7 +176,9 @@ class KubeWriter:
                 )
             )
 
-        return await self._call(f"patch {workload.kind} {self.namespace}/{workload.name}", call)
+        return await self._call(
+            f"patch {workload.kind} {self.namespace}/{workload.name}", call, retried=retried
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -142,6 +142,44 @@ def workload_from_json(obj: Mapping[str, Any], *, component: str) -> Workload:
     )
 
 
+def workload_from_previous(previous: Mapping[str, Any]) -> Workload:
+    """The ``Workload`` that ``Workload.previous()`` captured (kept in the effect record)."""
+    return Workload(
+        kind="StatefulSet" if previous.get("kind") == "StatefulSet" else "Deployment",
+        name=str(previous["name"]),
+        namespace=str(previous["namespace"]),
+        container=str(previous["container"]),
+        generation=int(previous.get("generation") or 0),
+        resources={
+            section: {k: str(v) for k, v in values.items()}
+            for section, values in (previous.get("resources") or {}).items()
+        },
+        annotations={k: str(v) for k, v in (previous.get("templateAnnotations") or {}).items()},
+    )
+
+
+def _same_quantity(live: str | None, wanted: str | None) -> bool:
+    if live is None or wanted is None:
+        return live == wanted
+    a, b = quantity(live), quantity(wanted)
+    return a == b if a is not None and b is not None else live == wanted
+
+
+def patch_landed(live: Workload, forward: Body) -> bool:
+    """Does ``live`` already carry everything ``forward`` sets? (Quantities compare by value.)"""
+    template = forward.get("spec", {}).get("template", {})
+    wanted_annotations: Mapping[str, str] = (template.get("metadata") or {}).get("annotations") or {}
+    if any(live.annotations.get(k) != v for k, v in wanted_annotations.items()):
+        return False
+    containers = (template.get("spec") or {}).get("containers") or []
+    changed: Mapping[str, Mapping[str, str | None]] = containers[0].get("resources", {}) if containers else {}
+    return all(
+        _same_quantity(live.resources.get(section, {}).get(key), value)
+        for section, values in changed.items()
+        for key, value in values.items()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Rollout:
     generation: int

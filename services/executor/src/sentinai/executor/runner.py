@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -48,15 +49,61 @@ class EffectRecord(BaseModel):
 
     ``done`` holds the events to publish; ``published`` means they are on the bus. A redelivery
     that finds ``done`` publishes them again under the same event ids (JetStream drops repeats).
+    While ``executing``, the holder refreshes ``beat_at``; just before it patches, it records the
+    captured spec and the patch, so whoever finds the record orphaned (the holder was killed) can
+    tell from the live workload whether the patch went in, and verify or redo it.
     """
 
     state: Literal["executing", "done", "published"]
     executor: str
     started_at: AwareDatetime
+    beat_at: AwareDatetime | None = None
     events: list[str] = []
+    previous: dict[str, Any] | None = None
+    patch: dict[str, Any] | None = None
 
     def dump(self) -> bytes:
         return self.model_dump_json().encode()
+
+    def silent_s(self, now: datetime) -> float:
+        """Seconds since the holder last showed it was alive."""
+        return (now - (self.beat_at or self.started_at)).total_seconds()
+
+
+class Busy(RuntimeError):
+    """Another executor is carrying out this action and is alive: ask again later."""
+
+
+class _Keeper:
+    """Keeps one action's effect record current while it runs: saved on change, refreshed on a beat."""
+
+    def __init__(self, store: StateStore, key: str, record: EffectRecord, *, ttl_s: float) -> None:
+        self.store = store
+        self.key = key
+        self.record = record
+        self.ttl_s = ttl_s
+
+    async def save(self, **update: Any) -> None:
+        self.record = self.record.model_copy(update=update)
+        await self.store.put(self.key, self.record.dump(), ttl_s=self.ttl_s)
+
+    @contextlib.asynccontextmanager
+    async def beating(self, every_s: float) -> AsyncIterator[None]:
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every_s)  # a heartbeat period, not a wait for a condition
+                try:
+                    await self.save(beat_at=utcnow())
+                except Exception as exc:  # a missed beat only makes the record look older
+                    log.warning("effect record heartbeat failed", extra={"error": f"{exc}"})
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @dataclass
@@ -108,29 +155,42 @@ class Executor:
     # ---------------------------------------------------------------------------------- the effect
 
     async def handle(self, approved: ActionApproved) -> ActionExecuted | None:
-        """Carry out ``approved`` unless its effect record exists; ``None`` when it already did."""
+        """Carry out ``approved`` unless its effect record exists; ``None`` when it already did.
+
+        Raises ``Busy`` while another live executor holds the action.
+        """
         key = logic.effect_key(approved.action_id)
         started = utcnow()
-        record = EffectRecord(state="executing", executor=self.instance, started_at=started)
+        record = EffectRecord(state="executing", executor=self.instance, started_at=started, beat_at=started)
         if not await self.store.create(key, record.dump(), ttl_s=self.settings.effect_ttl_s):
-            await self._already_handled(key, approved)
-            return None
-        attempt = Attempt()
+            return await self._already_handled(key, approved)
+        return await self._run(approved, _Keeper(self.store, key, record, ttl_s=self.settings.effect_ttl_s))
+
+    async def _run(
+        self, approved: ActionApproved, keeper: _Keeper, *, orphan: EffectRecord | None = None
+    ) -> ActionExecuted:
+        started = utcnow()
+        attempt = Attempt(applied=orphan is not None and orphan.patch is not None)
         try:
-            result = await self._execute(approved, attempt, started=started)
+            async with keeper.beating(self.settings.beat_every_s):
+                if orphan is not None and orphan.patch is not None:
+                    result = await self._resume(approved, orphan, attempt, keeper, started=started)
+                else:
+                    result = await self._execute(approved, attempt, keeper, started=started)
+                if orphan is not None and orphan.patch is None:
+                    note = f"executor {orphan.executor} stopped before it changed anything: executed again"
+                    result.audits.insert(0, self._recovered(approved, orphan, note))
         except BaseException:
             # Nothing applied yet: drop the record so the redelivery can try again. Once a patch may
-            # have gone in, the record stays and no redelivery ever applies it a second time.
+            # have gone in, the record stays (with the patch) and only a recovery that looks at the
+            # live workload ever touches the action again.
             if not attempt.applied:
-                await self.store.delete(key)
+                await self.store.delete(keeper.key)
             raise
         events: list[ActionExecuted | AuditRecorded] = [*result.audits, result.executed]
-        done = record.model_copy(update={"state": "done", "events": [e.to_json().decode() for e in events]})
-        await self.store.put(key, done.dump(), ttl_s=self.settings.effect_ttl_s)
+        await keeper.save(state="done", events=[e.to_json().decode() for e in events])
         await self._publish(*events)
-        await self.store.put(
-            key, done.model_copy(update={"state": "published"}).dump(), ttl_s=self.settings.effect_ttl_s
-        )
+        await keeper.save(state="published")
         executed = result.executed
         EXECUTIONS.labels(approved.chain_id, approved.action.kind, executed.outcome).inc()
         log.info(
@@ -144,11 +204,20 @@ class Executor:
         )
         return executed
 
-    async def _already_handled(self, key: str, approved: ActionApproved) -> None:
+    async def _already_handled(self, key: str, approved: ActionApproved) -> ActionExecuted | None:
         DUPLICATES.labels(approved.chain_id).inc()
         raw = await self.store.get(key)
         record = EffectRecord.model_validate_json(raw) if raw else None
-        if record is not None and record.state == "done":
+        if record is None:
+            raise Busy(f"the effect record of {approved.action_id} was released while we looked")
+        if record.state == "executing":
+            silent = record.silent_s(utcnow())
+            if silent <= self.settings.stale_after_s:
+                raise Busy(
+                    f"{record.executor} is executing {approved.action_id} ({silent:.0f}s since its beat)"
+                )
+            return await self._recover(key, approved, record, silent_s=silent)
+        if record.state == "done":
             # The previous attempt decided but may not have published: publish again, same ids.
             await self._publish(*(_decode_event(text) for text in record.events))
             await self.store.put(
@@ -156,8 +225,26 @@ class Executor:
             )
         log.info(
             "action already handled: nothing done",
-            extra={"actionId": approved.action_id, "state": record.state if record else "expired"},
+            extra={"actionId": approved.action_id, "state": record.state},
         )
+        return None
+
+    async def _recover(
+        self, key: str, approved: ActionApproved, orphan: EffectRecord, *, silent_s: float
+    ) -> ActionExecuted:
+        """Take over an action whose executor died mid-way (its record stopped beating)."""
+        # Of two executors finding the same orphan, one takes it; the other asks again later.
+        claim = f"recovery.{key}"
+        if not await self.store.create(claim, self.instance.encode(), ttl_s=self.settings.stale_after_s):
+            raise Busy(f"another executor is recovering {approved.action_id}")
+        log.warning(
+            "recovering an orphaned action",
+            extra={"actionId": approved.action_id, "executor": orphan.executor, "silentS": round(silent_s)},
+        )
+        mine = orphan.model_copy(update={"executor": self.instance, "beat_at": utcnow()})
+        keeper = _Keeper(self.store, key, mine, ttl_s=self.settings.effect_ttl_s)
+        await keeper.save()
+        return await self._run(approved, keeper, orphan=orphan)
 
     async def _publish(self, *events: ActionExecuted | AuditRecorded) -> None:
         for event in events:
@@ -170,7 +257,9 @@ class Executor:
 
     # -------------------------------------------------------------------------------- the decision
 
-    async def _execute(self, approved: ActionApproved, attempt: Attempt, *, started: datetime) -> Result:
+    async def _execute(
+        self, approved: ActionApproved, attempt: Attempt, keeper: _Keeper, *, started: datetime
+    ) -> Result:
         refusal = logic.recheck(
             approved,
             self.policy,
@@ -196,7 +285,45 @@ class Executor:
         if held is not None:
             return self._result(approved, "refused", held, started=started, audits=[("refused", held)])
         await self._publish(self._audit(approved, "executing", f"executing: {approved.action.summary()}"))
-        return await self._act(approved, cluster, component, attempt, started=started)
+        return await self._act(approved, cluster, component, attempt, keeper, started=started)
+
+    async def _resume(
+        self,
+        approved: ActionApproved,
+        orphan: EffectRecord,
+        attempt: Attempt,
+        keeper: _Keeper,
+        *,
+        started: datetime,
+    ) -> Result:
+        """Finish an orphan's patch: verify it (rolling back on failure) if it went in, else apply it."""
+        assert orphan.previous is not None and orphan.patch is not None
+        component = approved.action.target()
+        cluster = self.clusters.get(approved.chain_id)
+        if component is None or cluster is None:
+            raise RuntimeError(f"orphaned patch of {approved.action_id} without a component or cluster")
+        workload = logic.workload_from_previous(orphan.previous)
+        body: logic.Body = orphan.patch
+        target = f"{workload.kind} {workload.namespace}/{workload.name}"
+        live = await cluster.find(component)  # a failure leaves the record to the next redelivery
+        who = f"executor {orphan.executor} stopped mid-action"
+        if not logic.patch_landed(live, body):
+            note = f"{who}; its patch of {target} had not gone in: applying it now"
+            attempt.applied = False
+            result = await self._act(approved, cluster, component, attempt, keeper, started=started)
+        else:
+            note = f"{who}; its patch of {target} is in: verifying it again"
+            async with self.feed.watch(approved.chain_id) as samples:
+                result = await self._settle(
+                    approved, cluster, workload, body, samples,
+                    timings={}, began=time.monotonic(), started=started, details={"patch": body},
+                )  # fmt: skip
+        result.audits.insert(0, self._recovered(approved, orphan, note))
+        return result
+
+    def _recovered(self, approved: ActionApproved, orphan: EffectRecord, note: str) -> AuditRecorded:
+        details = {"orphanedBy": orphan.executor}
+        return self._audit(approved, "executing", f"recovered: {note}", details=details, key="recovered")
 
     async def _dry_run(
         self, approved: ActionApproved, cluster: KubeWriter | None, component: str, *, started: datetime
@@ -248,6 +375,7 @@ class Executor:
         cluster: KubeWriter,
         component: str,
         attempt: Attempt,
+        keeper: _Keeper,
         *,
         started: datetime,
     ) -> Result:
@@ -263,30 +391,57 @@ class Executor:
             return self._result(approved, "failed", detail, started=started, audits=[("failed", detail)])
         previous = workload.previous()
         target = f"{workload.kind} {workload.namespace}/{workload.name}"
+        retried: list[str] = []
+        details: dict[str, Any] = {"patch": body}
         async with self.feed.watch(approved.chain_id) as samples:
+            # Recorded before the patch leaves: if we die now, whoever recovers can compare.
+            await keeper.save(previous=previous, patch=body)
             began = time.monotonic()
             attempt.applied = True
             try:
-                await cluster.patch(workload, body)
+                await cluster.patch(workload, body, retried=retried)
             except KubeError as exc:
                 timings["patch"] = _ms(began)
                 undo = await self._undo(cluster, workload, body)
-                detail = f"patch of {target} failed after retries: {exc}; {undo}"
+                detail = f"patch of {target} failed after {len(retried)} retried error(s): {exc}; {undo}"
                 return self._result(
                     approved, "failed", detail, started=started, timings=timings, previous=previous,
-                    audits=[("failed", detail)],
+                    audits=[("failed", detail)], details=details | {"retries": retried, "undo": undo},
                 )  # fmt: skip
             timings["patch"] = _ms(began)
-            try:
-                judgement = await self._verify(
-                    approved, cluster, workload, samples, timings=timings, began=began
-                )
-            except Exception as exc:  # the change is in: whatever went wrong, it must not stay half-verified
-                log.exception("verification could not run")
-                judgement = logic.Judgement(False, f"verification could not run: {type(exc).__name__}: {exc}")
-        details: dict[str, Any] = {"patch": body, "verification": judgement.reason}
+            if retried:
+                details["retries"] = retried
+            return await self._settle(
+                approved, cluster, workload, body, samples,
+                timings=timings, began=began, started=started, details=details,
+            )  # fmt: skip
+
+    async def _settle(
+        self,
+        approved: ActionApproved,
+        cluster: KubeWriter,
+        workload: logic.Workload,
+        body: logic.Body,
+        samples: Samples,
+        *,
+        timings: dict[str, float],
+        began: float,
+        started: datetime,
+        details: dict[str, Any],
+    ) -> Result:
+        """The patch is in: verify it, and roll it back if the chain does not get healthy."""
+        previous = workload.previous()
+        target = f"{workload.kind} {workload.namespace}/{workload.name}"
+        try:
+            judgement = await self._verify(approved, cluster, workload, samples, timings=timings, began=began)
+        except Exception as exc:  # the change is in: whatever went wrong, it must not stay half-verified
+            log.exception("verification could not run")
+            judgement = logic.Judgement(False, f"verification could not run: {type(exc).__name__}: {exc}")
+        details = details | {"verification": judgement.reason}
+        retries = len(details.get("retries", []))
+        after = f" after {retries} retried error(s)" if retries else ""
         if judgement.passed:
-            detail = f"{approved.action.summary()}: patched {target}, verified: {judgement.reason}"
+            detail = f"{approved.action.summary()}: patched {target}{after}, verified: {judgement.reason}"
             return self._result(
                 approved, "succeeded", detail, started=started, timings=timings, previous=previous,
                 audits=[("verified", judgement.reason), ("succeeded", detail)], details=details,
@@ -299,7 +454,7 @@ class Executor:
                 approved, "failed", detail, started=started, timings=timings, previous=previous,
                 audits=[failed, ("failed", detail)], details=details,
             )  # fmt: skip
-        began = time.monotonic()
+        rolled = time.monotonic()
         try:
             await cluster.patch(workload, rollback)
         except KubeError as exc:
@@ -308,7 +463,7 @@ class Executor:
                 approved, "failed", detail, started=started, timings=timings, previous=previous,
                 audits=[failed, ("failed", detail)], details=details | {"rollback": rollback},
             )  # fmt: skip
-        timings["rollback"] = _ms(began)
+        timings["rollback"] = _ms(rolled)
         detail = f"verification failed: {judgement.reason}; {target} rolled back to the previous spec"
         return self._result(
             approved, "rolled_back", detail, started=started, timings=timings, previous=previous,
@@ -402,9 +557,10 @@ class Executor:
         *,
         outcome: str | None = None,
         details: Mapping[str, Any] | None = None,
+        key: str | None = None,
     ) -> AuditRecorded:
         return AuditRecorded(
-            event_id=event_id(approved.action_id, f"audit/{kind}"),
+            event_id=event_id(approved.action_id, f"audit/{key or kind}"),
             correlation_id=approved.correlation_id,
             chain_id=approved.chain_id,
             kind=kind,

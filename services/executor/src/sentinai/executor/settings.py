@@ -43,6 +43,17 @@ class ExecutorSettings(ServiceSettings):
     effect_ttl_s: float = Field(default=90 * DAY, gt=0)
     durable: str = Field(default="executor", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     max_concurrent: int = Field(default=4, ge=1, le=64)
+    # JetStream redelivers an approval not acked (nor marked in progress) within this; a third of it
+    # is the heartbeat of a running action, two thirds the age at which its record counts as orphaned.
+    ack_wait_s: float = Field(default=30.0, ge=3)
     shutdown_grace_s: float = Field(default=30.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8085, ge=0, le=65535)
+
+    @property
+    def beat_every_s(self) -> float:
+        return self.ack_wait_s / 3
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.ack_wait_s * 2 / 3

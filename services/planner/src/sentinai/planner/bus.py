@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
+from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter
 
@@ -32,7 +33,7 @@ from sentinai.common.decisions import (
 )
 from sentinai.common.events import AnomalyResolved, utcnow
 from sentinai.common.policy import Policy
-from sentinai.common.state import StateStore
+from sentinai.common.state import StateStore, StateStoreError
 from sentinai.planner import logic
 from sentinai.planner.records import Ledger, Records
 from sentinai.planner.settings import PlannerSettings
@@ -43,6 +44,32 @@ log = logging.getLogger(__name__)
 PROPOSALS = Counter("sentinai_planner_proposals_total", "Proposals published", ["chain", "status", "tier"])
 DECISIONS = Counter("sentinai_planner_commands_total", "Command outcomes", ["chain", "outcome"])
 REPLAYS = Counter("sentinai_planner_replays_total", "Inputs whose proposals were already published")
+REDELIVERIES = Counter(
+    "sentinai_planner_redeliveries_total",
+    "Inputs handed back for later: the state store or bus was away",
+    ["kind"],
+)
+# The state store (Redis or NATS KV) or the bus being away is temporary: the input comes back later.
+TRANSIENT = (StateStoreError, NatsError, TimeoutError, ConnectionError)
+RETRY_AFTER_S = 2.0
+
+
+@contextlib.asynccontextmanager
+async def redelivered_on_outage(msg: NatsMessage, *, kind: str) -> AsyncIterator[None]:
+    """Hand the message back (nak with a delay) on a transient error, instead of faststream's reject.
+
+    faststream's default for an exception is to reject (terminate) the message: an approval that
+    arrived while Redis was down would be lost for good.
+    """
+    try:
+        yield
+    except TRANSIENT as exc:
+        REDELIVERIES.labels(kind).inc()
+        log.warning(
+            "state store or bus unavailable: message handed back for redelivery",
+            extra={"kind": kind, "error": f"{type(exc).__name__}: {exc}", "retryInS": RETRY_AFTER_S},
+        )
+        await msg.nack(delay=RETRY_AFTER_S)
 
 
 @dataclass
@@ -267,23 +294,24 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_rca(msg: NatsMessage) -> None:
-        rca = await dead.decode(RcaCompleted, subject=msg.raw_message.subject, body=msg.body)
-        if rca is None:
-            return
-        jsonlog.bind(chain=rca.chain_id, correlation_id=rca.correlation_id)
-        now = deps.clock()
-        proposals = logic.plan_rca(
-            rca,
-            policy=deps.policy,
-            now=now,
-            current_vcpu=deps.memory.current(rca.chain_id),
-            min_confidence=settings.min_rca_confidence,
-            min_notify_confidence=settings.min_notify_confidence,
-            block_time_s=settings.block_time_s,
-        )
-        for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
-            await planner.propose(proposal)
-        MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
+        async with redelivered_on_outage(msg, kind="rca_completed"):
+            rca = await dead.decode(RcaCompleted, subject=msg.raw_message.subject, body=msg.body)
+            if rca is None:
+                return
+            jsonlog.bind(chain=rca.chain_id, correlation_id=rca.correlation_id)
+            now = deps.clock()
+            proposals = logic.plan_rca(
+                rca,
+                policy=deps.policy,
+                now=now,
+                current_vcpu=deps.memory.current(rca.chain_id),
+                min_confidence=settings.min_rca_confidence,
+                min_notify_confidence=settings.min_notify_confidence,
+                block_time_s=settings.block_time_s,
+            )
+            for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
+                await planner.propose(proposal)
+            MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
 
     @broker.subscriber(
         subjects.PREDICTION_MADE_ALL,
@@ -293,20 +321,21 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_prediction(msg: NatsMessage) -> None:
-        pred = await dead.decode(PredictionMade, subject=msg.raw_message.subject, body=msg.body)
-        if pred is None:
-            return
-        jsonlog.bind(chain=pred.chain_id, correlation_id=pred.correlation_id)
-        for proposal in logic.plan_prediction(
-            pred,
-            policy=deps.policy,
-            now=deps.clock(),
-            state=deps.memory,
-            min_confidence=settings.min_prediction_confidence,
-            sustain_s=settings.scale_down_sustain_s,
-        ):
-            await planner.propose(proposal)
-        MESSAGES_HANDLED.labels(SERVICE, "prediction_made").inc()
+        async with redelivered_on_outage(msg, kind="prediction_made"):
+            pred = await dead.decode(PredictionMade, subject=msg.raw_message.subject, body=msg.body)
+            if pred is None:
+                return
+            jsonlog.bind(chain=pred.chain_id, correlation_id=pred.correlation_id)
+            for proposal in logic.plan_prediction(
+                pred,
+                policy=deps.policy,
+                now=deps.clock(),
+                state=deps.memory,
+                min_confidence=settings.min_prediction_confidence,
+                sustain_s=settings.scale_down_sustain_s,
+            ):
+                await planner.propose(proposal)
+            MESSAGES_HANDLED.labels(SERVICE, "prediction_made").inc()
 
     @broker.subscriber(
         subjects.ANOMALY_RESOLVED_ALL,
@@ -316,10 +345,27 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_resolved(msg: NatsMessage) -> None:
-        event = await dead.decode(AnomalyResolved, subject=msg.raw_message.subject, body=msg.body)
-        if event is not None:
-            await planner.resolved(event)
-            MESSAGES_HANDLED.labels(SERVICE, "anomaly_resolved").inc()
+        async with redelivered_on_outage(msg, kind="anomaly_resolved"):
+            event = await dead.decode(AnomalyResolved, subject=msg.raw_message.subject, body=msg.body)
+            if event is not None:
+                await planner.resolved(event)
+                MESSAGES_HANDLED.labels(SERVICE, "anomaly_resolved").inc()
+
+    _subscribe_actions(broker, planner, settings=settings, dead=dead, recent=recent)
+    return broker, planner
+
+
+def _subscribe_actions(
+    broker: NatsBroker,
+    planner: Planner,
+    *,
+    settings: PlannerSettings,
+    dead: DeadLetters,
+    recent: Callable[[], ConsumerConfig],
+) -> None:
+    """The consumers of the ACTIONS and AUDIT streams: commands, requests, outcomes, the audit model."""
+    deps, prefix = planner.deps, settings.durable_prefix
+    one = PullSub(batch_size=1, timeout=1.0)
 
     @broker.subscriber(
         subjects.ACTION_COMMAND_ALL,
@@ -329,11 +375,12 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_command(msg: NatsMessage) -> None:
-        cmd = await dead.decode(ActionCommand, subject=msg.raw_message.subject, body=msg.body)
-        if cmd is not None:
-            jsonlog.bind(chain=cmd.chain_id, correlation_id=cmd.correlation_id)
-            await planner.command(cmd)
-            MESSAGES_HANDLED.labels(SERVICE, "action_command").inc()
+        async with redelivered_on_outage(msg, kind="action_command"):
+            cmd = await dead.decode(ActionCommand, subject=msg.raw_message.subject, body=msg.body)
+            if cmd is not None:
+                jsonlog.bind(chain=cmd.chain_id, correlation_id=cmd.correlation_id)
+                await planner.command(cmd)
+                MESSAGES_HANDLED.labels(SERVICE, "action_command").inc()
 
     @broker.subscriber(
         subjects.ACTION_REQUESTED_ALL,
@@ -343,14 +390,15 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_request(msg: NatsMessage) -> None:
-        request = await dead.decode(ActionRequested, subject=msg.raw_message.subject, body=msg.body)
-        if request is not None:
-            jsonlog.bind(chain=request.chain_id, correlation_id=request.correlation_id)
-            proposal = logic.plan_request(
-                request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
-            )
-            await planner.propose(proposal)
-            MESSAGES_HANDLED.labels(SERVICE, "action_requested").inc()
+        async with redelivered_on_outage(msg, kind="action_requested"):
+            request = await dead.decode(ActionRequested, subject=msg.raw_message.subject, body=msg.body)
+            if request is not None:
+                jsonlog.bind(chain=request.chain_id, correlation_id=request.correlation_id)
+                proposal = logic.plan_request(
+                    request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
+                )
+                await planner.propose(proposal)
+                MESSAGES_HANDLED.labels(SERVICE, "action_requested").inc()
 
     @broker.subscriber(
         subjects.ACTION_EXECUTED_ALL,
@@ -360,10 +408,11 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_executed(msg: NatsMessage) -> None:
-        executed = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
-        if executed is not None:
-            logic.record_executed(executed, deps.memory)
-            MESSAGES_HANDLED.labels(SERVICE, "action_executed").inc()
+        async with redelivered_on_outage(msg, kind="action_executed"):
+            executed = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
+            if executed is not None:
+                logic.record_executed(executed, deps.memory)
+                MESSAGES_HANDLED.labels(SERVICE, "action_executed").inc()
 
     # The audit read model is rebuilt from the whole stream by a new durable.
     @broker.subscriber(
@@ -374,12 +423,11 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         pull_sub=one,
     )
     async def on_audit(msg: NatsMessage) -> None:
-        record = await dead.decode(AuditRecorded, subject=msg.raw_message.subject, body=msg.body)
-        if record is not None:
-            await planner.fold_audit(record)
-            MESSAGES_HANDLED.labels(SERVICE, "audit_recorded").inc()
-
-    return broker, planner
+        async with redelivered_on_outage(msg, kind="audit_recorded"):
+            record = await dead.decode(AuditRecorded, subject=msg.raw_message.subject, body=msg.body)
+            if record is not None:
+                await planner.fold_audit(record)
+                MESSAGES_HANDLED.labels(SERVICE, "audit_recorded").inc()
 
 
 @dataclass

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from sentinai.twin import incidents, kube, rpc, sim
+from sentinai.twin.faults import KubeFault, RpcMode
 from sentinai.twin.model import COMPONENTS, Component, digest
 from sentinai.twin.runtime import ChainRuntime, Twin
 
@@ -41,6 +42,10 @@ class IncidentRequest(BaseModel):
 
 class TrafficRequest(BaseModel):
     multiplier: float = Field(ge=0, le=1000)
+
+
+class RpcFaultRequest(BaseModel):
+    mode: RpcMode | None = None  # None clears the fault
 
 
 def build_app(twin: Twin, *, manual: bool) -> FastAPI:
@@ -94,11 +99,17 @@ def _answer(runtime: ChainRuntime, component: Component, request: Any) -> dict[s
 
 def _rpc_routes(app: FastAPI, twin: Twin) -> None:
     @app.post("/chains/{chain}/{component}")
-    async def json_rpc(chain: str, component: str, request: Request) -> JSONResponse:
+    async def json_rpc(chain: str, component: str, request: Request) -> Response:
         runtime = twin.chain(chain)
         if runtime is None or component not in COMPONENTS:
             return JSONResponse(_rpc_error(rpc.SERVER_ERROR, f"no such endpoint: {chain}/{component}"), 404)
         comp: Component = component
+        match twin.faults.rpc.get(chain):
+            case "down":
+                # What a load balancer answers when the node behind it is gone.
+                return Response(b"502 Bad Gateway: no healthy upstream", 502, media_type="text/plain")
+            case "hang":
+                await twin.faults.hang(chain)
         pod = runtime.state.pods[comp]
         if not pod.ready:
             # The container is restarting or scaled to zero: nothing answers on its port.
@@ -225,13 +236,31 @@ def _workload_routes(app: FastAPI, *, resource: str, kind: str) -> None:
         return {"apiVersion": "apps/v1", "kind": f"{kind}List", "metadata": {}, "items": items}
 
     @app.get(base + "/{name}", name=f"read_{resource}")
-    async def read_workload(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
+    async def read_workload(_: Auth, runtime: Namespace, name: str, request: Request) -> dict[str, Any]:
+        fault = _twin(request).faults.take_kube("get", runtime.chain)
+        if fault is not None:
+            await _misbehave(fault, resource=resource, name=name)
         return runtime.render_workload(runtime.workload(resource, name))
 
     @app.patch(base + "/{name}", name=f"patch_{resource}")
     async def patch_workload(_: Auth, runtime: Namespace, name: str, request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "")
-        return runtime.patch_workload(resource, name, await request.body(), content_type)
+        body = await request.body()
+        fault = _twin(request).faults.take_kube("patch", runtime.chain)
+        if fault is None:
+            return runtime.patch_workload(resource, name, body, content_type)
+        applied = runtime.patch_workload(resource, name, body, content_type) if fault.apply else None
+        await _misbehave(fault, resource=resource, name=name)
+        return applied or runtime.patch_workload(resource, name, body, content_type)
+
+
+async def _misbehave(fault: KubeFault, *, resource: str, name: str) -> None:
+    """Wait the fault's delay, then raise its error (a fault without a status only delays)."""
+    if fault.delay_s:
+        await asyncio.sleep(fault.delay_s)  # the slowness being simulated, not a wait for a condition
+    error = fault.error(resource=resource, name=name)
+    if error is not None:
+        raise error
 
 
 def _metrics_routes(app: FastAPI) -> None:
@@ -309,6 +338,27 @@ def _control_routes(app: FastAPI, twin: Twin) -> None:
     async def step(runtime: Chain, n: Annotated[int, Query(ge=1, le=MAX_STEP)] = 1) -> dict[str, object]:
         runtime.step(n)
         return sim.snapshot(runtime.state)
+
+    @app.post("/control/kube/faults", status_code=201)
+    async def add_kube_fault(fault: KubeFault) -> dict[str, object]:
+        twin.faults.kube.append(fault)
+        return twin.faults.report()
+
+    @app.get("/control/faults")
+    async def faults() -> dict[str, object]:
+        return twin.faults.report()
+
+    @app.delete("/control/faults")
+    async def clear_faults() -> dict[str, object]:
+        twin.faults.kube.clear()
+        for chain in list(twin.faults.rpc):
+            twin.faults.set_rpc(chain, None)
+        return twin.faults.report()
+
+    @app.put("/control/chains/{chain}/rpc-fault")
+    async def rpc_fault(runtime: Chain, body: RpcFaultRequest) -> dict[str, object]:
+        twin.faults.set_rpc(runtime.chain, body.mode)
+        return {"chain": runtime.chain, "mode": body.mode}
 
     @app.post("/control/chains/{chain}/traffic")
     async def traffic(runtime: Chain, body: TrafficRequest) -> dict[str, object]:

@@ -60,3 +60,41 @@ class TwinControl:
             self._http.post(f"/control/chains/{chain}/traffic", json={"multiplier": multiplier})
         )
         return answer
+
+    def kube_fault(
+        self,
+        *,
+        verb: str = "patch",
+        status: int = 500,
+        times: int = 1,
+        delay_s: float = 0.0,
+        apply: bool = False,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Make the next ``times`` Kubernetes ``verb`` requests fail (see ``sentinai.twin.faults``)."""
+        body = {
+            "verb": verb,
+            "status": status,
+            "times": times,
+            "delayS": delay_s,
+            "apply": apply,
+            "namespace": namespace,
+        }
+        report: dict[str, Any] = self._json(self._http.post("/control/kube/faults", json=body))
+        return report
+
+    def rpc_fault(self, chain: str, mode: str | None) -> dict[str, Any]:
+        """``"down"`` (502), ``"hang"`` (no answer until cleared) or ``None`` (healthy again)."""
+        answer: dict[str, Any] = self._json(
+            self._http.put(f"/control/chains/{chain}/rpc-fault", json={"mode": mode})
+        )
+        return answer
+
+    def faults(self) -> dict[str, Any]:
+        """Faults still armed and the Kubernetes requests seen, per verb and namespace."""
+        report: dict[str, Any] = self._json(self._http.get("/control/faults"))
+        return report
+
+    def clear_faults(self) -> dict[str, Any]:
+        report: dict[str, Any] = self._json(self._http.delete("/control/faults"))
+        return report

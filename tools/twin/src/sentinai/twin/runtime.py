@@ -10,6 +10,7 @@ from random import Random
 from typing import Any, Final
 
 from sentinai.twin import incidents, kube, quantity, rpc, sim
+from sentinai.twin.faults import Faults
 from sentinai.twin.model import COMPONENTS, ChainConfig, ChainState, Component, Incident, seed_for
 
 LOG_RING_LINES: Final = 2000
@@ -152,6 +153,7 @@ class Twin:
         self.chains = {c.chain: ChainRuntime(c) for c in configs}
         self.token = token
         self.speed = speed
+        self.faults = Faults()
 
     def chain(self, chain: str) -> ChainRuntime | None:
         return self.chains.get(chain)
