@@ -311,6 +311,8 @@ def test_the_eks_overlay_is_shaped_for_production() -> None:
     assert one(docs, "HorizontalPodAutoscaler", "api")["spec"]["minReplicas"] == 2
     nats = one(docs, "StatefulSet", "nats")
     assert nats["spec"]["replicas"] == 3
+    # Three peers are only worth having if every stream is kept on all of them.
+    assert one(docs, "ConfigMap", "sentinai-env")["data"]["SENTINAI_STREAM_REPLICAS"] == "3"
     cluster = one(docs, "ConfigMap", "nats-config")["data"]["cluster.conf"]
     assert [f"nats://nats-{i}.nats-headless:6222" in cluster for i in range(3)] == [True] * 3
     assert "include ./cluster.conf" in one(docs, "ConfigMap", "nats-config")["data"]["nats.conf"]

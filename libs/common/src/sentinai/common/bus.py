@@ -43,10 +43,10 @@ def build_broker(settings: ServiceSettings) -> NatsBroker:
     )
 
 
-async def start_broker(broker: NatsBroker) -> None:
+async def start_broker(broker: NatsBroker, *, replicas: int | None = None) -> None:
     """Connect, make sure every stream exists with our config, then start the subscribers."""
     await broker.connect()
-    await ensure_streams(broker.config.connection_state.stream)
+    await ensure_streams(broker.config.connection_state.stream, replicas=replicas)
     await broker.start()
 
 

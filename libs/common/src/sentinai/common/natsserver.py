@@ -35,11 +35,30 @@ class EmbeddedNats:
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     log_file: Path | None = None
+    # Clustering (a JetStream cluster of several of these on loopback): this server's route port and
+    # the route URLs of its peers. ``None`` runs a single server.
+    cluster_port: int | None = None
+    routes: tuple[str, ...] = ()
+    cluster_name: str = "sentinai"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def route_url(self) -> str:
+        if self.cluster_port is None:
+            raise ValueError("this server is not clustered")
+        return f"nats://{self.host}:{self.cluster_port}"
+
+    def _cluster_args(self) -> list[str]:
+        if self.cluster_port is None:
+            return []
+        args = ["--cluster", self.route_url, "--cluster_name", self.cluster_name]
+        if self.routes:
+            args += ["--routes", ",".join(self.routes)]
+        return args
 
     def start(self, *, timeout_s: float = 15.0) -> EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +75,7 @@ class EmbeddedNats:
                 str(self.data_dir),
                 "--server_name",
                 f"sentinai-{self.port}",
+                *self._cluster_args(),
             ],
             stdout=log,
             stderr=log,

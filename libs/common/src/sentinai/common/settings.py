@@ -28,3 +28,6 @@ class ServiceSettings(BaseSettings):
     state_dir: Path = Field(default=Path(".state"), validation_alias=_shared("STATE_DIR"))
     kv_bucket: str = Field(default="sentinai", validation_alias=_shared("KV_BUCKET"))
     connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias=_shared("CONNECT_TIMEOUT_S"))
+    # How many JetStream servers hold each stream (3 on a production NATS cluster). Unset: a new
+    # stream gets 1 and an existing one keeps its count.
+    stream_replicas: int | None = Field(default=None, ge=1, le=5, validation_alias=_shared("STREAM_REPLICAS"))

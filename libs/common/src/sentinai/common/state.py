@@ -78,12 +78,17 @@ class NatsKvStateStore:
         self._clock = clock
 
     @classmethod
-    async def open(cls, nc: NatsClient, bucket: str, *, clock: Clock = time.time) -> NatsKvStateStore:
+    async def open(
+        cls, nc: NatsClient, bucket: str, *, replicas: int | None = None, clock: Clock = time.time
+    ) -> NatsKvStateStore:
+        """The bucket, created with ``replicas`` copies (default 1) when missing."""
         js = nc.jetstream()
         try:
             kv = await js.key_value(bucket)
         except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=1, description="SentinAI state")
+            kv = await js.create_key_value(
+                bucket=bucket, history=1, description="SentinAI state", replicas=replicas or 1
+            )
         return cls(kv, clock=clock)
 
     async def get(self, key: str) -> bytes | None:
@@ -191,8 +196,10 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-async def open_state_store(*, nc: NatsClient, redis_url: str | None, bucket: str) -> StateStore:
+async def open_state_store(
+    *, nc: NatsClient, redis_url: str | None, bucket: str, replicas: int | None = None
+) -> StateStore:
     """Redis when a URL is configured, else the NATS KV bucket on the given connection."""
     if redis_url:
         return RedisStateStore.from_url(redis_url)
-    return await NatsKvStateStore.open(nc, bucket)
+    return await NatsKvStateStore.open(nc, bucket, replicas=replicas)

@@ -39,7 +39,7 @@ class StreamSpec:
         """
         return JStream(self.name, declare=False)
 
-    def config(self, *, partitions: int = 1) -> StreamConfig:
+    def config(self, *, partitions: int = 1, replicas: int = 1) -> StreamConfig:
         transform = None
         if self.partitionable and partitions > 1:
             src, dest = subjects.metrics_raw_transform(partitions)
@@ -54,6 +54,7 @@ class StreamSpec:
             max_bytes=self.max_bytes,
             duplicate_window=self.duplicate_window_s,
             subject_transform=transform,
+            num_replicas=replicas,
         )
 
 
@@ -114,19 +115,25 @@ def partitions_of(config: StreamConfig) -> int:
 
 
 async def ensure_streams(
-    js: JetStreamContext, specs: tuple[StreamSpec, ...] = ALL, *, partitions: int | None = None
+    js: JetStreamContext,
+    specs: tuple[StreamSpec, ...] = ALL,
+    *,
+    partitions: int | None = None,
+    replicas: int | None = None,
 ) -> None:
     """Create each stream, or bring an existing one to the declared config. Safe to call repeatedly.
 
     ``partitions`` is the detector partition count (``ServiceSettings.partitions``); ``None`` keeps
     whatever partitioning an existing stream has, so a caller that does not know it cannot undo it.
+    ``replicas`` (``ServiceSettings.stream_replicas``) is how many JetStream servers hold each
+    stream; ``None`` creates with 1 and keeps an existing stream's count, for the same reason.
     """
     for spec in specs:
         try:
             info = await js.stream_info(spec.name)
         except NotFoundError:
             try:
-                await js.add_stream(spec.config(partitions=partitions or 1))
+                await js.add_stream(spec.config(partitions=partitions or 1, replicas=replicas or 1))
             except BadRequestError as exc:
                 # Another process won the race to create it; fall through to the update.
                 if exc.err_code != 10058:  # stream name already in use
@@ -135,4 +142,5 @@ async def ensure_streams(
                 continue
             info = await js.stream_info(spec.name)
         current = partitions_of(info.config) if partitions is None else partitions
-        await js.update_stream(spec.config(partitions=current))
+        copies = (info.config.num_replicas or 1) if replicas is None else replicas
+        await js.update_stream(spec.config(partitions=current, replicas=copies))

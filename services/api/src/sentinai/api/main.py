@@ -34,7 +34,7 @@ def build_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await start_broker(broker)
+        await start_broker(broker, replicas=settings.stream_replicas)
         await lag.start()
         try:
             async with mcp_lifespan():

@@ -33,7 +33,9 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-async def connect(broker: NatsBroker, *, stop: asyncio.Event, retry_s: float = 2.0) -> bool:
+async def connect(
+    broker: NatsBroker, *, stop: asyncio.Event, retry_s: float = 2.0, replicas: int | None = None
+) -> bool:
     """Connect and ensure the telemetry stream; ``False`` if ``stop`` was set first.
 
     The broker's client retries forever until nats-server is up (it may start after us), so the
@@ -50,7 +52,9 @@ async def connect(broker: NatsBroker, *, stop: asyncio.Event, retry_s: float = 2
     connecting.result()
     while True:
         try:
-            await streams.ensure_streams(broker.connection.jetstream(), (streams.TELEMETRY,))
+            await streams.ensure_streams(
+                broker.connection.jetstream(), (streams.TELEMETRY,), replicas=replicas
+            )
         except (NatsError, TimeoutError) as exc:
             # JetStream can lag the server's first accept (cluster still electing a meta leader).
             log.warning(

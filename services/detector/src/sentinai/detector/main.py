@@ -37,7 +37,7 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         await broker.connect()
         js = broker.config.connection_state.stream
         # The detectors own the partition count: they set (or remove) the TELEMETRY transform.
-        await ensure_streams(js, partitions=settings.partitions)
+        await ensure_streams(js, partitions=settings.partitions, replicas=settings.stream_replicas)
         deps.replay.until_seq = await bus.prepare_consumers(js, settings, now=utcnow())
 
     async def start_pumps() -> None:

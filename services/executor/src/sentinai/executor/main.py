@@ -54,7 +54,10 @@ async def serve(settings: ExecutorSettings, *, stop: asyncio.Event) -> None:
         async with serving(http, host=settings.http_host, port=settings.http_port):
             await broker.connect()
             store = await open_state_store(
-                nc=broker.connection, redis_url=settings.redis_url, bucket=settings.kv_bucket
+                nc=broker.connection,
+                redis_url=settings.redis_url,
+                bucket=settings.kv_bucket,
+                replicas=settings.stream_replicas,
             )
             executor = Executor(
                 settings=settings,
@@ -67,7 +70,7 @@ async def serve(settings: ExecutorSettings, *, stop: asyncio.Event) -> None:
                 instance=f"{socket.gethostname()}-{os.getpid()}",
             )
             bus.subscribe(broker, executor, settings=settings, inflight=inflight)
-            await ensure_streams(broker.connection.jetstream())
+            await ensure_streams(broker.connection.jetstream(), replicas=settings.stream_replicas)
             await broker.start()
             await lag.start()
             log.info(

@@ -25,9 +25,12 @@ def build_app(settings: PlannerSettings) -> AsgiFastStream:
     async def prepare() -> None:
         # Streams and the store must exist before the first message reaches a handler.
         await broker.connect()
-        await ensure_streams(broker.config.connection_state.stream)
+        await ensure_streams(broker.config.connection_state.stream, replicas=settings.stream_replicas)
         deps.store = await open_state_store(
-            nc=broker.connection, redis_url=settings.redis_url, bucket=settings.kv_bucket
+            nc=broker.connection,
+            redis_url=settings.redis_url,
+            bucket=settings.kv_bucket,
+            replicas=settings.stream_replicas,
         )
 
     async def close_store() -> None:

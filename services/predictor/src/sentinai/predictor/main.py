@@ -34,7 +34,7 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
         # Before the subscriber starts: the durable must be created afresh at the replay start.
         await broker.connect()
         js = broker.config.connection_state.stream
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.stream_replicas)
         await bus.reset_durable(js, settings)
 
     async def start_ticker() -> None:

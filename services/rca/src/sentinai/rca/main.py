@@ -23,7 +23,7 @@ def build_app(settings: RcaSettings) -> AsgiFastStream:
     async def prepare() -> None:
         # Streams must exist with our config before the durables bind to them; the app then starts them.
         await broker.connect()
-        await ensure_streams(broker.config.connection_state.stream)
+        await ensure_streams(broker.config.connection_state.stream, replicas=settings.stream_replicas)
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:
