@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessage
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -67,6 +68,9 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
                 ack_wait=30.0,
                 max_ack_pending=5000,
             ),
+            # A sample only feeds the in-memory history, which a restart replays anyway: one that
+            # makes the handler raise is a bug to log, not a message to redeliver for ever.
+            ack_policy=AckPolicy.REJECT_ON_ERROR,
         )
 
     @subscriber
