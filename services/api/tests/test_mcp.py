@@ -70,6 +70,8 @@ class FakeApi:
     key: str | None
     seen: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     proposals: list[dict[str, Any]] = field(default_factory=list)
+    # The x-sentinai-via header of every request the tools filed (the audit trail's door label).
+    vias: list[str | None] = field(default_factory=list)
     # False: the planner has not published a verdict yet (GET /api/actions does not show the request).
     planner_answers: bool = True
 
@@ -133,7 +135,9 @@ class FakeApi:
 
         @app.post("/api/actions", status_code=202)
         async def request_action(
-            body: dict[str, Any], x_api_key: str | None = Header(default=None)
+            body: dict[str, Any],
+            x_api_key: str | None = Header(default=None),
+            x_sentinai_via: str | None = Header(default=None),
         ) -> dict[str, Any]:
             if not self.key:
                 raise HTTPException(401, detail="no API key is configured (set SENTINAI_API_KEY)")
@@ -141,6 +145,7 @@ class FakeApi:
                 raise HTTPException(401, detail="missing or wrong x-api-key header")
             chain_ok(body["chainId"])
             self.seen.append(("POST", "/api/actions", body))
+            self.vias.append(x_sentinai_via)
             action_id = f"act-{len(self.proposals):016d}"
             tier, approvals = TIERS.get(body["action"]["kind"], ("critical", 2))
             if not self.planner_answers:
@@ -341,6 +346,7 @@ async def test_the_requester_defaults_to_mcp_agent(rest_url: str, fake: FakeApi)
     async with tools_client(rest_url) as client:
         result = data(await client.call_tool("sentinai.executeAction", args))
     assert fake.posted()[0]["requestedBy"] == "mcp:mcp-agent"
+    assert fake.vias == ["mcp"]
     assert result["status"] == "auto_approved" and "needs no approval" in result["next"]
 
 

@@ -252,6 +252,24 @@ async def test_a_requested_action_goes_to_the_planner_with_a_known_id(
     assert resp.json()["actionId"].startswith("act-")
 
 
+async def test_the_audit_label_of_a_request_comes_from_its_door_not_its_name(
+    client: httpx.AsyncClient, sent: Any
+) -> None:
+    body = {
+        "chainId": "twin",
+        "action": {"kind": "restart_component", "component": "op-node"},
+        "requestedBy": "mcp:eve",
+        "reason": "a REST caller whose name looks like an agent's",
+    }
+    rest = await client.post("/api/actions", json=body, headers={"x-api-key": KEY})
+    mcp = await client.post("/api/actions", json=body, headers={"x-api-key": KEY, "x-sentinai-via": "mcp"})
+    odd = await client.post(
+        "/api/actions", json=body, headers={"x-api-key": KEY, "x-sentinai-via": "carrier-pigeon"}
+    )
+    assert (rest.status_code, mcp.status_code, odd.status_code) == (202, 202, 422)
+    assert [req.via for req in sent.requests] == ["rest", "mcp"]
+
+
 @pytest.mark.parametrize(
     ("action", "chain", "status"),
     [

@@ -83,7 +83,8 @@ class RestBackend:
         timeout_s: float = 10.0,
     ) -> RestBackend:
         """A backend on ``base_url``; pass ``httpx.ASGITransport(app=...)`` to call an app in-process."""
-        headers = {"x-api-key": api_key} if api_key else {}
+        # The api labels requests from here "via mcp" in the audit trail.
+        headers = {"x-sentinai-via": "mcp"} | ({"x-api-key": api_key} if api_key else {})
         return cls(
             httpx.AsyncClient(base_url=base_url, headers=headers, transport=transport, timeout=timeout_s)
         )

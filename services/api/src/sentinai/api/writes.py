@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -95,7 +95,16 @@ def write_router(model: ReadModel, commands: Commands, *, guard: Any) -> APIRout
         return await decide(action_id, body, "reject")
 
     @router.post("/actions", status_code=202, response_model_by_alias=True)
-    async def request_action(body: RequestBody) -> Accepted:
+    async def request_action(
+        body: RequestBody,
+        via: Annotated[
+            Literal["rest", "mcp"],
+            Header(
+                alias="x-sentinai-via",
+                description="Where the request came from, for the audit trail (the MCP server sends 'mcp').",
+            ),
+        ] = "rest",
+    ) -> Accepted:
         if body.chain_id not in model.chains:
             raise HTTPException(404, detail=f"unknown chain {body.chain_id!r}; known: {sorted(model.chains)}")
         req = ActionRequested(
@@ -103,7 +112,7 @@ def write_router(model: ReadModel, commands: Commands, *, guard: Any) -> APIRout
             action=body.action,
             requested_by=body.requested_by,
             reason=body.reason,
-            via="mcp" if body.requested_by.startswith("mcp:") else "rest",
+            via=via,
         )
         await commands.request(req)
         return Accepted(
