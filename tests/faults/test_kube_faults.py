@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from faults_support import Service, eventually, stream_messages
+from faults_support import stream_messages
+from serviceproc import Service
+from upstack import eventually
 
 from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import UpStack, eventually, health_port, healthz, stream_counts, stream_messages
+from faults_support import health_port, healthz, stream_counts, stream_messages
+from upstack import UpStack, eventually
 
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.twin.client import TwinControl
@@ -32,7 +33,7 @@ def nats_and_stack(tmp_path: Path) -> Iterator[tuple[EmbeddedNats, UpStack]]:
     try:
         yield server, stack
     finally:
-        stack.stop()
+        stack.close()
         server.stop()
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import nats
 import pytest
 import redis
-from faults_support import RedisServer, Service, eventually, stream_messages
+from faults_support import RedisServer, stream_messages
+from serviceproc import Service
+from upstack import eventually
 
 from sentinai.common import subjects
 from sentinai.common.actions import Action, Notify, RestartComponent

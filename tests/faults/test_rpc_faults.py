@@ -16,8 +16,8 @@ from pathlib import Path
 
 import nats
 import pytest
-from faults_support import Service
 from nats.aio.msg import Msg
+from serviceproc import Service
 
 from sentinai.common import subjects
 from sentinai.common.events import MetricSample

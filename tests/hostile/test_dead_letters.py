@@ -16,8 +16,9 @@ from pathlib import Path
 
 import nats
 import pytest
-from hostile_support import Service, consumers_of, eventually, start_all, stop_every
+from hostile_support import consumers_of, eventually
 from nats.aio.msg import Msg
+from serviceproc import Service, start_all, stop_every
 
 from sentinai.common import streams, subjects
 from sentinai.common.actions import Notify, RestartComponent

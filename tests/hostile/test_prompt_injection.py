@@ -24,9 +24,10 @@ import incidents
 import nats
 import pytest
 import redteam
-from hostile_support import Service, eventually, read_stream, start_all, stop_every
+from hostile_support import eventually, read_stream
 from nats.js import JetStreamContext
 from redteam import ANSWERS, PAYLOADS, FakeLlm, Payload
+from serviceproc import Service, start_all, stop_every
 
 from sentinai.common import streams, subjects
 from sentinai.common.actions import (

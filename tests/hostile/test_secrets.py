@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,15 +22,13 @@ import nats
 import pytest
 import redteam
 import yaml
-from hostile_support import clean_env, read_stream
+from hostile_support import read_stream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-from sentinai.common.net import free_port
+from upstack import UpStack
 
 pytestmark = pytest.mark.integration
 
-SENTINAI = str(Path(sys.executable).parent / "sentinai")
 API_KEY = "hostile-api-key-7d1e0c5b9a2f"
 LLM_KEY = "sk-hostile-llm-4c8e1f2a6b3d"
 
@@ -72,87 +64,24 @@ class EchoLlm(redteam.FakeLlm):
         }
 
 
-class Up:
-    """`sentinai up` in its own process group, its whole output kept."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.state = tmp / "state"
-        self.api = f"http://127.0.0.1:{free_port()}"
-        self.env = (
-            clean_env(SENTINAI_STATE_DIR=str(self.state), SENTINAI_API_PORT=self.api.rsplit(":", 1)[1]) | env
-        )
-        self.output: list[str] = []
-        self.proc = subprocess.Popen(
-            [SENTINAI, "up"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [SENTINAI, "--state-dir", str(self.state), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        return done.stdout + done.stderr
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-
-
-def eventually(check: Callable[[], Any], *, timeout_s: float, what: str, up: Up) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not seen within {timeout_s}s (last: {last!r})\n{''.join(up.output[-60:])}")
-
-
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, redteam.FakeLlm]]:
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpStack, redteam.FakeLlm]]:
     fake = EchoLlm(plan={})
     with redteam.serving(fake) as api_base:
-        stack = Up(
+        stack = UpStack(
             tmp_path_factory.mktemp("secrets"),
-            {
-                "SENTINAI_API_KEY": API_KEY,
-                "SENTINAI_RCA_LLM_MODEL": "openai/hostile-echo",
-                "SENTINAI_RCA_LLM_API_BASE": api_base,
-                "SENTINAI_RCA_LLM_API_KEY": LLM_KEY,
-                "SENTINAI_LOG_LEVEL": "debug",
-                # The executor really patches the twin's Kubernetes API, bearer token and all.
-                "SCALING_SIMULATION_MODE": "false",
-            },
+            SENTINAI_API_KEY=API_KEY,
+            SENTINAI_RCA_LLM_MODEL="openai/hostile-echo",
+            SENTINAI_RCA_LLM_API_BASE=api_base,
+            SENTINAI_RCA_LLM_API_KEY=LLM_KEY,
+            SENTINAI_LOG_LEVEL="debug",
+            # The executor really patches the twin's Kubernetes API, bearer token and all.
+            SCALING_SIMULATION_MODE="false",
         )
         try:
             yield stack, fake
         finally:
-            stack.stop()
+            stack.close()
 
 
 class Answers:
@@ -211,7 +140,7 @@ async def _every_stream(url: str) -> dict[str, list[str]]:
         await nc.close()
 
 
-def test_no_secret_in_logs_events_audit_or_answers(up: tuple[Up, redteam.FakeLlm]) -> None:
+def test_no_secret_in_logs_events_audit_or_answers(up: tuple[UpStack, redteam.FakeLlm]) -> None:
     stack, fake = up
     answers = Answers(stack.api)
 
@@ -219,14 +148,14 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[Up, redteam.FakeLlm
         chains = answers.get("/api/metrics").json()["chains"]
         return chains and chains[0]["metrics"].get("blockHeight")
 
-    eventually(block_height, timeout_s=60, what="twin metrics", up=stack)
-    kubeconfig = yaml.safe_load((stack.state / "twin" / "kubeconfig").read_text())
+    stack.eventually(block_height, timeout_s=60, what="twin metrics")
+    kubeconfig = yaml.safe_load((stack.state_dir / "twin" / "kubeconfig").read_text())
     token = kubeconfig["users"][0]["user"]["token"]
     secrets = {"api key": API_KEY, "llm key": LLM_KEY, "kubeconfig token": token}
     assert len(token) >= 16
 
-    assert "injected" in stack.cli("twin", "inject", "sequencer_stall")
-    pending = eventually(
+    assert "injected" in stack.cli("twin", "inject", "sequencer_stall").stdout
+    pending = stack.eventually(
         lambda: [
             a
             for a in answers.get("/api/actions", status="pending").json()["actions"]
@@ -234,7 +163,6 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[Up, redteam.FakeLlm
         ],
         timeout_s=60,
         what="the pending op-node restart",
-        up=stack,
     )
     action_id = pending[0]["actionId"]
     body = {"by": "alice", "reason": "stall confirmed"}
@@ -250,11 +178,10 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[Up, redteam.FakeLlm
     assert (
         answers.post(f"/api/actions/{action_id}/approve", body, **{"x-api-key": API_KEY}).status_code == 202
     )
-    done = eventually(
+    done = stack.eventually(
         lambda: (view := answers.get(f"/api/actions/{action_id}").json())["outcome"] and view,
         timeout_s=60,
         what="the approved restart's outcome",
-        up=stack,
     )
     assert done["status"] in ("succeeded", "rolled_back", "failed"), done
     answers.texts += asyncio.run(asyncio.wait_for(_mcp(f"{stack.api}/mcp"), 60))
@@ -266,8 +193,7 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[Up, redteam.FakeLlm
     answers.get("/api/audit", format="csv")
     assert fake.requests, "the rca consulted the LLM"
 
-    nats_url = json.loads((stack.state / "up.json").read_text())["natsUrl"]
-    messages = asyncio.run(_every_stream(nats_url))
+    messages = asyncio.run(_every_stream(stack.nats_url))
     stack.stop()
     places = {
         "process output": "".join(stack.output),

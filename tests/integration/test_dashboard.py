@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from upstack import UpStack
 
 from sentinai.common.net import free_port
 
@@ -136,16 +137,13 @@ def test_cost_figures_chart_paths_and_escaping_computed_in_the_browser(
     assert errors == []
 
 
-Stack = Any  # the conftest's running `sentinai up`
-
-
-def _pending_ids(stack: Stack) -> set[str]:
+def _pending_ids(stack: UpStack) -> set[str]:
     actions = stack.get("/api/actions", chain="twin", status="pending").json()["actions"]
     return {a["actionId"] for a in actions}
 
 
 def test_operator_watches_the_twin_sees_a_stall_and_approves_the_restart_with_the_key(
-    make_stack: Callable[..., Stack], browser: Browser
+    make_stack: Callable[..., UpStack], browser: Browser
 ) -> None:
     key = secrets.token_urlsafe(24)
     stack = make_stack(SENTINAI_API_KEY=key, SENTINAI_LOG_LEVEL="warn")
@@ -218,7 +216,7 @@ def _rca_card_names_the_stall(page: Page) -> None:
     expect(card.get_by_test_id("rca-evidence").locator("li").first).to_be_visible(timeout=5_000)
 
 
-def _phone_page_fits(browser: Browser, stack: Stack) -> None:
+def _phone_page_fits(browser: Browser, stack: UpStack) -> None:
     """At 375 px everything stacks in one column: nothing sticks out sideways."""
     phone = browser.new_page(viewport=PHONE)
     phone.goto(stack.api + "/", timeout=15_000)
@@ -228,7 +226,7 @@ def _phone_page_fits(browser: Browser, stack: Stack) -> None:
     phone.screenshot(path=str(REPORTS / "phone.png"), full_page=True)
 
 
-def _cost_page_counts_vcpu_hours(browser: Browser, stack: Stack) -> None:
+def _cost_page_counts_vcpu_hours(browser: Browser, stack: UpStack) -> None:
     """vCPU-hours of the twin's allocation against the 8 vCPU baseline, and an edited baseline."""
     cost = browser.new_page(viewport=DESKTOP)
     cost_errors = _page_errors(cost)

@@ -8,31 +8,31 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from upstack import UpStack
 
 pytestmark = pytest.mark.integration
-Stack = Any  # the conftest's running `sentinai up`
 
 
 @pytest.fixture
-def live(make_stack: Callable[..., Stack]) -> Stack:
+def live(make_stack: Callable[..., UpStack]) -> UpStack:
     return make_stack(
         SCALING_SIMULATION_MODE="false", SENTINAI_EXECUTOR_VERIFY_WINDOW_S="60", SENTINAI_LOG_LEVEL="warn"
     )
 
 
-def audit(stack: Stack) -> list[dict[str, Any]]:
+def audit(stack: UpStack) -> list[dict[str, Any]]:
     done = stack.cli("audit", "--json", "-n", "100")
     assert done.returncode == 0, done.stderr
     records: list[dict[str, Any]] = json.loads(done.stdout)
     return records
 
 
-def story(stack: Stack, action_id: str) -> list[str]:
+def story(stack: UpStack, action_id: str) -> list[str]:
     """The audit kinds of one action, oldest first."""
     return [r["kind"] for r in reversed(audit(stack)) if r.get("actionId") == action_id]
 
 
-def twin_request(stack: Stack) -> float:
+def twin_request(stack: UpStack) -> float:
     """op-geth's CPU request as the twin's cluster holds it, in cores."""
     done = stack.cli("twin", "state")
     assert done.returncode == 0, done.stderr
@@ -40,7 +40,7 @@ def twin_request(stack: Stack) -> float:
 
 
 def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_for_approval(
-    live: Stack,
+    live: UpStack,
 ) -> None:
     def healthy() -> bool:
         body = live.get("/api/health").json()
