@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
 from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter
+from pydantic.alias_generators import to_snake
 
 from sentinai.common import jsonlog, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
@@ -31,7 +33,7 @@ from sentinai.common.decisions import (
     PredictionMade,
     RcaCompleted,
 )
-from sentinai.common.events import AnomalyResolved, utcnow
+from sentinai.common.events import AnomalyResolved, Event, utcnow
 from sentinai.common.policy import Policy
 from sentinai.common.state import StateStore, StateStoreError
 from sentinai.planner import logic
@@ -39,6 +41,7 @@ from sentinai.planner.records import Ledger, Records
 from sentinai.planner.settings import PlannerSettings
 
 SERVICE = "planner"
+E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
 PROPOSALS = Counter("sentinai_planner_proposals_total", "Proposals published", ["chain", "status", "tier"])
@@ -270,164 +273,136 @@ class Planner:
             await records.save_recent_audit(merged)
 
 
+def _consume(
+    broker: NatsBroker,
+    dead: DeadLetters,
+    *,
+    name: str,
+    subject: str,
+    stream: streams.StreamSpec,
+    durable: str,
+    config: ConsumerConfig,
+    event_type: type[E],
+    handle: Callable[[E], Awaitable[None]],
+) -> None:
+    """One durable consumer: decode (malformed → dead letter), handle, count; an outage → redelivery.
+
+    One message per fetch, handled before the next: each consumer is a single, ordered writer.
+    """
+    kind = to_snake(event_type.__name__)
+
+    async def on_message(msg: NatsMessage) -> None:
+        async with redelivered_on_outage(msg, kind=kind):
+            event = await dead.decode(event_type, subject=msg.raw_message.subject, body=msg.body)
+            if event is None:
+                return
+            jsonlog.bind(chain=event.chain_id, correlation_id=event.correlation_id)
+            await handle(event)
+            MESSAGES_HANDLED.labels(SERVICE, kind).inc()
+
+    # faststream names the subscriber (metrics, AsyncAPI) after the function.
+    on_message.__name__ = on_message.__qualname__ = name
+    broker.subscriber(
+        subject,
+        stream=stream.ref(),
+        durable=durable,
+        config=config,
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+    )(on_message)
+
+
 def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
     broker = build_broker(settings)
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     planner = Planner(broker, deps)
     prefix = settings.durable_prefix
-    # One message per fetch, handled before the next: each consumer is a single, ordered writer.
-    one = PullSub(batch_size=1, timeout=1.0)
     # faststream creates the consumers after its start returns: a durable created for the first time
     # starts a little in the past, so an event published while the planner started is not missed.
     # An existing durable resumes where it was; old history is never planned again.
     since = deps.clock() - timedelta(seconds=settings.first_start_replay_s)
+    recent = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
 
-    def recent() -> ConsumerConfig:
-        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+    async def on_rca(rca: RcaCompleted) -> None:
+        now = deps.clock()
+        proposals = logic.plan_rca(
+            rca,
+            policy=deps.policy,
+            now=now,
+            current_vcpu=deps.memory.current(rca.chain_id),
+            min_confidence=settings.min_rca_confidence,
+            min_notify_confidence=settings.min_notify_confidence,
+            block_time_s=settings.block_time_s,
+        )
+        for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
+            await planner.propose(proposal)
 
-    @broker.subscriber(
-        subjects.RCA_COMPLETED_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-rca",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_rca(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="rca_completed"):
-            rca = await dead.decode(RcaCompleted, subject=msg.raw_message.subject, body=msg.body)
-            if rca is None:
-                return
-            jsonlog.bind(chain=rca.chain_id, correlation_id=rca.correlation_id)
-            now = deps.clock()
-            proposals = logic.plan_rca(
-                rca,
-                policy=deps.policy,
-                now=now,
-                current_vcpu=deps.memory.current(rca.chain_id),
-                min_confidence=settings.min_rca_confidence,
-                min_notify_confidence=settings.min_notify_confidence,
-                block_time_s=settings.block_time_s,
-            )
-            for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
-                await planner.propose(proposal)
-            MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
+    async def on_prediction(pred: PredictionMade) -> None:
+        for proposal in logic.plan_prediction(
+            pred,
+            policy=deps.policy,
+            now=deps.clock(),
+            state=deps.memory,
+            min_confidence=settings.min_prediction_confidence,
+            sustain_s=settings.scale_down_sustain_s,
+        ):
+            await planner.propose(proposal)
 
-    @broker.subscriber(
-        subjects.PREDICTION_MADE_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-predictions",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_prediction(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="prediction_made"):
-            pred = await dead.decode(PredictionMade, subject=msg.raw_message.subject, body=msg.body)
-            if pred is None:
-                return
-            jsonlog.bind(chain=pred.chain_id, correlation_id=pred.correlation_id)
-            for proposal in logic.plan_prediction(
-                pred,
-                policy=deps.policy,
-                now=deps.clock(),
-                state=deps.memory,
-                min_confidence=settings.min_prediction_confidence,
-                sustain_s=settings.scale_down_sustain_s,
-            ):
-                await planner.propose(proposal)
-            MESSAGES_HANDLED.labels(SERVICE, "prediction_made").inc()
+    async def on_request(request: ActionRequested) -> None:
+        proposal = logic.plan_request(
+            request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
+        )
+        await planner.propose(proposal)
 
-    @broker.subscriber(
-        subjects.ANOMALY_RESOLVED_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-resolved",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_resolved(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="anomaly_resolved"):
-            event = await dead.decode(AnomalyResolved, subject=msg.raw_message.subject, body=msg.body)
-            if event is not None:
-                await planner.resolved(event)
-                MESSAGES_HANDLED.labels(SERVICE, "anomaly_resolved").inc()
+    async def on_executed(executed: ActionExecuted) -> None:
+        logic.record_executed(executed, deps.memory)
 
-    _subscribe_actions(broker, planner, settings=settings, dead=dead, recent=recent)
-    return broker, planner
-
-
-def _subscribe_actions(
-    broker: NatsBroker,
-    planner: Planner,
-    *,
-    settings: PlannerSettings,
-    dead: DeadLetters,
-    recent: Callable[[], ConsumerConfig],
-) -> None:
-    """The consumers of the ACTIONS and AUDIT streams: commands, requests, outcomes, the audit model."""
-    deps, prefix = planner.deps, settings.durable_prefix
-    one = PullSub(batch_size=1, timeout=1.0)
-
-    @broker.subscriber(
-        subjects.ACTION_COMMAND_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-commands",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_command(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="action_command"):
-            cmd = await dead.decode(ActionCommand, subject=msg.raw_message.subject, body=msg.body)
-            if cmd is not None:
-                jsonlog.bind(chain=cmd.chain_id, correlation_id=cmd.correlation_id)
-                await planner.command(cmd)
-                MESSAGES_HANDLED.labels(SERVICE, "action_command").inc()
-
-    @broker.subscriber(
-        subjects.ACTION_REQUESTED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-requests",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_request(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="action_requested"):
-            request = await dead.decode(ActionRequested, subject=msg.raw_message.subject, body=msg.body)
-            if request is not None:
-                jsonlog.bind(chain=request.chain_id, correlation_id=request.correlation_id)
-                proposal = logic.plan_request(
-                    request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
-                )
-                await planner.propose(proposal)
-                MESSAGES_HANDLED.labels(SERVICE, "action_requested").inc()
-
-    @broker.subscriber(
-        subjects.ACTION_EXECUTED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-executed",
-        config=recent(),
-        pull_sub=one,
-    )
-    async def on_executed(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="action_executed"):
-            executed = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
-            if executed is not None:
-                logic.record_executed(executed, deps.memory)
-                MESSAGES_HANDLED.labels(SERVICE, "action_executed").inc()
-
+    events, actions = streams.EVENTS, streams.ACTIONS
+    consumers: list[tuple[str, str, streams.StreamSpec, str, Any]] = [
+        ("on_rca", subjects.RCA_COMPLETED_ALL, events, "rca", (RcaCompleted, on_rca)),
+        (
+            "on_prediction",
+            subjects.PREDICTION_MADE_ALL,
+            events,
+            "predictions",
+            (PredictionMade, on_prediction),
+        ),
+        (
+            "on_resolved",
+            subjects.ANOMALY_RESOLVED_ALL,
+            events,
+            "resolved",
+            (AnomalyResolved, planner.resolved),
+        ),
+        ("on_command", subjects.ACTION_COMMAND_ALL, actions, "commands", (ActionCommand, planner.command)),
+        ("on_request", subjects.ACTION_REQUESTED_ALL, actions, "requests", (ActionRequested, on_request)),
+        ("on_executed", subjects.ACTION_EXECUTED_ALL, actions, "executed", (ActionExecuted, on_executed)),
+    ]
+    for name, subject, stream, durable, (event_type, handle) in consumers:
+        _consume(
+            broker,
+            dead,
+            name=name,
+            subject=subject,
+            stream=stream,
+            durable=f"{prefix}-{durable}",
+            config=recent,
+            event_type=event_type,
+            handle=handle,
+        )
     # The audit read model is rebuilt from the whole stream by a new durable.
-    @broker.subscriber(
-        subjects.AUDIT_ALL,
-        stream=streams.AUDIT.ref(),
+    _consume(
+        broker,
+        dead,
+        name="on_audit",
+        subject=subjects.AUDIT_ALL,
+        stream=streams.AUDIT,
         durable=f"{prefix}-audit",
-        deliver_policy=DeliverPolicy.ALL,
-        pull_sub=one,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        event_type=AuditRecorded,
+        handle=planner.fold_audit,
     )
-    async def on_audit(msg: NatsMessage) -> None:
-        async with redelivered_on_outage(msg, kind="audit_recorded"):
-            record = await dead.decode(AuditRecorded, subject=msg.raw_message.subject, body=msg.body)
-            if record is not None:
-                await planner.fold_audit(record)
-                MESSAGES_HANDLED.labels(SERVICE, "audit_recorded").inc()
+    return broker, planner
 
 
 @dataclass

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
@@ -22,7 +23,7 @@ from prometheus_client import Counter, Histogram
 from sentinai.common import jsonlog, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import ActionExecuted, RcaCompleted
-from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample, utcnow
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, LogBatch, MetricSample, utcnow
 from sentinai.rca import llm, logic
 from sentinai.rca.context import ContextStore
 from sentinai.rca.llm import LlmConfig, Outcome
@@ -30,6 +31,7 @@ from sentinai.rca.settings import RcaSettings
 from sentinai.rca.tracker import IncidentTracker, Trigger
 
 SERVICE = "rca"
+E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
 RCAS = Counter("sentinai_rca_published_total", "RCAs published", ["chain", "root_cause_class", "engine"])
@@ -72,58 +74,81 @@ def deps_from(settings: RcaSettings) -> Deps:
     )
 
 
+def _feed(
+    broker: NatsBroker,
+    dead: DeadLetters,
+    *,
+    name: str,
+    subject: str,
+    stream: streams.StreamSpec,
+    durable: str,
+    config: ConsumerConfig,
+    event_type: type[E],
+    add: Callable[[E], None],
+) -> None:
+    """A durable consumer that decodes each message (malformed → dead letter) and folds it in."""
+
+    async def on_message(msg: NatsMessage) -> None:
+        event = await dead.decode(event_type, subject=msg.raw_message.subject, body=msg.body)
+        if event is not None:
+            add(event)
+
+    # faststream names the subscriber (metrics, AsyncAPI) after the function.
+    on_message.__name__ = on_message.__qualname__ = name
+    broker.subscriber(
+        subject,
+        stream=stream.ref(),
+        durable=durable,
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        config=config,
+        # A failed handler is a transient failure (the bus was unreachable): nak so JetStream redelivers.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # One message per fetch: faststream 0.7.8 can drop a partly fetched batch (see the detector's bus).
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+    )(on_message)
+
+
 def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
     broker = build_broker(settings)
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     prefix = settings.durable_prefix
     since = ConsumerConfig(opt_start_time=now - timedelta(seconds=settings.replay_s))
-    # A failed handler is a transient failure (the bus was unreachable): nak so JetStream redelivers.
+    # The anomaly consumer acks and fetches as the feeds do (see ``_feed``).
     retry = AckPolicy.NACK_ON_ERROR
-    # One message per fetch: faststream 0.7.8 can drop a partly fetched batch (see the detector's bus).
     one = PullSub(batch_size=1, timeout=1.0)
 
-    @broker.subscriber(
-        subjects.METRICS_RAW_ANY,
-        stream=streams.TELEMETRY.ref(),
-        durable=f"{prefix}-metrics",
-        deliver_policy=DeliverPolicy.BY_START_TIME,
-        config=since,
-        ack_policy=retry,
-        pull_sub=one,
-    )
-    async def on_sample(msg: NatsMessage) -> None:
-        sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)
-        if sample is not None:
-            deps.context.add_sample(sample)
-
-    @broker.subscriber(
-        subjects.LOGS_RAW_ALL,
-        stream=streams.TELEMETRY.ref(),
-        durable=f"{prefix}-logs",
-        deliver_policy=DeliverPolicy.BY_START_TIME,
-        config=since,
-        ack_policy=retry,
-        pull_sub=one,
-    )
-    async def on_logs(msg: NatsMessage) -> None:
-        batch = await dead.decode(LogBatch, subject=msg.raw_message.subject, body=msg.body)
-        if batch is not None:
-            deps.context.add_logs(batch)
-
-    @broker.subscriber(
-        subjects.ACTION_EXECUTED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-actions",
-        deliver_policy=DeliverPolicy.BY_START_TIME,
-        config=since,
-        ack_policy=retry,
-        pull_sub=one,
-    )
-    async def on_action(msg: NatsMessage) -> None:
-        executed = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
-        if executed is not None:
-            deps.context.add_action(executed)
+    # The context an incident is diagnosed in: samples, log lines and executed actions, replayed
+    # from ``replay_s`` ago on a (re)start.
+    feeds: list[tuple[str, str, streams.StreamSpec, str, Any]] = [
+        (
+            "on_sample",
+            subjects.METRICS_RAW_ANY,
+            streams.TELEMETRY,
+            "metrics",
+            (MetricSample, deps.context.add_sample),
+        ),
+        ("on_logs", subjects.LOGS_RAW_ALL, streams.TELEMETRY, "logs", (LogBatch, deps.context.add_logs)),
+        (
+            "on_action",
+            subjects.ACTION_EXECUTED_ALL,
+            streams.ACTIONS,
+            "actions",
+            (ActionExecuted, deps.context.add_action),
+        ),
+    ]
+    for name, subject, stream, durable, (event_type, add) in feeds:
+        _feed(
+            broker,
+            dead,
+            name=name,
+            subject=subject,
+            stream=stream,
+            durable=f"{prefix}-{durable}",
+            config=since,
+            event_type=event_type,
+            add=add,
+        )
 
     @broker.subscriber(
         subjects.ANOMALY_ALL,
