@@ -3,54 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from sentinai.common.net import free_port
-from sentinai.common.procs import stop_group
-
-
-class Service:
-    """One service process with its own health port and log file."""
-
-    def __init__(self, name: str, *, env: dict[str, str], log: Path, port_var: str) -> None:
-        self.name = name
-        self.port = free_port()
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"sentinai.{name}"],
-                env=os.environ | env | {port_var: str(self.port)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=5)
-
-    def stop(self) -> None:
-        stop_group(self.proc)  # type: ignore[arg-type]
+from serviceproc import Service
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Start ``python -m sentinai.<name>`` with ``env`` (which names ``SENTINAI_NATS_URL``)."""
     started: list[Service] = []
 
-    def start(name: str, *, tag: str = "", port_var: str = "", **env: str) -> Service:
-        var = port_var or f"SENTINAI_{name.upper()}_HTTP_PORT"
-        service = Service(name, env=env, log=tmp_path / f"{name}{tag}.log", port_var=var)
+    def start(name: str, *, tag: str = "", **env: str) -> Service:
+        nats_url = env.pop("SENTINAI_NATS_URL")
+        service = Service.start(name, nats_url=nats_url, workdir=tmp_path, env=env, tag=tag)
         started.append(service)
         return service
 
@@ -75,10 +44,10 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout_s: 
         await asyncio.sleep(0.2)
 
 
-async def healthy(*procs: Service, path: str = "/healthz", timeout_s: float = 30.0) -> None:
+async def healthy(*procs: Service, timeout_s: float = 30.0) -> None:
     for service in procs:
         await eventually(
-            lambda s=service: s.proc.poll() is None and s.get(path).status_code == 200,  # type: ignore[misc]
+            lambda s=service: s.alive() and s.healthy(),  # type: ignore[misc]
             timeout_s=timeout_s,
-            what=f"{service.name} healthy ({service.log.read_text(errors='replace')[-2000:]})",
+            what=f"{service.name} healthy ({service.output()[-2000:]})",
         )

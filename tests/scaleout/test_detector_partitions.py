@@ -11,11 +11,12 @@ from datetime import timedelta
 import nats
 import pytest
 from nats.aio.msg import Msg
+from serviceproc import Service
 
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample, utcnow
 from sentinai.common.natsserver import EmbeddedNats
-from tests.scaleout.conftest import Service, eventually, healthy
+from tests.scaleout.conftest import eventually, healthy
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.msg import Msg
+from serviceproc import Service
 
 from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
@@ -19,7 +20,7 @@ from sentinai.common.events import AnomalyDetected, utcnow
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.streams import ACTIONS, EVENTS, ensure_streams
 from sentinai.twin.process import TwinProcess
-from tests.scaleout.conftest import Service, eventually, healthy
+from tests.scaleout.conftest import eventually, healthy
 
 pytestmark = pytest.mark.integration
 CHAIN = "twin"
@@ -129,8 +130,8 @@ async def test_two_api_replicas_serve_the_same_state(
         js = nc.jetstream()
         await ensure_streams(js)
         env = {"SENTINAI_NATS_URL": nats_server.url, "SENTINAI_API_KEY": "k" * 32}
-        apis = [services("api", tag=f"-{i}", port_var="SENTINAI_API_PORT", **env) for i in range(2)]
-        await healthy(*apis, path="/api/health")
+        apis = [services("api", tag=f"-{i}", **env) for i in range(2)]
+        await healthy(*apis)
         for i in range(5):
             await js.publish(subjects.anomaly_detected(CHAIN), anomaly(i).to_json(), stream=EVENTS.name)
             await js.publish(subjects.action_proposed(CHAIN), proposal(i).to_json(), stream=ACTIONS.name)

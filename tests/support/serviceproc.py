@@ -32,9 +32,12 @@ class Service:
     log: Path
 
     @classmethod
-    def start(cls, name: str, *, nats_url: str, workdir: Path, env: Mapping[str, str] = {}) -> Service:
+    def start(
+        cls, name: str, *, nats_url: str, workdir: Path, env: Mapping[str, str] = {}, tag: str = ""
+    ) -> Service:
+        """``tag`` tells several replicas of one service apart (their log files)."""
         port = free_port()
-        log = workdir / f"{name}.log"
+        log = workdir / f"{name}{tag}.log"
         full = clean_env(
             SENTINAI_NATS_URL=nats_url,
             SENTINAI_STATE_DIR=str(workdir / "state"),
@@ -54,6 +57,9 @@ class Service:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
