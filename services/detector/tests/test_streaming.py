@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -141,7 +142,9 @@ def test_context_table_is_fixed_size_and_only_fills() -> None:
 
 
 def test_an_unseen_context_scores_once_then_is_known() -> None:
-    settings = StreamingSettings()
+    # Half of these values lie below the location: without the drop weight (tested on its own) every
+    # unseen context scores the same.
+    settings = StreamingSettings(drop_weight=1.0)
     scorer = StreamingScorer(settings)
     state = scorer.new_state()
     # A warmed-up model of a range 0..10 (five bins of width 2) whose scale makes 0 and 9 ordinary.
@@ -184,3 +187,30 @@ def test_a_daily_pattern_arriving_an_hour_early_or_late_is_not_news() -> None:
     scorer, state = learnt_working_days()
     assert scorer.slot_range(state, 200.0, 8) == 0.0  # work starts at 08:00 instead of 09:00
     assert scorer.slot_range(state, 100.0, 17) == 0.0  # and ends an hour early
+
+
+def odds(score: float) -> float:
+    """The ratio ``r`` behind a score ``r / (r + 1)``."""
+    return score / (1.0 - score)
+
+
+def test_a_drop_below_the_usual_level_counts_more_than_a_rise_of_the_same_size() -> None:
+    settings = StreamingSettings()
+    unweighted = StreamingScorer(replace(settings, drop_weight=1.0))
+    base = noisy(800)
+    drop, rise = [*base, 70.0], [*base, 130.0]
+    weighted_drop, plain_drop = run(StreamingScorer(settings), drop)[-1], run(unweighted, drop)[-1]
+    assert odds(weighted_drop) == pytest.approx(settings.drop_weight * odds(plain_drop))
+    assert run(StreamingScorer(settings), rise)[-1] == run(unweighted, rise)[-1]
+
+
+def test_a_regular_spike_train_stops_alerting_once_every_hour_slot_has_seen_a_spike() -> None:
+    # 0 with a spike to 20 every 200 points (16 h 40 min): between spikes the clipped scale would
+    # shrink toward 0 and make every spike a new record of shift; the range floor keeps it known.
+    settings = StreamingSettings()
+    train = [20.0 if i % 200 == 0 else 0.0 for i in range(4_400)]
+    spikes = range(2_200, 4_400, 200)  # by then every hour slot (pooled with its neighbours) has had one
+    floored = run(StreamingScorer(settings), train)
+    assert max(floored[i] for i in spikes) < settings.alert
+    unfloored = run(StreamingScorer(replace(settings, range_floor=0.0)), train)
+    assert min(unfloored[i] for i in spikes) >= settings.alert

@@ -4,7 +4,8 @@ Every point is judged against the model of the points before it, then learned (c
 is a fixed set of numbers per series (O(1) per point, bounded memory) and one ``StreamingSettings``
 serves every series. The score is in [0, 1]; higher is more anomalous.
 
-Evidence, in units of a robust scale (a Huber-clipped EW mean absolute deviation) unless noted:
+Evidence, in units of a robust scale (a Huber-clipped EW mean absolute deviation, at least
+``range_floor`` of the learned range) unless noted:
 
 * shift: distance of a fast EW mean from a slow, Huber-clipped EW location (a level change, from
   its first samples);
@@ -19,8 +20,9 @@ scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-l
 its **hour slot's range** (a per-slot decaying min/max, pooled with ``slot_neighbours`` slots on
 either side so that a daily pattern arriving a little early or late is not news) scores
 ``slot_range_weight`` per slot width.
-The strongest ratio ``r`` gives ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown_s``
-seconds after a detection: NAB rewards the first sample of a change and charges each further alert.
+The strongest ratio ``r``, times ``drop_weight`` when the value lies below the series' location, gives
+``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown_s`` seconds after a detection: NAB
+rewards the first sample of a change and charges each further alert.
 """
 
 from __future__ import annotations
@@ -35,27 +37,34 @@ HOURS = 24
 class StreamingSettings:
     """One set for every series."""
 
-    slow_alpha: float = 0.01  # long-term location and scale (~100 points)
-    fast_alpha: float = 0.3  # short-term mean for level shifts
-    season_alpha: float = 0.2  # per hour of day: a few days of memory
+    slow_alpha: float = 0.0067  # long-term location and scale (~150 points)
+    fast_alpha: float = 0.28  # short-term mean for level shifts
+    season_alpha: float = 0.085  # per hour slot: ~12 of its points (a day at 5 min, 12 days hourly)
     season_min: int = 5  # points an hour slot needs before it is judged
-    huber: float = 4.0  # updates clip values this many scales away, so outliers barely move the model
+    huber: float = 5.7  # updates clip values this many scales away, so outliers barely move the model
     range_decay: float = 0.0005  # the learned min/max relax toward the location at this rate per point
     warmup: int = 30  # points learned before anything is scored
-    peak_decay: float = 0.0005  # the record of each evidence kind relaxes at this rate per point
-    peak_floor: float = 3.0  # least record in scales: a quiet series' noise is no record
-    novelty_floor: float = 0.75  # least record of novelty, in range widths
-    alert: float = 0.56  # a score at or above this is a detection and starts the cool-down
-    cooldown_s: float = 55_000.0  # seconds damped after a detection: time, so any sampling rate fits
+    peak_decay: float = 0.00047  # the record of each evidence kind relaxes at this rate per point
+    peak_floor: float = 4.5  # least record in scales: a quiet series' noise is no record
+    novelty_floor: float = 1.0  # least record of novelty, in range widths
+    alert: float = 0.558  # a score at or above this is a detection and starts the cool-down
+    cooldown_s: float = 59_000.0  # seconds damped after a detection: time, so any sampling rate fits
     damp: float = 0.1  # factor applied to scores during the cool-down
     context_weight: float = 1.3  # ratio of a never-seen context (0 turns contextual novelty off)
     context_bins: int = 5  # the learned range is cut into this many bins
     context_depth: int = 2  # a context is this many consecutive bins
     slot_range_weight: float = 2.0  # ratio per slot-range width beyond the pooled hour slots' range
     slot_neighbours: int = 1  # hour slots on either side whose ranges are pooled with the slot's own
-    slot_range_decay: float = 0.001  # each hour slot's min/max relax toward its location at this rate
+    slot_range_decay: float = 0.0005  # each hour slot's min/max relax toward its location at this rate
     rel_floor: float = 1e-3  # least scale relative to |location|: flat series stay quiet
     abs_floor: float = 1e-9
+    # Least scale as a fraction of the learned range: between the spikes of a sparse spike train the
+    # clipped scale shrinks toward 0, and every spike would be a new record of shift.
+    range_floor: float = 0.0025
+    # The strongest ratio counts this much more when the value is below the series' location: upward
+    # excursions (bursts of traffic, load, volume) are routine in telemetry; drops are rarer and more
+    # often a failure (a stalled producer, a dead feed).
+    drop_weight: float = 1.125
 
 
 class StreamState:
@@ -147,8 +156,7 @@ class StreamingScorer:
         n = state.n
         loc, lo, hi, spread = state.loc, state.lo, state.hi, state.spread
         rel_floor, abs_floor = s.rel_floor, s.abs_floor
-        floor = rel_floor * abs(loc)
-        floor = abs_floor if abs_floor > floor else floor
+        floor = self.scale_floor(loc, lo, hi)
         warm = n >= s.warmup
         ratio = shift = novelty = season = 0.0
         # Contexts are learnt from the second point on, but judged only after the warm-up.
@@ -194,7 +202,17 @@ class StreamingScorer:
         peaks[0] = shift if shift > shift_peak else shift_peak
         peaks[1] = novelty if novelty > novelty_peak else novelty_peak
         peaks[2] = season if season > season_peak else season_peak
+        if value < loc:
+            ratio *= s.drop_weight
         return ratio / (ratio + 1.0)
+
+    def scale_floor(self, loc: float, lo: float, hi: float) -> float:
+        """The least scale of a series at ``loc`` whose learned range is ``lo``..``hi``."""
+        s = self.settings
+        floor = s.rel_floor * abs(loc)
+        floor = s.abs_floor if s.abs_floor > floor else floor
+        wide = s.range_floor * (hi - lo)
+        return wide if wide > floor else floor
 
     def slot_range(self, state: StreamState, value: float, h: int) -> float:
         """How far ``value`` leaves its hour slot's learned range pooled with its neighbours', in widths."""
