@@ -233,6 +233,7 @@ class Live:
             state=self._memory,
             min_confidence=self.planner_settings.min_prediction_confidence,
             sustain_s=self.planner_settings.scale_down_sustain_s,
+            partway_sustain_s=self.planner_settings.scale_down_partway_sustain_s,
         )
         for proposal in proposals:
             # A scale-down waits for an approval in production; the harness approves it at once.

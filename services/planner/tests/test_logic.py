@@ -332,11 +332,27 @@ def test_scale_down_only_after_a_sustained_lull_with_hysteresis() -> None:
     memory = logic.ScalingMemory()
     assert plan(memory, forecast(1.2, current=4.0, at=0), 0) == []
     # 2.5 does not fit 2 vCPU: the lull clock restarts (no flapping on a borderline forecast).
-    assert plan(memory, forecast(2.5, current=4.0, at=300), 300) == []
+    assert plan(memory, forecast(2.5, current=4.0, at=240), 240) == []
     assert plan(memory, forecast(1.2, current=4.0, at=400), 400) == []
-    assert plan(memory, forecast(1.2, current=4.0, at=900), 900) == []
-    down = plan(memory, forecast(1.2, current=4.0, at=1000), 1000)
+    assert plan(memory, forecast(1.2, current=4.0, at=600), 600) == []
+    down = plan(memory, forecast(1.2, current=4.0, at=700), 700)
     assert down == [ScaleDown(component="op-geth", vcpu=2)]
+
+
+def test_a_part_way_step_down_waits_for_a_longer_lull() -> None:
+    memory = logic.ScalingMemory()
+    # The forecast needs 1 vCPU, but its upper bound still wants 2: stepping to 2 now would likely
+    # be followed by a second step down; the lull must last half an hour instead of five minutes.
+    partway = forecast(2.0, current=4.0).model_copy(update={"forecast_cores": 0.4, "upper_bound_cores": 1.5})
+    for at in range(0, 1800, 300):
+        assert plan(memory, partway.model_copy(update={"event_id": f"p{at}"}), at) == []
+    assert plan(memory, partway.model_copy(update={"event_id": "p1800"}), 1800) == [
+        ScaleDown(component="op-geth", vcpu=2)
+    ]
+    # The full way down needs only the short lull.
+    full = logic.ScalingMemory()
+    assert plan(full, forecast(0.5, current=4.0, at=0), 0) == []
+    assert plan(full, forecast(0.5, current=4.0, at=300), 300) == [ScaleDown(component="op-geth", vcpu=1)]
 
 
 def test_no_step_down_within_a_quarter_hour_of_a_step_up() -> None:

@@ -205,27 +205,41 @@ def test_recommend_picks_the_smallest_step_with_headroom(
 
 
 @pytest.mark.parametrize(
-    ("level", "ceiling", "expected"),
+    ("level", "point", "ceiling", "expected"),
     [
-        pytest.param(3.0, 4.3, 4.0, id="ceiling-just-over-the-step-stays"),
-        pytest.param(3.0, 4.5, 8.0, id="ceiling-well-over-the-step-goes-up"),
-        pytest.param(3.9, 4.2, 8.0, id="pinned-level-always-goes-up"),
+        pytest.param(3.0, 3.0, 4.5, 4.0, id="a-high-ceiling-over-a-lower-level-stays"),
+        pytest.param(3.0, 4.2, 4.5, 4.0, id="a-correction-alone-moves-nothing-up"),
+        pytest.param(3.85, 3.85, 4.2, 8.0, id="a-full-step-goes-up"),
+        pytest.param(3.85, 3.85, 3.9, 4.0, id="a-full-step-that-still-holds-the-ceiling-stays"),
     ],
 )
-def test_a_step_up_needs_the_ceiling_past_the_tolerance(
-    level: float, ceiling: float, expected: float
+def test_a_step_up_needs_the_level_to_fill_the_step(
+    level: float, point: float, ceiling: float, expected: float
 ) -> None:
     f = Forecast(
-        point_cores=level,
+        point_cores=point,
         upper_cores=ceiling,
         trend="stable",
         slope_per_min=0.0,
         key_factors=(),
         coverage=None,
         ceiling_cores=ceiling,
+        level_cores=level,
     )
-    vcpu = logic.recommend(f, ladder=LADDER, current_vcpu=4.0, headroom=0.0, up_tolerance=0.1)
-    assert vcpu == expected
+    assert logic.recommend(f, ladder=LADDER, current_vcpu=4.0, headroom=0.0, up_tolerance=0.05) == expected
+
+
+def test_a_pinned_op_geth_climbing_fast_gets_the_step_that_holds_it_in_one_move() -> None:
+    # Two hours at 0.4 cores on 1 vCPU, sampled every minute; then op-geth is pinned and blocks
+    # take 4.75 s: demand is ~1.54 cores and was 0.4 a minute ago.
+    cpu = np.r_[0.4 + noise(119, sd=0.01), 1.0]
+    interval = np.r_[np.full(119, 2.0), 4.75]
+    prediction = run(points(cpu, interval=interval, step_s=60.0), headroom=0.0)
+    # Read at once: neither the level's median nor the block-interval smoothing waits for more samples.
+    assert prediction.forecast_cores == pytest.approx(1.54, abs=0.02)
+    # 2 vCPU would hold 1.54 cores now, but not the rise that is still going on; the next change
+    # could only land after the cooldown.
+    assert prediction.predicted_vcpu == 4.0
 
 
 def test_recommend_respects_a_smaller_ladder() -> None:

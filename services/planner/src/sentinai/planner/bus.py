@@ -345,6 +345,7 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             state=deps.memory,
             min_confidence=settings.min_prediction_confidence,
             sustain_s=settings.scale_down_sustain_s,
+            partway_sustain_s=settings.scale_down_partway_sustain_s,
         ):
             await planner.propose(proposal)
 

@@ -307,6 +307,9 @@ def plan_rca(
 # ------------------------------------------------------------------------------------------- scaling
 
 ScaleKey = tuple[str, str]  # (chain, component)
+# A step down that stops above the step the point forecast needs with this margin (the predictor's
+# default down margin) is part-way: another one is likely to follow.
+PARTWAY_MARGIN = 0.1
 
 
 @dataclass
@@ -361,15 +364,17 @@ def plan_prediction(
     now: datetime,
     state: ScalingMemory,
     min_confidence: float = 60.0,
-    sustain_s: float = 600.0,
+    sustain_s: float = 300.0,
     headroom: float = 0.0,
     hold_after_up_s: float = 900.0,
+    partway_sustain_s: float = 1800.0,
 ) -> list[ActionProposed]:
     """Scale up on a confident forecast above the current request; down only after a sustained lull.
 
     Hysteresis: a step down needs the predicted step, and the forecast's upper bound plus ``headroom``,
-    to fit the lower step for ``sustain_s``; any forecast that does not fit resets that clock. No step
-    down within ``hold_after_up_s`` of a step up: undoing a scale-up that soon is a flap.
+    to fit the lower step for ``sustain_s`` (``partway_sustain_s`` when that step is still above the
+    one the point forecast needs); any forecast that does not fit resets that clock. No step down
+    within ``hold_after_up_s`` of a step up: undoing a scale-up that soon is a flap.
     Cooldown: see ``admit_scaling``.
     """
     key = (pred.chain_id, pred.component)
@@ -392,7 +397,12 @@ def plan_prediction(
             since = state.below_since.setdefault(key, now)
             up = state.last_up.get(key)
             held = up is None or now - up >= timedelta(seconds=hold_after_up_s)
-            if held and now - since >= timedelta(seconds=sustain_s):
+            # A part-way step is likely followed by another one down: wait longer, so that the lull
+            # more often ends in one move (or in none, when the load comes back).
+            floor = pred.forecast_cores * (1 + PARTWAY_MARGIN)
+            needed = next((s for s in ladder if s >= floor - 1e-9), ladder[-1])
+            wait = sustain_s if fits <= needed else max(sustain_s, partway_sustain_s)
+            if held and now - since >= timedelta(seconds=wait):
                 action = ScaleDown(component=pred.component, vcpu=fits)
         else:
             state.below_since.pop(key, None)

@@ -22,7 +22,9 @@ class PlannerSettings(ServiceSettings):
     # A forecast (confidence 0-100) must reach this before it may move CPU.
     min_prediction_confidence: float = Field(default=60.0, ge=0, le=100)
     # A scale-down needs forecasts that fit a lower step for this long (hysteresis).
-    scale_down_sustain_s: float = Field(default=600.0, ge=0)
+    scale_down_sustain_s: float = Field(default=300.0, ge=0)
+    # A part-way step down (to a step still above what the forecast needs) waits this long instead.
+    scale_down_partway_sustain_s: float = Field(default=1800.0, ge=0)
     # A consumer created for the first time also takes the events of this many seconds before start.
     first_start_replay_s: float = Field(default=60.0, ge=0)
     expiry_check_s: float = Field(default=5.0, gt=0)

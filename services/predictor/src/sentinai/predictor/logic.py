@@ -31,7 +31,8 @@ SATURATED_SHARE: Final = 0.95
 # A pinned op-geth needs at least this much more than it uses, even before the chain shows it.
 MIN_PRESSURE: Final = 1.1
 MAX_PRESSURE: Final = 2.0
-INTERVAL_POINTS: Final = 10
+# Block intervals are smoothed over this span (ten 2-s polls live; one sample at one-minute polls).
+INTERVAL_S: Final = 20.0
 # The recent points the tx pool growth key factor is read from.
 SIGNAL_POINTS: Final = 30
 # A trend must move demand by this share of its level over the horizon to be called rising/falling.
@@ -66,6 +67,8 @@ class Forecast:
     evaluated: int = 0  # how many past forecasts ``coverage`` was measured on
     # What the vCPU step is sized on: a high bound on the peak within the horizon (None: the upper bound).
     ceiling_cores: float | None = None
+    # Demand now: the filtered level before any correction (None: the point forecast).
+    level_cores: float | None = None
 
 
 class Forecaster(Protocol):
@@ -104,6 +107,7 @@ class _Series:
     gas: Array | None
     stretch: Array | None  # block interval over the healthy one
     nominal_interval: float
+    pinned: npt.NDArray[np.bool_]  # op-geth at its request: demand is at least the estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,8 @@ class StatForecaster:
         t, d = series.t, series.demand
         horizon = _steps(t, horizon_s)
         level = _rolling_median(d, self.level_points)
+        # A pinned sample is no outlier to filter out: demand is at least what it shows.
+        level = np.where(series.pinned, np.maximum(level, d), level)
         slope, trend = _trend(t, d, horizon_s=horizon_s, level=float(level[-1]))
         rows = len(d) - horizon
         if rows < self.min_rows:
@@ -152,6 +158,7 @@ class StatForecaster:
                 key_factors=self._factors(history, series, trend=trend, slope=slope),
                 coverage=None,
                 ceiling_cores=upper,
+                level_cores=float(level[-1]),
             )
         features = self._features(series, horizon=horizon)
         target = d[horizon:] - level[:rows]
@@ -174,6 +181,12 @@ class StatForecaster:
         upper = point + max(MIN_SPREAD_CORES, float(np.quantile(residuals, self.quantile)))
         # No credit for a decline in the ceiling: scaling down on a forecast fall starves the next peak.
         ceiling = max(upper, float(level[-1]), point + float(np.quantile(peak_errors, self.size_quantile)))
+        if series.pinned[-1]:
+            # Pinned, its demand is censored: assume the rise of the last horizon goes on for one
+            # more, plus the least a pinned op-geth lacks. One move to the step that holds it until
+            # the next change can land, instead of one rung now and the next after the cooldown.
+            rise = max(0.0, float(d[-1] - d[-horizon - 1 :].min()))
+            ceiling = max(ceiling, (float(d[-1]) + rise) * MIN_PRESSURE)
         return Forecast(
             point_cores=point,
             upper_cores=upper,
@@ -183,6 +196,7 @@ class StatForecaster:
             coverage=covered / evaluated if evaluated else None,
             evaluated=evaluated,
             ceiling_cores=ceiling,
+            level_cores=float(level[-1]),
         )
 
     def demand(self, history: Sequence[Point]) -> Array:
@@ -195,13 +209,15 @@ class StatForecaster:
         saturated = measured & (request > 0) & (cpu >= SATURATED_SHARE * np.nan_to_num(request))
         relaxed = interval[measured & ~saturated & ~np.isnan(interval)]
         nominal = float(np.median(relaxed)) if len(relaxed) >= 5 else self.block_time_s
-        # A median of the last ten reported intervals: one interval is quantised to the collector's
-        # poll period (4 s or 6 s polled every 2 s), and a long one is reported on every poll it spans.
+        # A median of the intervals reported over the last ``INTERVAL_S``: one interval is quantised to
+        # the collector's poll period (4 s or 6 s polled every 2 s), and a long one is reported on
+        # every poll it spans. A span, not a count: ten one-minute samples would hide a saturation
+        # for ten minutes.
         reported = np.flatnonzero(~np.isnan(interval))
         stretch: Array | None = None
         pressure = np.full(len(history), MIN_PRESSURE)
         if len(reported):
-            recent = _rolling_median(interval[reported], INTERVAL_POINTS)
+            recent = _rolling_median(interval[reported], _steps(t[reported], INTERVAL_S))
             last = np.searchsorted(reported, np.arange(len(history)), side="right") - 1
             at_point = np.where(last >= 0, recent[np.maximum(last, 0)], nominal) / nominal
             # Block time grows faster than the overload (queueing), so the square root of the
@@ -216,6 +232,7 @@ class StatForecaster:
             gas=_signal(gas, measured),
             stretch=stretch,
             nominal_interval=nominal,
+            pinned=saturated[measured],
         )
 
     def nominal_interval(self, history: Sequence[Point]) -> float:
@@ -277,7 +294,9 @@ class StatForecaster:
             share = last.cpu_cores / last.cpu_request
             pinned = " (saturated: it needs more than it gets)" if _saturated(last) else ""
             factors.append(f"CPU at {share:.0%} of its {last.cpu_request:g} vCPU request{pinned}")
-        intervals = [p.block_interval for p in history if p.block_interval is not None][-INTERVAL_POINTS:]
+        reported = [(p.t, p.block_interval) for p in history if p.block_interval is not None]
+        times = np.array([t for t, _ in reported], dtype=np.float64)
+        intervals = [interval for _, interval in reported][-_steps(times, INTERVAL_S) :]
         nominal = series.nominal_interval
         if intervals and float(np.median(intervals)) >= 1.25 * nominal:
             interval = float(np.median(intervals))
@@ -450,27 +469,28 @@ def recommend(
     current_vcpu: float | None,
     headroom: float,
     down_headroom: float | None = None,
-    up_tolerance: float = 0.0,
+    up_tolerance: float = 1 - SATURATED_SHARE,
 ) -> float:
     """The smallest ladder step ≥ ceiling × (1 + headroom), capped at the top of the ladder.
 
-    Going down needs ``down_headroom`` (default twice ``headroom``) to fit the lower step, so a
-    forecast hovering at a step boundary does not flap between scale-down and scale-up proposals.
-    Going up needs the sized ceiling to pass the current step by ``up_tolerance``, unless the level
-    already fills the step: a ceiling a few percent over it is noise in a high quantile, not a reason
-    to restart op-geth twice, while a pinned op-geth always goes up.
+    Going up needs demand now (the level) to fill the current step, within ``up_tolerance`` of it:
+    a ceiling over a lower level is a 1-in-10 chance of a short excursion, and a correction that
+    extrapolates a jump is a guess; neither is worth a restart up now and another down a
+    quarter-hour later. Once the step is full, the step up is sized on the ceiling. Going down needs
+    ``down_headroom`` (default twice ``headroom``) to fit the lower step, so a forecast hovering at
+    a step boundary does not flap between scale-down and scale-up proposals.
     """
     steps = sorted(ladder)
     ceiling = forecast.upper_cores if forecast.ceiling_cores is None else forecast.ceiling_cores
     target = next((s for s in steps if s >= ceiling * (1 + headroom)), steps[-1])
-    if (
-        current_vcpu is not None
-        and target > current_vcpu >= ceiling * (1 + headroom) / (1 + up_tolerance)
-        and forecast.point_cores < SATURATED_SHARE * current_vcpu
-    ):
-        return current_vcpu
+    if current_vcpu is None:
+        return target
+    if target > current_vcpu:
+        level = forecast.point_cores if forecast.level_cores is None else forecast.level_cores
+        full = level * (1 + headroom) >= (1 - up_tolerance) * current_vcpu
+        return target if full else current_vcpu
     down = 2 * headroom if down_headroom is None else down_headroom
-    if current_vcpu is not None and target < current_vcpu and ceiling * (1 + down) > target:
+    if target < current_vcpu and ceiling * (1 + down) > target:
         return min(current_vcpu, next((s for s in steps if s >= ceiling * (1 + down)), steps[-1]))
     return target
 
@@ -492,7 +512,7 @@ def predict(
     now: datetime,
     min_points: int = 10,
     down_headroom: float | None = None,
-    up_tolerance: float = 0.0,
+    up_tolerance: float = 1 - SATURATED_SHARE,
 ) -> PredictionMade | None:
     """The vCPU op-geth should have ``horizon_s`` from ``now``; ``None`` with too little history."""
     measured = [p for p in history if p.cpu_cores is not None]

@@ -24,8 +24,9 @@ class PredictorSettings(ServiceSettings):
     headroom: float = Field(default=0.0, ge=0, le=2)
     # A step down must hold the ceiling times (1 + down_headroom): a margin against flapping.
     down_headroom: float = Field(default=0.1, ge=0, le=2)
-    # A step up needs the ceiling to pass the current step by this share (level hysteresis upward).
-    up_tolerance: float = Field(default=0.1, ge=0, le=1)
+    # A step up needs demand now (the level, before the correction) within this share of the
+    # current step, i.e. op-geth pinned; the ceiling alone, over a lower level, moves nothing up.
+    up_tolerance: float = Field(default=0.05, ge=0, le=1)
     # vCPU steps op-geth may be given, as JSON (``[1,2,4]``); defaults to the policy's ladder.
     ladder: tuple[float, ...] = Field(default_factory=_policy_ladder)
     min_points: int = Field(default=10, ge=3)
