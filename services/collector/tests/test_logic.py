@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kubernetes.utils.quantity import parse_quantity as official_parse_quantity
+from pydantic import ValidationError
 
 from sentinai.collector import logic
-from sentinai.common import catalog
+from sentinai.collector.settings import CollectorSettings
+from sentinai.common import catalog, subjects
 
 # ---- quantities --------------------------------------------------------------------------------
 
@@ -348,3 +352,19 @@ def test_split_log_drops_the_final_newline() -> None:
 )
 def test_next_delay(elapsed: float, expected: float) -> None:
     assert logic.next_delay(elapsed, 2.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5])
+def test_every_chain_is_polled_by_exactly_one_shard(shards: int) -> None:
+    chains = [f"chain-{i}" for i in range(200)]
+    owners = {chain: [k for k in range(shards) if logic.shard_of(chain, shards) == k] for chain in chains}
+    assert all(len(owned) == 1 for owned in owners.values())
+    # With as many shards as detector partitions, shard k feeds exactly detector partition k.
+    assert all(owned == [subjects.partition_of(chain, shards)] for chain, owned in owners.items())
+    if shards > 1:
+        assert len({owned[0] for owned in owners.values()}) == shards  # no shard sits idle
+
+
+def test_a_shard_outside_the_shard_count_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"shard 2 is not one of 0\.\.1"):
+        CollectorSettings(chains_file=tmp_path / "chains.yaml", shards=2, shard=2)

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
+from sentinai.collector.kube import KubeReader
 from sentinai.collector.poller import ChainPoller, Poll
 from sentinai.common import catalog
 from sentinai.common.chains import ChainConfig, load_chains
@@ -49,6 +51,11 @@ def twin(tmp_path: Path) -> Iterator[Twin]:
         )  # fmt: skip
     try:
         wait_for_port(port, timeout_s=30.0)
+        # The twin binds its port before it writes the files.
+        deadline = time.monotonic() + 10.0
+        while not chains.exists():
+            assert time.monotonic() < deadline, "the twin wrote no chains file"
+            time.sleep(0.05)
         (chain,) = load_chains(chains)
         yield Twin(port=port, chain=chain, process=process)
     finally:
@@ -128,7 +135,41 @@ async def test_hung_api_server_marks_every_target_down_within_the_timeout(twin: 
         assert len(poll.samples) == 8 and not any(s.target_up for s in poll.samples)
         assert poll.logs == ()
         k8s_errors = [s.error or "" for s in poll.samples if s.source == "k8s"]
-        assert all("list pods app.kubernetes.io/name=" in e for e in k8s_errors), k8s_errors
+        assert all("list pods app.kubernetes.io/name in (" in e for e in k8s_errors), k8s_errors
         assert all(s.target_up for s in (await poller.poll()).samples)
+    finally:
+        await poller.aclose()
+
+
+async def test_logs_read_every_few_polls_lose_no_line(twin: Twin) -> None:
+    clock = [1_800_000_000.0]
+    assert twin.chain.kubeconfig is not None
+    kube = KubeReader.from_kubeconfig(twin.chain.kubeconfig, namespace=twin.chain.namespace, timeout_s=5.0)
+    poller = ChainPoller(
+        twin.chain,
+        http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)),
+        kube=kube,
+        timeout_s=5.0,
+        log_tail_lines=50,
+        log_interval_s=5.0,
+        clock=lambda: clock[0],
+    )
+    try:
+        await twin.step(3)
+        first = log_lines(await poller.poll(), "op-geth")
+        assert first
+        for seconds in (1.0, 3.0):  # 4 s after the first read: not due yet
+            await twin.step(2)
+            clock[0] += seconds
+            skipped = await poller.poll()
+            assert skipped.logs == ()
+            assert len(skipped.samples) == 8 and all(s.target_up for s in skipped.samples)
+        await twin.step(2)
+        clock[0] += 1.0  # 5 s: due
+        later = log_lines(await poller.poll(), "op-geth")
+        assert later
+        written = await kube.tail_log("op-geth-0", container="op-geth", lines=2000)
+        # Both reads together are the end of the log: every line once, none skipped.
+        assert first + later == written[-(len(first) + len(later)) :]
     finally:
         await poller.aclose()

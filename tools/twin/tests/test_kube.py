@@ -101,6 +101,13 @@ def test_unsupported_patch_type_is_415(state: ChainState) -> None:
         ("app.kubernetes.io/name!=op-geth", False),
         ("app.kubernetes.io/name", True),
         ("!app.kubernetes.io/name", False),
+        ("app.kubernetes.io/name in (op-node,op-geth)", True),
+        ("app.kubernetes.io/name in (op-node, op-batcher)", False),
+        ("app.kubernetes.io/name in (op-node,op-geth),app.kubernetes.io/instance=other", False),
+        ("app.kubernetes.io/name notin (op-node,op-geth)", False),
+        ("app.kubernetes.io/name notin (op-node)", True),
+        ("app.kubernetes.io/part-of notin (sentinai)", True),
+        ("app.kubernetes.io/part-of in (sentinai)", False),
     ],
 )
 def test_label_selectors(selector: str | None, expected: bool) -> None:

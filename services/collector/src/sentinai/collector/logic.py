@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from sentinai.common import catalog
+from sentinai.common import catalog, subjects
 
 Metrics = dict[str, float]
 GWEI = 1e9
@@ -275,6 +275,11 @@ def new_log_lines(previous: Sequence[str] | None, current: Sequence[str]) -> tup
         if list(previous[-overlap:]) == list(current[:overlap]):
             return tuple(current[overlap:])
     return tuple(current)
+
+
+def shard_of(chain_id: str, shards: int) -> int:
+    """The collector shard that polls ``chain_id``: the detector partition it lands in, for as many."""
+    return subjects.partition_of(chain_id, shards)
 
 
 def next_delay(elapsed_s: float, interval_s: float) -> float:

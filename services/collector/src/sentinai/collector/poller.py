@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from sentinai.collector import logic
 from sentinai.collector.kube import COMPONENT_LABEL, KubeReader
@@ -43,28 +43,41 @@ class _LogCursor:
 class _ChainMemory:
     head: logic.HeadTracker = field(default_factory=logic.HeadTracker)
     logs: dict[str, _LogCursor] = field(default_factory=dict)
+    # Wall-clock time of the next log read; logs may be read less often than the rest is polled.
+    logs_due: float = float("-inf")
 
 
-async def _optional(call: Awaitable[Any]) -> Any:
-    """The result, or ``None`` when the node does not offer the method (anvil has no net_peerCount)."""
-    try:
-        return await call
-    except RpcError as exc:
-        log.debug("optional RPC unavailable", extra={"error": str(exc)})
+def _optional(result: Any) -> Any:
+    """A batch result, or ``None`` for a method the node does not offer (anvil has no net_peerCount)."""
+    if isinstance(result, RpcError):
+        log.debug("optional RPC unavailable", extra={"error": str(result)})
         return None
+    return result
+
+
+def _required(result: Any) -> Any:
+    if isinstance(result, RpcError):
+        raise result
+    return result
 
 
 class ChainPoller:
-    """Polls every configured target of one chain; a failing target becomes a ``targetUp=False`` sample."""
+    """Polls every configured target of one chain; a failing target becomes a ``targetUp=False`` sample.
+
+    A poll costs one HTTP request per RPC endpoint (the methods of one node go in one JSON-RPC
+    batch), one pod list and one pod-metrics list, plus a log tail per component every
+    ``log_interval_s`` (0: every poll).
+    """
 
     def __init__(
         self,
         chain: ChainConfig,
         *,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         kube: KubeReader | None,
         timeout_s: float,
         log_tail_lines: int,
+        log_interval_s: float = 0.0,
         clock: Clock = time.time,
     ) -> None:
         self.chain = chain
@@ -73,105 +86,125 @@ class ChainPoller:
         self._timeout_s = timeout_s
         self._guard_s = timeout_s + _GUARD_MARGIN_S
         self._tail = log_tail_lines
+        self._log_interval_s = log_interval_s
         self._clock = clock
         self._memory = _ChainMemory()
+        self._rpc = {
+            component: JsonRpc(http, str(url))
+            for component, url in (
+                ("op-geth", chain.l2_rpc),
+                ("op-node", chain.op_node_rpc),
+                ("op-batcher", chain.batcher_rpc),
+                ("op-proposer", chain.proposer_rpc),
+            )
+            if url is not None
+        }
 
     @classmethod
-    def open(cls, chain: ChainConfig, *, timeout_s: float, log_tail_lines: int) -> ChainPoller:
-        """A poller with its own HTTP pool and Kubernetes client, so chains never wait on each other."""
+    def open(
+        cls, chain: ChainConfig, *, timeout_s: float, log_tail_lines: int, log_interval_s: float = 0.0
+    ) -> ChainPoller:
+        """A poller with its own HTTP pools, so chains never wait on each other's connections."""
         kube = None
         if chain.kubeconfig is not None:
             kube = KubeReader.from_kubeconfig(
-                chain.kubeconfig, namespace=chain.namespace, timeout_s=timeout_s, name=chain.id
+                chain.kubeconfig, namespace=chain.namespace, timeout_s=timeout_s
             )
-        http = httpx.AsyncClient(timeout=timeout_s)
-        return cls(chain, http=http, kube=kube, timeout_s=timeout_s, log_tail_lines=log_tail_lines)
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+        return cls(
+            chain,
+            http=http,
+            kube=kube,
+            timeout_s=timeout_s,
+            log_tail_lines=log_tail_lines,
+            log_interval_s=log_interval_s,
+        )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
         if self._kube is not None:
-            self._kube.close()
+            await self._kube.aclose()
 
     async def poll(self) -> Poll:
         """Poll all targets concurrently; never raises for a target's failure."""
         now = self._clock()
-        chain = self.chain
-        jobs: list[Awaitable[tuple[MetricSample, LogBatch | None]]] = []
-        if chain.l2_rpc is not None:
-            jobs.append(
-                self._rpc_target("op-geth", now, self._geth(JsonRpc(self._http, str(chain.l2_rpc)), now))
-            )
-        if chain.op_node_rpc is not None:
-            rpc = JsonRpc(self._http, str(chain.op_node_rpc))
-            jobs.append(self._rpc_target("op-node", now, self._op_node(rpc, now)))
-        for component, url in (("op-batcher", chain.batcher_rpc), ("op-proposer", chain.proposer_rpc)):
-            if url is not None:
-                jobs.append(self._rpc_target(component, now, self._health(JsonRpc(self._http, str(url)))))
+        jobs: list[Awaitable[Poll]] = []
+        for component, rpc in self._rpc.items():
+            work = {"op-geth": self._geth, "op-node": self._op_node}.get(component, self._health)
+            jobs.append(self._rpc_target(component, now, work(rpc, now)))
         if self._kube is not None:
-            jobs.extend(self._pod(self._kube, component, now) for component in COMPONENTS)
-        results = await asyncio.gather(*jobs)
+            jobs.append(self._pods(self._kube, now))
+        parts = await asyncio.gather(*jobs)
         return Poll(
-            samples=tuple(sample for sample, _ in results),
-            logs=tuple(batch for _, batch in results if batch is not None),
+            samples=tuple(sample for part in parts for sample in part.samples),
+            logs=tuple(batch for part in parts for batch in part.logs),
         )
 
     # ---- targets -------------------------------------------------------------------------------
 
     async def _geth(self, rpc: JsonRpc, now: float) -> logic.Metrics:
-        block, txpool, peers = await asyncio.gather(
-            rpc.call("eth_getBlockByNumber", ["latest", False]),
-            _optional(rpc.call("txpool_status")),
-            _optional(rpc.call("net_peerCount")),
+        block, txpool, peers = await rpc.batch(
+            [("eth_getBlockByNumber", ["latest", False]), ("txpool_status", []), ("net_peerCount", [])]
         )
-        height, metrics = logic.block_metrics(block)
-        if txpool is not None:
-            metrics |= logic.txpool_metrics(txpool)
-        if peers is not None:
-            metrics |= logic.peer_count_metrics(peers)
+        height, metrics = logic.block_metrics(_required(block))
+        if (status := _optional(txpool)) is not None:
+            metrics |= logic.txpool_metrics(status)
+        if (count := _optional(peers)) is not None:
+            metrics |= logic.peer_count_metrics(count)
         # Only a successful poll moves the tracker: a timed-out one must not look like a stalled head.
         self._memory.head, head = logic.track_head(self._memory.head, height, now=now)
         return metrics | head
 
     async def _op_node(self, rpc: JsonRpc, now: float) -> logic.Metrics:
-        status, peers = await asyncio.gather(
-            rpc.call("optimism_syncStatus"), _optional(rpc.call("opp2p_peerStats"))
-        )
-        metrics = logic.sync_status_metrics(status, now=now)
-        if peers is not None:
-            metrics |= logic.peer_stats_metrics(peers)
+        status, peers = await rpc.batch([("optimism_syncStatus", []), ("opp2p_peerStats", [])])
+        metrics = logic.sync_status_metrics(_required(status), now=now)
+        if (stats := _optional(peers)) is not None:
+            metrics |= logic.peer_stats_metrics(stats)
         return metrics
 
-    async def _health(self, rpc: JsonRpc) -> logic.Metrics:
+    async def _health(self, rpc: JsonRpc, _now: float) -> logic.Metrics:
         await rpc.call("health_status")
         return {}
 
-    async def _rpc_target(
-        self, component: str, now: float, work: Awaitable[logic.Metrics]
-    ) -> tuple[MetricSample, LogBatch | None]:
+    async def _rpc_target(self, component: str, now: float, work: Awaitable[logic.Metrics]) -> Poll:
         try:
             async with asyncio.timeout(self._guard_s):
                 metrics = await work
         except Exception as exc:  # any failure of a target is reported, never raised
-            return self._down(component, "rpc", now, exc), None
-        return self._sample(component, "rpc", now, metrics), None
+            return Poll(samples=(self._down(component, "rpc", now, exc),))
+        return Poll(samples=(self._sample(component, "rpc", now, metrics),))
 
-    async def _pod(
-        self, kube: KubeReader, component: str, now: float
-    ) -> tuple[MetricSample, LogBatch | None]:
+    def _all_down(self, now: float, exc: BaseException) -> Poll:
+        return Poll(samples=tuple(self._down(c, "k8s", now, exc) for c in COMPONENTS))
+
+    async def _pods(self, kube: KubeReader, now: float) -> Poll:
+        """Every component's pod sample from one pod list and one metrics list; then their logs."""
         try:
             async with asyncio.timeout(self._guard_s):
-                pod = logic.pick_pod(await kube.pods(component))
-                if pod is None:
-                    raise LookupError(f"no pod labelled {COMPONENT_LABEL}={component} in {kube.namespace}")
-                name = str(pod.get("metadata", {}).get("name", ""))
-                metrics = logic.pod_metrics(pod, await kube.pod_usage(name), component=component)
+                pods, usage = await asyncio.gather(kube.pods(), kube.pod_usage(), return_exceptions=True)
         except Exception as exc:  # any failure of a target is reported, never raised
-            return self._down(component, "k8s", now, exc), None
-        sample = self._sample(component, "k8s", now, metrics)
-        container = logic.main_container(pod, component)
-        if container is None:
-            return sample, None
-        return sample, await self._new_logs(kube, component, pod=name, container=container, now=now)
+            return self._all_down(now, exc)
+        if isinstance(pods, BaseException):
+            return self._all_down(now, pods)
+        if isinstance(usage, BaseException):
+            return self._all_down(now, usage)
+        samples: list[MetricSample] = []
+        containers: dict[str, tuple[str, str]] = {}  # component → (pod, container) to read logs of
+        for component in COMPONENTS:
+            sample, container = self._pod_sample(kube, component, pods=pods, usage=usage, now=now)
+            samples.append(sample)
+            if container is not None:
+                containers[component] = container
+        if not containers or now < self._memory.logs_due:
+            return Poll(samples=tuple(samples))
+        self._memory.logs_due = now + self._log_interval_s
+        batches = await asyncio.gather(
+            *(
+                self._new_logs(kube, component, pod=pod, container=container, now=now)
+                for component, (pod, container) in containers.items()
+            )
+        )
+        return Poll(samples=tuple(samples), logs=tuple(b for b in batches if b is not None))
 
     async def _new_logs(
         self, kube: KubeReader, component: str, *, pod: str, container: str, now: float
@@ -200,6 +233,30 @@ class ChainPoller:
         return LogBatch(
             chain_id=self.chain.id, component=component, pod=pod, lines=fresh, occurred_at=_at(now)
         )
+
+    def _pod_sample(
+        self,
+        kube: KubeReader,
+        component: str,
+        *,
+        pods: list[dict[str, Any]],
+        usage: dict[str, dict[str, Any]],
+        now: float,
+    ) -> tuple[MetricSample, tuple[str, str] | None]:
+        """The component's pod sample, and its (pod, container) when its log can be read."""
+        try:
+            labelled = [
+                p for p in pods if p.get("metadata", {}).get("labels", {}).get(COMPONENT_LABEL) == component
+            ]
+            pod = logic.pick_pod(labelled)
+            if pod is None:
+                raise LookupError(f"no pod labelled {COMPONENT_LABEL}={component} in {kube.namespace}")
+            name = str(pod.get("metadata", {}).get("name", ""))
+            metrics = logic.pod_metrics(pod, usage.get(name), component=component)
+        except Exception as exc:  # a malformed pod fails its own component only
+            return self._down(component, "k8s", now, exc), None
+        container = logic.main_container(pod, component)
+        return self._sample(component, "k8s", now, metrics), None if container is None else (name, container)
 
     # ---- samples -------------------------------------------------------------------------------
 

@@ -65,16 +65,19 @@ async def up(settings: stack.UpSettings) -> int:
 
         api_key = stack.ensure_api_key(settings)
         for name in stack.SERVICES:
-            await sup.start(
-                stack.service_child(
-                    name,
-                    nats_url=nats_url,
-                    chains_file=chains_file,
-                    settings=settings,
-                    poll_s=poll_s,
-                    api_key=api_key,
+            for child_name, share in stack.replicas(name, settings):
+                await sup.start(
+                    stack.service_child(
+                        name,
+                        nats_url=nats_url,
+                        chains_file=chains_file,
+                        settings=settings,
+                        poll_s=poll_s,
+                        api_key=api_key,
+                        child_name=child_name,
+                        share=share,
+                    )
                 )
-            )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         stack.Runtime(nats_url=nats_url, api_url=api_url, twin_url=twin_url).save(runtime_path)
         sup.say("sentinai", f"dashboard at {api_url}/ — API docs at {api_url}/docs — Ctrl-C stops everything")
@@ -164,7 +167,17 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument("--state-dir", default=str(stack.UpSettings().state_dir), help="runtime state folder")
     sub = root.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start NATS, the OP Stack twin and every service; Ctrl-C stops all")
+    up_parser = sub.add_parser("up", help="start NATS, the OP Stack twin and every service; Ctrl-C stops all")
+    up_parser.add_argument(
+        "--collector-shards",
+        type=_process_count,
+        help="collector processes sharing the chains (SENTINAI_COLLECTOR_SHARDS)",
+    )
+    up_parser.add_argument(
+        "--detector-partitions",
+        type=_process_count,
+        help="detector processes sharing the bus by partition (SENTINAI_DETECTOR_PARTITIONS)",
+    )
     twin = sub.add_parser("twin", help="drive the OP Stack twin")
     twin.add_argument("--twin-url", help="twin base URL (default: the one `sentinai up` started)")
     twin.add_argument("--json", action="store_true", help="print the twin's answer")
@@ -186,10 +199,27 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def up_settings(args: argparse.Namespace) -> stack.UpSettings:
+    settings = stack.UpSettings()
+    flags = {"collector_shards": args.collector_shards, "detector_partitions": args.detector_partitions}
+    return settings.model_copy(update={key: value for key, value in flags.items() if value is not None})
+
+
+def _process_count(text: str) -> int:
+    """1..64 processes, the range ``UpSettings`` accepts from the environment."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"expected a process count from 1 to 64, got {text!r}")
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "up":
-        return asyncio.run(up(stack.UpSettings()))
+        return asyncio.run(up(up_settings(args)))
     if args.command == "twin":
         return twin_command(args)
     if args.command in ("actions", "audit"):

@@ -37,6 +37,15 @@ class UpSettings(BaseSettings):
     twin_block_time_s: int = Field(default=2, ge=1, validation_alias=_env("TWIN_BLOCK_TIME_S"))
     twin_poll_interval_s: float = Field(default=2.0, validation_alias=_env("TWIN_POLL_INTERVAL_S"))
     api_key: str | None = Field(default=None, validation_alias=_env("API_KEY"))
+    # Scale-out on one machine: collector processes that split the chains between them, and detector
+    # processes that split the bus by subject partition (the same split, by chain id).
+    collector_shards: int = Field(default=1, ge=1, le=64, validation_alias=_env("COLLECTOR_SHARDS"))
+    detector_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("SENTINAI_DETECTOR_PARTITIONS", "SENTINAI_PARTITIONS"),
+    )
 
 
 @dataclass(frozen=True)
@@ -136,10 +145,35 @@ def twin_child(settings: UpSettings, *, port: int, twin_dir: Path) -> Child:
     return Child("twin", argv)
 
 
+def replicas(name: str, settings: UpSettings) -> list[tuple[str, dict[str, str]]]:
+    """The processes of service ``name``: its child name and the env that gives it its share."""
+    if name == "collector" and settings.collector_shards > 1:
+        n = settings.collector_shards
+        return [
+            (f"collector-{k}", {"SENTINAI_COLLECTOR_SHARDS": str(n), "SENTINAI_COLLECTOR_SHARD": str(k)})
+            for k in range(n)
+        ]
+    if name == "detector" and settings.detector_partitions > 1:
+        n = settings.detector_partitions
+        return [
+            (f"detector-{k}", {"SENTINAI_DETECTOR_PARTITIONS": str(n), "SENTINAI_DETECTOR_PARTITION": str(k)})
+            for k in range(n)
+        ]
+    return [(name, {})]
+
+
 def service_child(
-    name: str, *, nats_url: str, chains_file: Path, settings: UpSettings, poll_s: float, api_key: str = ""
+    name: str,
+    *,
+    nats_url: str,
+    chains_file: Path,
+    settings: UpSettings,
+    poll_s: float,
+    api_key: str = "",
+    child_name: str | None = None,
+    share: dict[str, str] | None = None,
 ) -> Child:
-    env = {"SENTINAI_NATS_URL": nats_url, "SENTINAI_STATE_DIR": str(settings.state_dir)}
+    env = {"SENTINAI_NATS_URL": nats_url, "SENTINAI_STATE_DIR": str(settings.state_dir), **(share or {})}
     if name == "collector":
         env |= {
             "SENTINAI_COLLECTOR_CHAINS_FILE": str(chains_file),
@@ -160,4 +194,4 @@ def service_child(
             "SENTINAI_API_PORT": str(settings.api_port),
             "SENTINAI_API_KEY": api_key,
         }
-    return Child(name, [sys.executable, "-m", f"sentinai.{name}"], env=env)
+    return Child(child_name or name, [sys.executable, "-m", f"sentinai.{name}"], env=env)

@@ -2,6 +2,10 @@
 
 Routes are ``async def`` on purpose: they then run on the event loop's thread, the same one the
 clock steps the chains on, so no request ever sees a half-stepped chain.
+
+The routes a collector calls every poll (JSON-RPC, the pod and pod-metrics lists) are plain
+Starlette endpoints returning ready JSON: FastAPI's dependency solving and response validation
+cost more than the answer itself, and at hundreds of chains the twin would be the bottleneck.
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def _answer(runtime: ChainRuntime, component: Component, request: Any) -> dict[s
 
 
 def _rpc_routes(app: FastAPI, twin: Twin) -> None:
-    @app.post("/chains/{chain}/{component}")
-    async def json_rpc(chain: str, component: str, request: Request) -> Response:
+    async def json_rpc(request: Request) -> Response:
+        chain, component = request.path_params["chain"], request.path_params["component"]
         runtime = twin.chain(chain)
         if runtime is None or component not in COMPONENTS:
             return JSONResponse(_rpc_error(rpc.SERVER_ERROR, f"no such endpoint: {chain}/{component}"), 404)
@@ -125,6 +129,8 @@ def _rpc_routes(app: FastAPI, twin: Twin) -> None:
             return JSONResponse([_answer(runtime, comp, item) for item in body])
         return JSONResponse(_answer(runtime, comp, body))
 
+    app.add_route("/chains/{chain}/{component}", json_rpc, methods=["POST"], include_in_schema=False)
+
 
 # --- Kubernetes API ------------------------------------------------------------------------------
 
@@ -148,6 +154,12 @@ async def _namespace(ns: str, request: Request) -> ChainRuntime:
 
 Auth = Annotated[None, Depends(_authorized)]
 Namespace = Annotated[ChainRuntime, Depends(_namespace)]
+
+
+async def _kube_namespace(request: Request) -> ChainRuntime:
+    """``Auth`` and ``Namespace`` for the plain Starlette endpoints."""
+    await _authorized(request)
+    return await _namespace(request.path_params["ns"], request)
 
 
 def _kube_routes(app: FastAPI, twin: Twin) -> None:
@@ -175,12 +187,15 @@ def _kube_routes(app: FastAPI, twin: Twin) -> None:
 
 
 def _pod_routes(app: FastAPI) -> None:
-    @app.get("/api/v1/namespaces/{ns}/pods")
-    async def list_pods(_: Auth, runtime: Namespace, labelSelector: str | None = None) -> dict[str, Any]:
+    async def list_pods(request: Request) -> Response:
+        runtime = await _kube_namespace(request)
+        selector = request.query_params.get("labelSelector")
         pods = [runtime.render_pod(c) for c in COMPONENTS if runtime.state.pods[c].exists]
-        items = [p for p in pods if kube.matches(p["metadata"]["labels"], labelSelector)]
+        items = [p for p in pods if kube.matches(p["metadata"]["labels"], selector)]
         meta = {"resourceVersion": str(runtime.state.tick + 1)}
-        return {"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items}
+        return JSONResponse({"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items})
+
+    app.add_route("/api/v1/namespaces/{ns}/pods", list_pods, methods=["GET"], include_in_schema=False)
 
     @app.get("/api/v1/namespaces/{ns}/pods/{name}")
     async def read_pod(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
@@ -264,22 +279,29 @@ async def _misbehave(fault: KubeFault, *, resource: str, name: str) -> None:
 
 
 def _metrics_routes(app: FastAPI) -> None:
-    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods")
-    async def list_pod_metrics(
-        _: Auth, runtime: Namespace, labelSelector: str | None = None
-    ) -> dict[str, Any]:
-        found = [kube.pod_metrics(runtime.state, c) for c in COMPONENTS]
-        items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], labelSelector)]
-        return {
+    async def list_pod_metrics(request: Request) -> Response:
+        runtime = await _kube_namespace(request)
+        selector = request.query_params.get("labelSelector")
+        found = [runtime.pod_metrics(c) for c in COMPONENTS]
+        items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], selector)]
+        body = {
             "kind": "PodMetricsList",
             "apiVersion": "metrics.k8s.io/v1beta1",
             "metadata": {},
             "items": items,
         }
+        return JSONResponse(body)
+
+    app.add_route(
+        "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
+        list_pod_metrics,
+        methods=["GET"],
+        include_in_schema=False,
+    )
 
     @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}")
     async def read_pod_metrics(_: Auth, runtime: Namespace, name: str) -> dict[str, Any]:
-        metrics = kube.pod_metrics(runtime.state, runtime.pod(name))
+        metrics = runtime.pod_metrics(runtime.pod(name))
         if metrics is None:
             raise kube.not_found("pods", name, group="metrics.k8s.io")
         return metrics

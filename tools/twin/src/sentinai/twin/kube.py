@@ -7,7 +7,9 @@ specs, and patches (strategic merge, JSON merge, JSON patch) are applied to plai
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -412,12 +414,29 @@ def pod_metrics(state: ChainState, component: Component) -> Obj | None:
     }
 
 
+_SET_TERM: Final = re.compile(r"^\s*([^\s!=(),]+)\s+(in|notin)\s+\(([^)]*)\)\s*")
+
+
+_TERM_SPLIT: Final = re.compile(r",(?![^(]*\))")  # a comma outside ``in (a,b)`` sets
+
+
+@functools.lru_cache(maxsize=256)
+def _selector_terms(selector: str) -> tuple[str, ...]:
+    """The comma-joined terms of a selector (parsed once: collectors send the same one every poll)."""
+    return tuple(t.strip() for t in _TERM_SPLIT.split(selector) if t.strip())
+
+
 def matches(labels: dict[str, str], selector: str | None) -> bool:
-    """Equality-based label selectors: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, comma-joined."""
+    """Label selectors: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``."""
     if not selector:
         return True
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
+    for term in _selector_terms(selector):
+        if (found := _SET_TERM.fullmatch(term)) is not None:
+            values = {v.strip() for v in found.group(3).split(",")}
+            # A missing label is "not in" any set.
+            if (labels.get(found.group(1)) in values) != (found.group(2) == "in"):
+                return False
+        elif "!=" in term:
             key, value = (s.strip() for s in term.split("!=", 1))
             if labels.get(key) == value:
                 return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -31,14 +32,19 @@ L1_BLOCK_ADDRESS: Final = "0x4200000000000000000000000000000000000015"
 SEQUENCER_FEE_VAULT: Final = "0x4200000000000000000000000000000000000011"
 
 
+@functools.lru_cache(maxsize=1 << 16, typed=True)
 def digest(*parts: object) -> str:
-    """A 32-byte 0x-hex hash: deterministic stand-in for keccak of the named object."""
+    """A 32-byte 0x-hex hash: deterministic stand-in for keccak of the named object.
+
+    Memoised: every poll renders the same pod names, block and transaction hashes again.
+    """
     return "0x" + hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
 
 
 _K8S_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"  # what the API server uses for generated names
 
 
+@functools.lru_cache(maxsize=4096)
 def _k8s_suffix(key: str, length: int) -> str:
     number = int(digest(key)[2:18], 16)
     chars = []

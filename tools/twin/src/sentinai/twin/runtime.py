@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from random import Random
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sentinai.twin import incidents, kube, quantity, rpc, sim
 from sentinai.twin.faults import Faults
 from sentinai.twin.model import COMPONENTS, ChainConfig, ChainState, Component, Incident, seed_for
 
+T = TypeVar("T")
 LOG_RING_LINES: Final = 2000
 MAX_CATCH_UP_TICKS: Final = 1000
 
@@ -28,10 +30,25 @@ class ChainRuntime:
         self.logs: dict[Component, deque[str]] = {c: deque(maxlen=log_lines) for c in COMPONENTS}
         self.previous_logs: dict[Component, deque[str] | None] = dict.fromkeys(COMPONENTS)
         self._containers = {c: self._container_key(c) for c in COMPONENTS}
+        # Answers rendered from the current state, reused until it changes: collectors read the same
+        # head, pods and metrics several times per block. States are immutable, so a new one is a
+        # new object; a workload patch (which may leave the state alone) clears the memo itself.
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_state: ChainState | None = None
 
     @property
     def chain(self) -> str:
         return self.state.config.chain
+
+    def _memoised(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per state; callers only serialise the answer, never change it."""
+        if self._memo_state is not self.state:
+            self._memo.clear()
+            self._memo_state = self.state
+        if key not in self._memo:
+            self._memo[key] = compute()
+        answer: T = self._memo[key]
+        return answer
 
     def _container_key(self, component: Component) -> tuple[int, int]:
         pod = self.state.pods[component]
@@ -70,7 +87,12 @@ class ChainRuntime:
         self.state = sim.set_traffic(self.state, multiplier)
 
     def call(self, component: Component, method: str, params: Sequence[Any]) -> Any:
+        key = ("rpc", component, method, json.dumps(params))
+        if self._memo_state is self.state and key in self._memo:
+            return self._memo[key]
         answer = rpc.call(self.state, component, method, params)
+        if answer.state is self.state:  # a read: the same question gets the same answer until the state moves
+            return self._memoised(key, lambda: answer.result)
         self.state = answer.state
         return answer.result
 
@@ -95,7 +117,12 @@ class ChainRuntime:
         return kube.render_workload(self.state, self.workloads[component], component)
 
     def render_pod(self, component: Component) -> kube.Obj:
-        return kube.render_pod(self.state, self.workloads[component], component)
+        return self._memoised(
+            ("pod", component), lambda: kube.render_pod(self.state, self.workloads[component], component)
+        )
+
+    def pod_metrics(self, component: Component) -> kube.Obj | None:
+        return self._memoised(("metrics", component), lambda: kube.pod_metrics(self.state, component))
 
     def patch_workload(self, resource: str, name: str, body: bytes, content_type: str) -> kube.Obj:
         component = self.workload(resource, name)
@@ -122,6 +149,7 @@ class ChainRuntime:
                 template_changed=after["spec"]["template"] != before["spec"]["template"],
             )
         self.workloads[component] = after
+        self._memo_state = None
         self._rotate_logs()
         return self.render_workload(component)
 
