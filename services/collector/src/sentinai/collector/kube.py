@@ -1,35 +1,34 @@
-"""Read-only Kubernetes access to one chain's namespace: pods, pod metrics and logs, as raw JSON.
+"""Read-only Kubernetes access to one chain's namespace through the official client: pods, pod
+metrics and logs, read as raw JSON.
 
-The kubeconfig is read with the official client's loader (contexts, certificates, token refresh),
-but requests go out on an aiohttp session and answers are parsed with ``json.loads``: the official
-client's blocking calls needed a thread each, and its per-call overhead was most of the collector's
-CPU. One list of pods and one list of pod metrics per poll cover all components.
+One list of pods and one list of pod metrics per poll cover all components (a set-based label
+selector), and answers are parsed with ``json.loads`` instead of the client's models: per-component
+gets and model deserialisation were most of the collector's CPU. The client blocks, so calls run on
+a small thread pool per chain: a cluster that hangs ties up only its own chain's threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import ssl
-import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from sentinai.collector import logic
 from sentinai.common.events import COMPONENTS
 
+T = TypeVar("T")
 COMPONENT_LABEL = "app.kubernetes.io/name"
 # Every component in one request: a set-based selector, which the API server and metrics-server take.
 SELECTOR = f"{COMPONENT_LABEL} in ({','.join(sorted(COMPONENTS))})"
 _ERROR_BODY_KEEP = 300
-# The bearer token is read again this often; a kubeconfig's exec plugin or an expiring token is
-# refreshed by the official loader's hook then (on a thread: an exec plugin blocks).
-_TOKEN_REFRESH_S = 60.0
 
 
 class KubeError(RuntimeError):
@@ -40,120 +39,54 @@ class KubeError(RuntimeError):
         self.status = status
 
 
-class _Token:
-    """The ``Authorization`` header from the loaded configuration, re-read every ``_TOKEN_REFRESH_S``."""
-
-    def __init__(self, configuration: k8s.Configuration) -> None:
-        self._configuration = configuration
-        self._value: str | None = None
-        self._read_at = -_TOKEN_REFRESH_S
-        self._lock = asyncio.Lock()
-
-    def _read(self) -> str | None:
-        value = self._configuration.get_api_key_with_prefix("BearerToken")
-        return str(value) if value else None
-
-    async def header(self) -> dict[str, str]:
-        if time.monotonic() - self._read_at >= _TOKEN_REFRESH_S:
-            async with self._lock:
-                if time.monotonic() - self._read_at >= _TOKEN_REFRESH_S:
-                    self._value = await asyncio.to_thread(self._read)
-                    self._read_at = time.monotonic()
-        return {"authorization": self._value} if self._value else {}
-
-
-def _tls(configuration: k8s.Configuration) -> ssl.SSLContext | bool:
-    if not str(configuration.host).startswith("https://"):
-        return True  # plain HTTP (a local API server or the twin): no TLS settings to build
-    if not configuration.verify_ssl:
-        return False
-    return _tls_context(configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file)
-
-
-@functools.lru_cache(maxsize=64)
-def _tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
-    """One context per set of certificates: chains in the same cluster share it (each holds a CA store)."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file)
-    return context
-
-
 class KubeReader:
     """Pods, pod metrics and pod logs of one namespace; every call is bounded by ``timeout_s``."""
 
-    def __init__(
-        self,
-        http: aiohttp.ClientSession,
-        *,
-        server: str,
-        namespace: str,
-        timeout_s: float,
-        token: _Token | None = None,
-        tls: ssl.SSLContext | bool = True,
-        proxy: str | None = None,
-        server_hostname: str | None = None,
-    ) -> None:
-        self._http = http
-        self._server = server.rstrip("/")
-        self._token = token
-        self._tls = tls
-        self._proxy = proxy
-        self._server_hostname = server_hostname
+    def __init__(self, api_client: k8s.ApiClient, *, namespace: str, timeout_s: float) -> None:
+        self._api_client = api_client
+        self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+        # Pods, pod metrics and a log read can be in flight at once.
+        self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"k8s-{namespace}")
         self.namespace = namespace
         self.timeout_s = timeout_s
 
     @classmethod
     def from_kubeconfig(cls, path: Path, *, namespace: str, timeout_s: float) -> KubeReader:
         configuration = k8s.Configuration()
+        # urllib3 would otherwise retry a timed-out GET several times, multiplying the timeout; the
+        # next poll is the retry.
+        configuration.retries = 0
         try:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(path), client_configuration=configuration, persist_config=False
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(path), client_configuration=configuration
             )
-            tls = _tls(configuration)
         except Exception as exc:  # the loader raises ConfigException, OSError, YAML and key errors
             raise KubeError(f"cannot load kubeconfig {path}: {type(exc).__name__}: {exc}") from exc
-        http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout_s), headers={"accept": "application/json"}
-        )
-        return cls(
-            http,
-            server=str(configuration.host),
-            namespace=namespace,
-            timeout_s=timeout_s,
-            token=_Token(configuration),
-            tls=tls,
-            proxy=configuration.proxy or None,
-            server_hostname=configuration.tls_server_name or None,
-        )
+        return cls(api_client, namespace=namespace, timeout_s=timeout_s)
 
-    async def _get(self, what: str, path: str, params: dict[str, str]) -> bytes:
-        try:
-            headers = await self._token.header() if self._token is not None else {}
-            async with self._http.get(
-                self._server + path,
-                params=params,
-                headers=headers,
-                ssl=self._tls,
-                proxy=self._proxy,
-                server_hostname=self._server_hostname,
-            ) as response:
-                body = await response.read()
-        except TimeoutError as exc:
-            raise KubeError(f"{what}: timed out after {self.timeout_s:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        if response.status >= 400:
-            text = body[:_ERROR_BODY_KEEP].decode(errors="replace")
-            raise KubeError(
-                f"{what}: HTTP {response.status} {response.reason}: {text}", status=response.status
-            )
-        return body
+    async def _run(self, what: str, call: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return call()
+            except ApiException as exc:
+                body = (exc.body or "")[:_ERROR_BODY_KEEP]
+                if isinstance(body, bytes):
+                    body = body.decode(errors="replace")
+                raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}: {body}", status=exc.status) from exc
+            except urllib3.exceptions.TimeoutError as exc:
+                raise KubeError(f"{what}: timed out after {self.timeout_s:g}s") from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
-    async def _items(self, what: str, path: str) -> list[dict[str, Any]]:
-        raw = await self._get(what, path, {"labelSelector": SELECTOR})
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, guarded)
+
+    @staticmethod
+    def _items(what: str, response: Any) -> list[dict[str, Any]]:
+        """The ``items`` of a raw list answer (``_preload_content=False``)."""
         try:
-            body = json.loads(raw)
+            body = json.loads(response.data)
         except ValueError as exc:
             raise KubeError(f"{what}: answer is not JSON: {exc}") from exc
         items = body.get("items") if isinstance(body, dict) else None
@@ -163,16 +96,37 @@ class KubeReader:
 
     async def pods(self) -> list[dict[str, Any]]:
         """The components' pods (labelled ``app.kubernetes.io/name``), as Kubernetes JSON."""
-        ns = self.namespace
-        return await self._items(f"list pods {SELECTOR} in {ns}", f"/api/v1/namespaces/{ns}/pods")
+        what = f"list pods {SELECTOR} in {self.namespace}"
+
+        def call() -> list[dict[str, Any]]:
+            response = self._core.list_namespaced_pod(
+                self.namespace,
+                label_selector=SELECTOR,
+                _request_timeout=self.timeout_s,
+                _preload_content=False,
+            )
+            return self._items(what, response)
+
+        return await self._run(what, call)
 
     async def pod_usage(self) -> dict[str, dict[str, Any]]:
         """The components' ``metrics.k8s.io`` PodMetrics by pod name; empty while the API has none."""
-        ns = self.namespace
-        try:
-            items = await self._items(
-                f"list pod metrics {SELECTOR} in {ns}", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods"
+        what = f"list pod metrics {SELECTOR} in {self.namespace}"
+
+        def call() -> list[dict[str, Any]]:
+            response = self._custom.list_namespaced_custom_object(
+                "metrics.k8s.io",
+                "v1beta1",
+                self.namespace,
+                "pods",
+                label_selector=SELECTOR,
+                _request_timeout=self.timeout_s,
+                _preload_content=False,
             )
+            return self._items(what, response)
+
+        try:
+            items = await self._run(what, call)
         except KubeError as exc:
             # No metrics API in the cluster (yet): pods are reported without their usage.
             if exc.status == 404:
@@ -181,13 +135,21 @@ class KubeReader:
         return {str(item.get("metadata", {}).get("name", "")): item for item in items}
 
     async def tail_log(self, pod: str, *, container: str, lines: int) -> tuple[str, ...]:
-        ns = self.namespace
-        raw = await self._get(
-            f"log of {ns}/{pod}/{container}",
-            f"/api/v1/namespaces/{ns}/pods/{pod}/log",
-            {"container": container, "tailLines": str(lines)},
-        )
-        return logic.split_log(raw.decode(errors="replace"))
+        def call() -> str:
+            # Typed as str, but with _preload_content=False the client returns the raw response.
+            response: Any = self._core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=container,
+                tail_lines=lines,
+                _request_timeout=self.timeout_s,
+                _preload_content=False,
+            )
+            data: bytes = response.data
+            return data.decode(errors="replace")
+
+        return logic.split_log(await self._run(f"log of {self.namespace}/{pod}/{container}", call))
 
     async def aclose(self) -> None:
-        await self._http.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._api_client.close()  # type: ignore[no-untyped-call]
