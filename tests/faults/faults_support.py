@@ -16,6 +16,7 @@ from upstack import eventually
 
 from sentinai.common.net import wait_for_port
 from sentinai.common.procs import stop_group
+from sentinai.common.streams import ensure_streams
 
 
 def health_port(pid: int, name: str) -> int:
@@ -104,16 +105,21 @@ def wait_drained(url: str, *, timeout_s: float) -> None:
     )
 
 
+def ensure_streams_at(url: str) -> None:
+    """Create every stream on the nats-server at ``url``, as the services would at their start."""
+
+    async def ensure() -> None:
+        nc = await nats.connect(url)
+        try:
+            await ensure_streams(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(ensure())
+
+
 def kill_9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @dataclass

@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from faults_support import alive, health_port, healthz, kill_9, stream_messages, wait_drained
-from upstack import UpStack, eventually
+from faults_support import health_port, healthz, kill_9, stream_messages, wait_drained
+from upstack import UpStack, alive, eventually
 
 from sentinai.twin.client import TwinControl
 

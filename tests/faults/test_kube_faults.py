@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from faults_support import stream_messages
+from faults_support import ensure_streams_at, stream_messages
 from serviceproc import Service
 from upstack import eventually
 
@@ -25,7 +25,6 @@ from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
 from sentinai.common.decisions import ActionApproved
 from sentinai.common.natsserver import EmbeddedNats
-from sentinai.common.streams import ensure_streams
 from sentinai.twin.client import TwinControl
 from sentinai.twin.process import TwinProcess
 
@@ -109,13 +108,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     twin = TwinProcess(root / "twin", chains=CHAINS, seed=11, block_time_s=1).start()
     services: list[Service] = []
     try:
-
-        async def streams() -> None:
-            nc = await nats.connect(server.url)
-            await ensure_streams(nc.jetstream())
-            await nc.close()
-
-        asyncio.run(streams())
+        ensure_streams_at(server.url)
         common = {"SENTINAI_COLLECTOR_CHAINS_FILE": str(twin.chains_file)}
         services.append(
             Service.start(

@@ -18,7 +18,7 @@ from typing import Any
 import nats
 import pytest
 import redis
-from faults_support import RedisServer, stream_messages
+from faults_support import RedisServer, ensure_streams_at, stream_messages
 from serviceproc import Service
 from upstack import eventually
 
@@ -28,7 +28,6 @@ from sentinai.common.decisions import ActionCommand, ActionRequested, requested_
 from sentinai.common.events import Event
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
-from sentinai.common.streams import ensure_streams
 
 pytestmark = pytest.mark.integration
 CHAIN = "red"
@@ -88,13 +87,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         env=common | {"SENTINAI_EXECUTOR_CHAINS_FILE": str(chains)},
     )
     try:
-
-        async def streams() -> None:
-            nc = await nats.connect(server.url)
-            await ensure_streams(nc.jetstream())
-            await nc.close()
-
-        asyncio.run(streams())
+        ensure_streams_at(server.url)
         for service in (planner, executor):
             eventually(service.healthy, timeout_s=60, what=f"{service.name} healthy")
         yield Rig(server, redis, planner, executor)

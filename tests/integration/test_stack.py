@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import nats
 import pytest
+from upstack import alive
 
 from sentinai.common import subjects
 
@@ -36,14 +36,6 @@ def _anomalies_on_the_bus(stack: Any) -> list[dict[str, Any]]:
             await nc.close()
 
     return asyncio.run(read())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_up_watch_inject_sequencer_stall_and_stop_cleanly(make_stack: Callable[..., Any]) -> None:
@@ -90,6 +82,6 @@ def test_up_watch_inject_sequencer_stall_and_stop_cleanly(make_stack: Callable[.
     pids = stack.child_pids()
     assert {"nats", "twin", "collector", "detector", "api"} <= set(pids)
     assert stack.stop() == 0
-    leftovers = {name: pid for name, pid in pids.items() if _alive(pid)}
+    leftovers = {name: pid for name, pid in pids.items() if alive(pid)}
     assert leftovers == {}, f"processes left behind: {leftovers}"
     assert not (stack.state_dir / "up.json").exists()

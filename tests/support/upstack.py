@@ -36,6 +36,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def eventually(
     check: Callable[[], T | None],
     *,
