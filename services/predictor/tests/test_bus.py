@@ -1,4 +1,7 @@
-"""Wiring in memory: op-geth samples in through TestNatsBroker, predictions and dead letters out."""
+"""Wiring in memory: op-geth samples handed to the pull loop's handler, predictions and dead letters out.
+
+The pull loop itself runs against a real nats-server in ``test_integration``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import PredictionMade
@@ -64,18 +68,22 @@ def poll(i: int, *, cpu: float, pool: float, interval: float, chain: str = "opma
     ]
 
 
-async def publish(broker: NatsBroker, samples: list[MetricSample]) -> None:
+async def feed(wiring: bus.Wiring, subject: str, body: bytes) -> None:
+    """One message as a fetch of the samples' pull loop returns it."""
+    await wiring.loop.handle([Msg(_client=None, subject=subject, data=body)])  # type: ignore[arg-type]
+
+
+async def publish(wiring: bus.Wiring, samples: list[MetricSample]) -> None:
     for sample in samples:
-        subject = subjects.metrics_raw(sample.chain_id, sample.component)
-        await broker.publish(sample.to_json(), subject, stream=streams.TELEMETRY.name)
+        await feed(wiring, subjects.metrics_raw(sample.chain_id, sample.component), sample.to_json())
 
 
 async def test_saturated_chain_gets_a_prediction_with_the_seed_fields() -> None:
     wiring, deps, predictions, _ = wired()
-    async with TestNatsBroker(wiring.broker) as broker:
+    async with TestNatsBroker(wiring.broker):
         for i in range(40):
-            await publish(broker, poll(i, cpu=1.05, pool=100.0 + 30 * i, interval=4.4))
-        await publish(broker, poll(0, cpu=0.3, pool=5.0, interval=2.0, chain="young"))
+            await publish(wiring, poll(i, cpu=1.05, pool=100.0 + 30 * i, interval=4.4))
+        await publish(wiring, poll(0, cpu=0.3, pool=5.0, interval=2.0, chain="young"))
         newest = T0 + timedelta(seconds=390)
         assert await wiring.tick(newest + timedelta(seconds=5)) == 1
         # Nothing new since: the next round stays quiet rather than repeating itself.
@@ -103,9 +111,9 @@ async def test_saturated_chain_gets_a_prediction_with_the_seed_fields() -> None:
 
 async def test_stale_history_is_not_predicted_from() -> None:
     wiring, _, predictions, _ = wired()
-    async with TestNatsBroker(wiring.broker) as broker:
+    async with TestNatsBroker(wiring.broker):
         for i in range(20):
-            await publish(broker, poll(i, cpu=0.4, pool=10.0, interval=2.0))
+            await publish(wiring, poll(i, cpu=0.4, pool=10.0, interval=2.0))
         assert await wiring.tick(T0 + timedelta(hours=1)) == 0
     assert predictions.bodies == []
 
@@ -116,10 +124,10 @@ async def test_malformed_samples_are_dead_lettered_and_the_handler_keeps_working
     wrong_type = json.loads(good.to_json())
     wrong_type["metrics"] = {"cpuCores": "lots"}
     subject = subjects.metrics_raw("opmain", "op-geth")
-    async with TestNatsBroker(wiring.broker) as broker:
-        await broker.publish(b"not json", subject, stream=streams.TELEMETRY.name)
-        await broker.publish(json.dumps(wrong_type).encode(), subject, stream=streams.TELEMETRY.name)
-        await publish(broker, [good])
+    async with TestNatsBroker(wiring.broker):
+        await feed(wiring, subject, b"not json")
+        await feed(wiring, subject, json.dumps(wrong_type).encode())
+        await publish(wiring, [good])
     letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
     assert [(d.service, d.subject) for d in letters] == [("predictor", subject)] * 2
     assert letters[0].payload == "not json"

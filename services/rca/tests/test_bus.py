@@ -1,4 +1,8 @@
-"""Wiring in memory: telemetry becomes context, anomalies one RCA per incident, junk a dead letter."""
+"""Wiring in memory: telemetry becomes context, anomalies one RCA per incident, junk a dead letter.
+
+Telemetry is handed to the pull loops' batch handlers as fetched messages; the loops themselves run
+against a real nats-server in ``test_integration``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from datetime import timedelta
 
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import AuditRecorded, RcaCompleted
@@ -27,15 +32,23 @@ class Spy:
             self.bodies.append(msg.body)
 
 
-def wired() -> tuple[NatsBroker, bus.Deps, Spy, Spy, Spy]:
+def wired() -> tuple[bus.Wiring, bus.Deps, Spy, Spy, Spy]:
     deps = bus.deps_from(SETTINGS)
     deps.clock = lambda: T0 + timedelta(seconds=30)
-    broker = bus.build(SETTINGS, deps, now=T0)
+    wiring = bus.build(SETTINGS, deps, now=T0)
+    broker = wiring.broker
     rcas, audits, dead = Spy(), Spy(), Spy()
     rcas.attach(broker, subjects.RCA_COMPLETED_ALL, streams.EVENTS)
     audits.attach(broker, subjects.AUDIT_ALL, streams.AUDIT)
     dead.attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
-    return broker, deps, rcas, audits, dead
+    return wiring, deps, rcas, audits, dead
+
+
+async def feed(wiring: bus.Wiring, subject: str, body: bytes) -> None:
+    """One telemetry message as a fetch of the samples' or the log lines' pull loop returns it."""
+    metrics, logs = wiring.loops
+    loop = metrics if subject.startswith(subjects.METRICS_RAW + ".") else logs
+    await loop.handle([Msg(_client=None, subject=subject, data=body)])  # type: ignore[arg-type]
 
 
 def stall_telemetry() -> list[tuple[str, bytes]]:
@@ -61,12 +74,13 @@ def stall_telemetry() -> list[tuple[str, bytes]]:
 
 
 async def test_an_anomaly_after_telemetry_gives_one_rca_with_the_seed_fields_and_an_audit() -> None:
-    broker, _, rcas, audits, _ = wired()
+    wiring, _, rcas, audits, _ = wired()
+    broker = wiring.broker
     first = anomaly("op-geth", "secondsSinceHead", 16.0, event_id="stall-1")
     same_incident = anomaly("op-node", "unsafeL2Age", 16.0, event_id="stall-2", at=T0 + timedelta(seconds=2))
     async with TestNatsBroker(broker):
         for subject, body in stall_telemetry():
-            await broker.publish(body, subject, stream=streams.TELEMETRY.name)
+            await feed(wiring, subject, body)
         await broker.publish(first.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
         await broker.publish(first.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
         await broker.publish(
@@ -90,7 +104,8 @@ async def test_an_anomaly_after_telemetry_gives_one_rca_with_the_seed_fields_and
 
 
 async def test_a_noise_opening_publishes_nothing_until_the_incident_is_explained() -> None:
-    broker, _, rcas, _, _ = wired()
+    wiring, _, rcas, _, _ = wired()
+    broker = wiring.broker
     noisy = anomaly("op-geth", "cpuUsage", 63.0, rule="zscore", event_id="n-1")
     jwt_line = op("error", "Error initializing the rollup node", err="401 Unauthorized: signature is invalid")
     jwt = anomaly(
@@ -108,7 +123,8 @@ async def test_a_noise_opening_publishes_nothing_until_the_incident_is_explained
 
 
 async def test_resolved_anomalies_leave_the_context() -> None:
-    broker, deps, _, _, _ = wired()
+    wiring, deps, _, _, _ = wired()
+    broker = wiring.broker
     opened = anomaly("op-geth", "cpuUsage", 97.0, event_id="r-1")
     resolved = {
         "chainId": CHAIN,
@@ -129,7 +145,8 @@ async def test_resolved_anomalies_leave_the_context() -> None:
 
 
 async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> None:
-    broker, deps, rcas, _, dead = wired()
+    wiring, deps, rcas, _, dead = wired()
+    broker = wiring.broker
     bad_anomaly = json.loads(anomaly("op-geth", "cpuUsage", 97.0).to_json())
     bad_anomaly["severity"] = "apocalyptic"
     async with TestNatsBroker(broker):
@@ -137,8 +154,8 @@ async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> No
         await broker.publish(
             json.dumps(bad_anomaly).encode(), subjects.anomaly_detected(CHAIN), stream="EVENTS"
         )
-        await broker.publish(b'{"lines": 3}', subjects.logs_raw(CHAIN, "op-node"), stream="TELEMETRY")
-        await broker.publish(b"{}", subjects.metrics_raw(CHAIN, "op-geth"), stream="TELEMETRY")
+        await feed(wiring, subjects.logs_raw(CHAIN, "op-node"), b'{"lines": 3}')
+        await feed(wiring, subjects.metrics_raw(CHAIN, "op-geth"), b"{}")
         await broker.publish(b"[]", subjects.action_executed(CHAIN), stream="ACTIONS")
     letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
     assert [d.subject for d in letters] == [
@@ -154,7 +171,8 @@ async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> No
 
 
 async def test_anomalies_of_other_chains_open_their_own_incidents() -> None:
-    broker, _, rcas, _, _ = wired()
+    wiring, _, rcas, _, _ = wired()
+    broker = wiring.broker
     here = anomaly("op-geth", "cpuUsage", 97.0, event_id="x-1")
     there = AnomalyDetected.model_validate({**here.model_dump(), "chain_id": "other", "event_id": "x-2"})
     async with TestNatsBroker(broker):

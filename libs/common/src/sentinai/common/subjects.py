@@ -77,6 +77,11 @@ def metrics_raw_component(component: str, *, partitions: int = 1) -> str:
     return f"{METRICS_RAW}.*.{token(component)}"
 
 
+def metrics_raw_component_stored(component: str) -> list[str]:
+    """One component's stored samples of every chain, partitioned or not (JetStream filters)."""
+    return [f"{METRICS_RAW}.*.{token(component)}", f"{METRICS_RAW}.*.*.{token(component)}"]
+
+
 # ------------------------------------------------------------------------------------ partitions
 # With P detector partitions, TELEMETRY stores ``metrics.raw.<chain>.<component>`` as
 # ``metrics.raw.<k>.<chain>.<component>`` (a stream subject transform, k = hash(chain) mod P), so

@@ -160,12 +160,15 @@ class ConsumerLag:
         *,
         service: str,
         durables: Sequence[Durable] | None = None,
+        also: Sequence[Durable] = (),
         interval_s: float = 5.0,
         timeout_s: float = 2.0,
     ) -> None:
         self.broker = broker
         self.service = service
         self.durables = tuple(durables) if durables is not None else None
+        # Durables no faststream subscriber owns (pull loops), watched besides the broker's own.
+        self.also = tuple(also)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._failing: set[Durable] = set()
@@ -175,7 +178,7 @@ class ConsumerLag:
     async def start(self) -> None:
         if self.durables is None:
             # Read at start, not at construction: the wiring has registered every subscriber by now.
-            self.durables = durables_of(self.broker)
+            self.durables = (*durables_of(self.broker), *self.also)
         self._task = asyncio.create_task(self._run(), name=f"consumer-lag-{self.service}")
 
     async def stop(self, *, timeout_s: float = 5.0) -> None:

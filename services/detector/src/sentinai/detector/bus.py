@@ -1,20 +1,15 @@
 """Wiring only: telemetry pulled from JetStream in batches, anomaly episodes published on the bus.
 
-The telemetry consumers are plain nats-py pull loops rather than faststream batch subscribers:
-faststream 0.7.8 keeps fetching until a batch is full, and nats-py raises a bare
-``asyncio.TimeoutError`` on a nearly spent fetch deadline which faststream does not catch, so its
-consume task restarts and drops the partial batch it holds (redelivered only after ``ack_wait``).
-A loop that hands over whatever one fetch returned is also what keeps latency at one fetch timeout.
-Publishing, dead letters and the broker's lifecycle stay with faststream.
+The telemetry consumers are batched nats-py pull loops (``common.pull``: why not faststream's);
+publishing, dead letters and the broker's lifecycle stay with faststream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
-from sentinai.common import streams, subjects, telemetry
+from sentinai.common import pull, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample
 from sentinai.detector import logic
@@ -38,11 +33,6 @@ log = logging.getLogger(__name__)
 ANOMALIES = Counter(
     "sentinai_detector_episodes_total", "Anomaly episodes opened and resolved", ["chain", "kind", "rule"]
 )
-BATCH_FAILURES = Counter(
-    "sentinai_detector_batch_failures_total", "Telemetry batches naked for redelivery", ["kind"]
-)
-
-BatchHandler = Callable[[Sequence[Msg]], Awaitable[None]]
 
 
 @dataclass
@@ -72,8 +62,8 @@ class Deps:
 @dataclass(frozen=True)
 class Wiring:
     broker: NatsBroker
-    on_metrics: BatchHandler
-    on_logs: BatchHandler
+    on_metrics: pull.BatchHandler
+    on_logs: pull.BatchHandler
 
 
 def build(settings: DetectorSettings, deps: Deps) -> Wiring:
@@ -215,67 +205,9 @@ async def prepare_consumers(js: JetStreamContext, settings: DetectorSettings, *,
     return floor
 
 
-async def pump(
-    js: JetStreamContext,
-    durable: str,
-    handle: BatchHandler,
-    *,
-    settings: DetectorSettings,
-    stopping: asyncio.Event,
-) -> None:
-    """Fetch a batch, hand it over, ack it; on a failed batch nak it so JetStream redelivers it."""
-    sub = await js.pull_subscribe_bind(durable=durable, stream=streams.TELEMETRY.name)
-    try:
-        while not stopping.is_set():
-            try:
-                msgs = await sub.fetch(settings.batch_size, timeout=settings.batch_timeout_s)
-            except TimeoutError:  # nothing arrived within one fetch timeout (also nats' own subclass)
-                continue
-            except Exception as exc:
-                # Reconnecting, consumer gone for a moment …: the client recovers; we must not spin.
-                log.warning("fetch failed, retrying", extra={"durable": durable, "error": repr(exc)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
-                continue
-            try:
-                await handle(msgs)
-            except Exception:
-                BATCH_FAILURES.labels(durable).inc()
-                log.exception("batch failed, naked for redelivery", extra={"durable": durable})
-                for msg in msgs:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=1.0)
-                continue
-            for msg in msgs:
-                await msg.ack()
-    finally:
-        # An open pull subscription would hold the connection's drain at shutdown for its full timeout.
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-
-@dataclass
-class Pumps:
+def loops(wiring: Wiring, settings: DetectorSettings) -> list[pull.Loop]:
     """The two telemetry loops of one detector process."""
-
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def start(self, js: JetStreamContext, wiring: Wiring, *, settings: DetectorSettings) -> None:
-        for durable, handle in (
-            (metrics_durable(settings), wiring.on_metrics),
-            (logs_durable(settings), wiring.on_logs),
-        ):
-            task = asyncio.create_task(pump(js, durable, handle, settings=settings, stopping=self.stopping))
-            self.tasks.append(task)
-
-    def running(self) -> bool:
-        return bool(self.tasks) and not any(task.done() for task in self.tasks)
-
-    async def stop(self, *, timeout_s: float = 10.0) -> None:
-        """Let each loop finish and ack the batch in hand, then return."""
-        self.stopping.set()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=timeout_s)
-        for task in self.tasks:
-            task.cancel()
+    return [
+        pull.Loop(streams.TELEMETRY.name, metrics_durable(settings), wiring.on_metrics),
+        pull.Loop(streams.TELEMETRY.name, logs_durable(settings), wiring.on_logs),
+    ]

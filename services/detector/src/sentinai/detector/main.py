@@ -6,7 +6,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog, telemetry
+from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
 from sentinai.common.streams import TELEMETRY, ensure_streams
@@ -22,7 +22,7 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
     )
     wiring = bus.build(settings, deps)
     broker = wiring.broker
-    pumps = bus.Pumps()
+    pumps = pull.Pumps(bus.SERVICE, batch_size=settings.batch_size, timeout_s=settings.batch_timeout_s)
     lag = telemetry.ConsumerLag(
         broker,
         service=bus.SERVICE,
@@ -41,7 +41,7 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         deps.replay.until_seq = await bus.prepare_consumers(js, settings, now=utcnow())
 
     async def start_pumps() -> None:
-        pumps.start(broker.config.connection_state.stream, wiring, settings=settings)
+        pumps.start(broker.config.connection_state.stream, bus.loops(wiring, settings))
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:

@@ -1,22 +1,25 @@
-"""Wiring only: op-geth samples folded into per-chain history; predictions published on an interval."""
+"""Wiring only: op-geth samples folded into per-chain history; predictions published on an interval.
+
+The samples come through a batched pull loop (``common.pull``) on a durable that filters op-geth's
+subjects only: the other components' samples (seven in eight) never reach this process.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Histogram
 
-from sentinai.common import jsonlog, streams, subjects, telemetry
+from sentinai.common import jsonlog, pull, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.events import MetricSample
 from sentinai.predictor import logic
@@ -43,6 +46,21 @@ class Wiring:
     broker: NatsBroker
     # Predicts every chain with new samples, publishes, returns how many predictions went out.
     tick: Callable[[datetime], Awaitable[int]]
+    # The samples' pull loop and its durable (created afresh at start, see ``reset_durable``).
+    loop: pull.Loop
+    consumer: ConsumerConfig
+
+
+def samples_consumer(settings: PredictorSettings, *, start: datetime) -> ConsumerConfig:
+    """op-geth's samples of every chain, whether TELEMETRY is partitioned or not, from ``start``."""
+    return ConsumerConfig(
+        durable_name=settings.durable,
+        filter_subjects=subjects.metrics_raw_component_stored(COMPONENT),
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=start,
+        ack_wait=30.0,
+        max_ack_pending=10 * pull.BATCH_SIZE,
+    )
 
 
 def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring:
@@ -51,34 +69,14 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
 
-    with warnings.catch_warnings():
-        # faststream warns that a durable push consumer cannot be shared by replicas; the predictor
-        # runs one replica by design (its history is in memory), and the durable survives reconnects.
-        warnings.filterwarnings("ignore", message=".*`durable` option", category=RuntimeWarning)
-        # Every stored form (plain or partitioned by the detectors) reaches this durable; samples of
-        # other components are acknowledged and skipped in the handler.
-        subscriber = broker.subscriber(
-            subjects.METRICS_RAW_ANY,
-            stream=streams.TELEMETRY.ref(),
-            durable=settings.durable,
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME,
-                opt_start_time=start,
-                ack_wait=30.0,
-                max_ack_pending=5000,
-            ),
-            # A sample only feeds the in-memory history, which a restart replays anyway: one that
-            # makes the handler raise is a bug to log, not a message to redeliver for ever.
-            ack_policy=AckPolicy.REJECT_ON_ERROR,
-        )
-
-    @subscriber
-    async def on_sample(msg: NatsMessage) -> None:
-        sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)
-        if sample is not None and sample.component == COMPONENT:
-            deps.state.add(sample)
-            MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc()
+    @telemetry.timed(SERVICE, "metric_sample")
+    async def on_samples(msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            sample = await dead.decode(MetricSample, subject=msg.subject, body=msg.data)
+            # The filter keeps other components out; a sample that claims another one is skipped.
+            if sample is not None and sample.component == COMPONENT:
+                deps.state.add(sample)
+        MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc(len(msgs))
 
     async def tick(now: datetime) -> int:
         published = 0
@@ -112,13 +110,17 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
             deps.state.predicted_at[chain] = newest
         return published
 
-    return Wiring(broker=broker, tick=tick)
+    return Wiring(
+        broker=broker,
+        tick=tick,
+        loop=pull.Loop(streams.TELEMETRY.name, settings.durable, on_samples),
+        consumer=samples_consumer(settings, start=start),
+    )
 
 
-async def reset_durable(js: JetStreamContext, settings: PredictorSettings) -> None:
-    """Drop the previous durable: history lives in memory, so a restart must replay it, not resume."""
-    with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(streams.TELEMETRY.name, settings.durable)
+async def reset_durable(js: JetStreamContext, wiring: Wiring) -> None:
+    """Create the durable afresh: history lives in memory, so a restart must replay it, not resume."""
+    await pull.recreate_consumer(js, streams.TELEMETRY.name, wiring.consumer)
 
 
 @dataclass

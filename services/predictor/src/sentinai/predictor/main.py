@@ -8,7 +8,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog, telemetry
+from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
@@ -28,30 +28,34 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
     wiring = bus.build(settings, deps, start=utcnow() - timedelta(seconds=settings.history_s))
     broker = wiring.broker
     ticker = bus.Ticker()
-    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
+    pumps = pull.Pumps(bus.SERVICE)
+    lag = telemetry.ConsumerLag(
+        broker, service=bus.SERVICE, also=[telemetry.Durable(wiring.loop.stream, wiring.loop.durable)]
+    )
 
     async def prepare() -> None:
-        # Before the subscriber starts: the durable must be created afresh at the replay start.
+        # Before the loop starts: the durable must be created afresh at the replay start.
         await broker.connect()
         js = broker.config.connection_state.stream
         await ensure_streams(js, replicas=settings.stream_replicas)
-        await bus.reset_durable(js, settings)
+        await bus.reset_durable(js, wiring)
 
-    async def start_ticker() -> None:
+    async def start_loops() -> None:
+        pumps.start(broker.config.connection_state.stream, [wiring.loop])
         ticker.start(wiring.tick, interval_s=settings.interval_s, clock=utcnow)
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:
-        healthy = ticker.running() and await broker.ping(timeout=1.0)
+        healthy = ticker.running() and pumps.running() and await broker.ping(timeout=1.0)
         return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
 
     return AsgiFastStream(
         broker,
         asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
         on_startup=[prepare],
-        after_startup=[start_ticker, lag.start],
-        # Before the broker closes: a round in flight finishes its publish.
-        on_shutdown=[ticker.stop, lag.stop],
+        after_startup=[start_loops, lag.start],
+        # Before the broker closes: a round in flight finishes its publish, a batch in hand its acks.
+        on_shutdown=[ticker.stop, pumps.stop, lag.stop],
     )
 
 

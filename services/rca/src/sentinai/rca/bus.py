@@ -1,26 +1,28 @@
 """Wiring only: telemetry and actions fold into the context; anomalies trigger one RCA per incident.
 
-Every consumer is a durable pull subscriber fetching one message at a time. Telemetry is a few
-messages per poll per component, so that keeps up; a new durable starts ``replay_s`` back so the
-first RCA after a (re)deploy already has metric windows and log tails. Anomalies start at new
-messages: replaying old ones would publish diagnoses of incidents long over.
+Samples and log lines (most of the bus) are read by batched pull loops (``common.pull``); executed
+actions and anomalies, a few a minute, by faststream pull subscribers one message at a time. The
+telemetry and action durables start ``replay_s`` back when new, so the first RCA after a deploy
+already has metric windows and log tails. Anomalies start at new messages: replaying old ones would
+publish diagnoses of incidents long over.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter, Histogram
 
-from sentinai.common import jsonlog, streams, subjects, telemetry
+from sentinai.common import jsonlog, pull, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import ActionExecuted, RcaCompleted
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, LogBatch, MetricSample, utcnow
@@ -74,81 +76,87 @@ def deps_from(settings: RcaSettings) -> Deps:
     )
 
 
-def _feed(
-    broker: NatsBroker,
-    dead: DeadLetters,
-    *,
-    name: str,
-    subject: str,
-    stream: streams.StreamSpec,
-    durable: str,
-    config: ConsumerConfig,
-    event_type: type[E],
-    add: Callable[[E], None],
-) -> None:
-    """A durable consumer that decodes each message (malformed → dead letter) and folds it in."""
+def _batch(
+    dead: DeadLetters, *, kind: str, event_type: type[E], add: Callable[[E], None]
+) -> pull.BatchHandler:
+    """A pull loop's handler: decode each message (malformed → dead letter) and fold it in."""
 
-    async def on_message(msg: NatsMessage) -> None:
-        event = await dead.decode(event_type, subject=msg.raw_message.subject, body=msg.body)
-        if event is not None:
-            add(event)
+    @telemetry.timed(SERVICE, kind)
+    async def handle(msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            event = await dead.decode(event_type, subject=msg.subject, body=msg.data)
+            if event is not None:
+                add(event)
+        MESSAGES_HANDLED.labels(SERVICE, kind).inc(len(msgs))
 
-    # faststream names the subscriber (metrics, AsyncAPI) after the function.
-    on_message.__name__ = on_message.__qualname__ = name
-    broker.subscriber(
-        subject,
-        stream=stream.ref(),
-        durable=durable,
-        deliver_policy=DeliverPolicy.BY_START_TIME,
-        config=config,
-        # A failed handler is a transient failure (the bus was unreachable): nak so JetStream redelivers.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        # One message per fetch: faststream 0.7.8 can drop a partly fetched batch (see the detector's bus).
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-    )(on_message)
+    return handle
 
 
-def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
+@dataclass(frozen=True)
+class Wiring:
+    broker: NatsBroker
+    # The telemetry pull loops and the durables they read (created before the loops start).
+    loops: list[pull.Loop]
+    consumers: tuple[ConsumerConfig, ...]
+
+
+def telemetry_consumers(settings: RcaSettings, *, now: datetime) -> tuple[ConsumerConfig, ConsumerConfig]:
+    """The samples and the log-lines durables, starting ``replay_s`` back when new."""
+    start = now - timedelta(seconds=settings.replay_s)
+    metrics, logs = (
+        ConsumerConfig(
+            durable_name=f"{settings.durable_prefix}-{name}",
+            filter_subject=subject,
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=start,
+            ack_wait=30.0,
+            max_ack_pending=10 * pull.BATCH_SIZE,
+        )
+        for name, subject in (("metrics", subjects.METRICS_RAW_ANY), ("logs", subjects.LOGS_RAW_ALL))
+    )
+    return metrics, logs
+
+
+def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
     broker = build_broker(settings)
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
     prefix = settings.durable_prefix
     since = ConsumerConfig(opt_start_time=now - timedelta(seconds=settings.replay_s))
-    # The anomaly consumer acks and fetches as the feeds do (see ``_feed``).
+    # Actions and anomalies: a failed handler is a transient failure (the bus was unreachable), so
+    # nak for redelivery; one message per fetch, as faststream 0.7.8 can drop a partly fetched batch.
     retry = AckPolicy.NACK_ON_ERROR
     one = PullSub(batch_size=1, timeout=1.0)
 
     # The context an incident is diagnosed in: samples, log lines and executed actions, replayed
-    # from ``replay_s`` ago on a (re)start.
-    feeds: list[tuple[str, str, streams.StreamSpec, str, Any]] = [
-        (
-            "on_sample",
-            subjects.METRICS_RAW_ANY,
-            streams.TELEMETRY,
-            "metrics",
-            (MetricSample, deps.context.add_sample),
+    # from ``replay_s`` ago by a new durable.
+    metrics, logs = telemetry_consumers(settings, now=now)
+    loops = [
+        pull.Loop(
+            streams.TELEMETRY.name,
+            str(metrics.durable_name),
+            _batch(dead, kind="metric_sample", event_type=MetricSample, add=deps.context.add_sample),
         ),
-        ("on_logs", subjects.LOGS_RAW_ALL, streams.TELEMETRY, "logs", (LogBatch, deps.context.add_logs)),
-        (
-            "on_action",
-            subjects.ACTION_EXECUTED_ALL,
-            streams.ACTIONS,
-            "actions",
-            (ActionExecuted, deps.context.add_action),
+        pull.Loop(
+            streams.TELEMETRY.name,
+            str(logs.durable_name),
+            _batch(dead, kind="log_batch", event_type=LogBatch, add=deps.context.add_logs),
         ),
     ]
-    for name, subject, stream, durable, (event_type, add) in feeds:
-        _feed(
-            broker,
-            dead,
-            name=name,
-            subject=subject,
-            stream=stream,
-            durable=f"{prefix}-{durable}",
-            config=since,
-            event_type=event_type,
-            add=add,
-        )
+
+    @broker.subscriber(
+        subjects.ACTION_EXECUTED_ALL,
+        stream=streams.ACTIONS.ref(),
+        durable=f"{prefix}-actions",
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        config=since,
+        ack_policy=retry,
+        pull_sub=one,
+    )
+    async def on_action(msg: NatsMessage) -> None:
+        action = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
+        if action is not None:
+            deps.context.add_action(action)
 
     @broker.subscriber(
         subjects.ANOMALY_ALL,
@@ -223,4 +231,4 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> NatsBroker:
             },
         )
 
-    return broker
+    return Wiring(broker=broker, loops=loops, consumers=(metrics, logs))

@@ -8,34 +8,48 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from prometheus_client import make_asgi_app
 
-from sentinai.common import jsonlog, telemetry
+from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import run_asgi
-from sentinai.common.streams import ensure_streams
+from sentinai.common.streams import TELEMETRY, ensure_streams
 from sentinai.rca import bus
 from sentinai.rca.settings import RcaSettings
 
 
 def build_app(settings: RcaSettings) -> AsgiFastStream:
-    broker = bus.build(settings, bus.deps_from(settings), now=utcnow())
-    lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
+    wiring = bus.build(settings, bus.deps_from(settings), now=utcnow())
+    broker = wiring.broker
+    pumps = pull.Pumps(bus.SERVICE)
+    lag = telemetry.ConsumerLag(
+        broker,
+        service=bus.SERVICE,
+        also=[telemetry.Durable(loop.stream, loop.durable) for loop in wiring.loops],
+    )
 
     async def prepare() -> None:
-        # Streams must exist with our config before the durables bind to them; the app then starts them.
+        # Streams and the pull loops' durables must exist with our config before anything binds to
+        # them; the app then starts the faststream subscribers.
         await broker.connect()
-        await ensure_streams(broker.config.connection_state.stream, replicas=settings.stream_replicas)
+        js = broker.config.connection_state.stream
+        await ensure_streams(js, replicas=settings.stream_replicas)
+        for config in wiring.consumers:
+            await pull.ensure_consumer(js, TELEMETRY.name, config)
+
+    async def start_pumps() -> None:
+        pumps.start(broker.config.connection_state.stream, wiring.loops)
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:
-        healthy = await broker.ping(timeout=1.0)
+        healthy = pumps.running() and await broker.ping(timeout=1.0)
         return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
 
     return AsgiFastStream(
         broker,
         asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
         on_startup=[prepare],
-        after_startup=[lag.start],
-        on_shutdown=[lag.stop],
+        after_startup=[start_pumps, lag.start],
+        # Before the broker closes its connection, so the batches in hand are still acknowledged.
+        on_shutdown=[pumps.stop, lag.stop],
     )
 
 

@@ -76,6 +76,9 @@ class Receive:
 OTHER_RECEIVES: tuple[Receive, ...] = (
     Receive("detector", subjects.METRICS_RAW_ALL, "nats-py pull loop on durable `detector-metrics`"),
     Receive("detector", subjects.LOGS_RAW_ALL, "nats-py pull loop on durable `detector-logs`"),
+    Receive("rca", subjects.METRICS_RAW_ALL, "nats-py pull loop on durable `rca-metrics`"),
+    Receive("rca", subjects.LOGS_RAW_ALL, "nats-py pull loop on durable `rca-logs`"),
+    Receive("predictor", subjects.METRICS_RAW_ALL, "nats-py pull loop on durable `predictor` (op-geth only)"),
     Receive("executor", subjects.METRICS_RAW_ALL, "core subscription to one chain while verifying an action"),
     *(
         Receive("api", pattern, "ephemeral consumer folding events into the read model")
@@ -135,7 +138,7 @@ def wired_brokers() -> dict[str, NatsBroker]:
     )
     executor_bus.subscribe(executor_broker, runner, settings=executor, inflight=executor_bus.Inflight())
     return {
-        "rca": rca_bus.build(rca, rca_bus.deps_from(rca), now=epoch),
+        "rca": rca_bus.build(rca, rca_bus.deps_from(rca), now=epoch).broker,
         "predictor": predictor_bus.build(predictor, predictor_deps, start=epoch).broker,
         "planner": planner_bus.build(PlannerSettings(), planner_bus.Deps(policy=load_policy()))[0],
         "executor": executor_broker,
