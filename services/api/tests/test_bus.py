@@ -1,10 +1,16 @@
-"""The api's consumers fold bus events into the read model; malformed ones are dead-lettered."""
+"""The api's consumers fold bus events into the read model; malformed ones are dead-lettered.
+
+Samples are handed to the pull loop's handler as a fetch returns them; the loop itself runs on a
+real nats-server in the integration tests.
+"""
 
 from __future__ import annotations
 
 import json
 
 from faststream.nats import NatsMessage, TestNatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from sentinai.api import bus
 from sentinai.api.readmodel import ReadModel
@@ -15,7 +21,8 @@ from sentinai.common.events import AnomalyDetected, MetricSample
 
 async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_dead_letter() -> None:
     model = ReadModel(keep_anomalies=10)
-    broker = bus.build(ApiSettings(), model)
+    wiring = bus.build(ApiSettings(), model)
+    broker = wiring.broker
     dead: list[dict[str, str]] = []
 
     @broker.subscriber(subjects.dead_letter(bus.SERVICE), stream=streams.DEAD_LETTER.ref())
@@ -23,9 +30,10 @@ async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_de
         dead.append(json.loads(msg.body))
 
     async with TestNatsBroker(broker) as test_broker:
-        await test_broker.publish(b"{not json", subjects.metrics_raw("twin", "op-geth"))
         sample = MetricSample(chain_id="twin", component="op-geth", source="rpc", metrics={"blockHeight": 5})
-        await test_broker.publish(sample.to_json(), subjects.metrics_raw("twin", "op-geth"))
+        await wiring.samples.handle(
+            [fetched(b"{not json", seq=7), fetched(sample.to_json(), seq=8)]  # as one fetch returns them
+        )
         anomaly = AnomalyDetected(
             chain_id="twin",
             component="op-geth",
@@ -46,3 +54,25 @@ async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_de
     ]
     assert [d["subject"] for d in dead] == ["metrics.raw.twin.op-geth", "anomaly.detected.twin"]
     assert "invalid MetricSample" in dead[0]["reason"] and "invalid AnomalyDetected" in dead[1]["reason"]
+
+
+def fetched(body: bytes, *, seq: int) -> Msg:
+    """A sample as the pull loop's fetch returns it (stream sequence ``seq``)."""
+    reply = f"$JS.ACK.TELEMETRY.api-test.1.{seq}.{seq}.1795765482887460078.0"
+    return Msg(_client=None, subject=subjects.metrics_raw("twin", "op-geth"), data=body, reply=reply)  # type: ignore[arg-type]
+
+
+async def test_a_dropped_samples_consumer_is_recreated_after_the_last_sample_seen() -> None:
+    model = ReadModel(keep_anomalies=10)
+    wiring = bus.build(ApiSettings(), model)
+    assert wiring.consumer.opt_start_time is not None  # a new replica starts at the chart window
+    sample = MetricSample(chain_id="twin", component="op-geth", source="rpc", metrics={"blockHeight": 5})
+    async with TestNatsBroker(wiring.broker):
+        await wiring.samples.handle([fetched(sample.to_json(), seq=41)])
+    assert wiring.samples.recreate is not None
+    again = wiring.samples.recreate()
+    assert (again.name, again.deliver_policy, again.opt_start_seq) == (
+        wiring.samples.durable,
+        DeliverPolicy.BY_START_SEQUENCE,
+        42,
+    )

@@ -42,11 +42,19 @@ BATCH_FAILURES = Counter(
 
 @dataclass(frozen=True)
 class Loop:
-    """One pull loop: a durable consumer of ``stream`` and what handles its batches."""
+    """One pull loop: a consumer of ``stream`` and what handles its batches.
+
+    ``acks``: False for a consumer created with ``AckPolicy.NONE`` (a read model that a restart
+    rebuilds anyway): nothing is acknowledged or redelivered. ``recreate``: for a consumer the server
+    may drop (a replica's own, with an inactivity threshold): the config to create it again with,
+    asked for when a fetch fails and the consumer is gone.
+    """
 
     stream: str
     durable: str
     handle: BatchHandler
+    acks: bool = True
+    recreate: Callable[[], ConsumerConfig] | None = None
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> bool:
@@ -98,22 +106,38 @@ async def pump(
                 log.warning("fetch failed, retrying", extra={"durable": loop.durable, "error": repr(exc)})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=1.0)
+                if loop.recreate is not None:
+                    with contextlib.suppress(Exception):
+                        await _restore(js, loop, loop.recreate)
                 continue
             try:
                 await loop.handle(msgs)
             except Exception:
                 BATCH_FAILURES.labels(service, loop.durable).inc()
+                if not loop.acks:
+                    log.exception("batch failed, not redelivered", extra={"durable": loop.durable})
+                    continue
                 log.exception("batch failed, naked for redelivery", extra={"durable": loop.durable})
                 for msg in msgs:
                     with contextlib.suppress(Exception):
                         await msg.nak(delay=1.0)
                 continue
-            for msg in msgs:
-                await msg.ack()
+            if loop.acks:
+                for msg in msgs:
+                    await msg.ack()
     finally:
         # An open pull subscription would hold the connection's drain at shutdown for its full timeout.
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _restore(js: JetStreamContext, loop: Loop, recreate: Callable[[], ConsumerConfig]) -> None:
+    """Create the loop's consumer again if the server no longer has it."""
+    try:
+        await js.consumer_info(loop.stream, loop.durable)
+    except NotFoundError:
+        log.warning("consumer gone, creating it again", extra={"durable": loop.durable})
+        await js.add_consumer(loop.stream, config=recreate())
 
 
 @dataclass

@@ -1,15 +1,24 @@
-"""Bus wiring for the api: fold every subject into the read model; publish commands and requests."""
+"""Bus wiring for the api: fold every subject into the read model; publish commands and requests.
+
+Samples (most of the bus) come through a batched pull loop (``common.pull``) on this replica's own
+consumer, unacknowledged (a restarted replica rebuilds its view anyway) and dropped by the server a
+while after the replica is gone; the rest through faststream's ephemeral consumers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy
 
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
-from sentinai.common import streams, subjects, telemetry
+from sentinai.common import pull, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
 from sentinai.common.decisions import (
     ActionApproved,
@@ -39,7 +48,19 @@ class BusCommands:
         await publish_event(self.broker, subjects.action_requested(req.chain_id), req, stream=streams.ACTIONS)
 
 
-def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], datetime] = utcnow) -> NatsBroker:
+@dataclass(frozen=True)
+class Wiring:
+    broker: NatsBroker
+    # The samples' pull loop and the consumer it reads (created before the loop starts).
+    samples: pull.Loop
+    consumer: ConsumerConfig
+
+
+# A replica's samples consumer outlives a lost connection this long before the server drops it.
+SAMPLES_INACTIVE_S = 600.0
+
+
+def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], datetime] = utcnow) -> Wiring:
     """Each api replica keeps its own ephemeral consumers: the read model is per process.
 
     A starting replica replays recent history (charts: the telemetry window; decisions and audit:
@@ -56,14 +77,6 @@ def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], dateti
     # One chart point per op-geth poll: the history the dashboard opens with.
     telemetry_window = timedelta(seconds=settings.history_points * 2)
     decisions_window = timedelta(hours=settings.replay_hours)
-
-    @broker.subscriber(
-        subjects.METRICS_RAW_ANY, stream=streams.TELEMETRY.ref(), config=since(telemetry_window)
-    )
-    async def on_sample(msg: NatsMessage) -> None:
-        sample = await dead.decode(MetricSample, subject=msg.raw_message.subject, body=msg.body)
-        if sample is not None:
-            model.apply_sample(sample)
 
     @broker.subscriber(subjects.ANOMALY_ALL, stream=streams.EVENTS.ref(), config=since(decisions_window))
     async def on_anomaly(msg: NatsMessage) -> None:
@@ -119,4 +132,43 @@ def build(settings: ApiSettings, model: ReadModel, *, clock: Callable[[], dateti
         if record is not None:
             model.apply_audit(record)
 
-    return broker
+    loop, consumer = _samples(model, dead, start=now - telemetry_window)
+    return Wiring(broker=broker, samples=loop, consumer=consumer)
+
+
+def _samples(model: ReadModel, dead: DeadLetters, *, start: datetime) -> tuple[pull.Loop, ConsumerConfig]:
+    """This replica's samples loop; its consumer starts at ``start`` (again: after the last seen)."""
+    name = f"{SERVICE}-{uuid.uuid4().hex[:12]}"
+    seen = _Position()
+
+    @telemetry.timed(SERVICE, "metric_sample")
+    async def on_samples(msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            sample = await dead.decode(MetricSample, subject=msg.subject, body=msg.data)
+            if sample is not None:
+                model.apply_sample(sample)
+        seen.stream_seq = msgs[-1].metadata.sequence.stream
+
+    def samples_consumer() -> ConsumerConfig:
+        """From the chart window back at start; after the last sample seen if the server dropped it."""
+        config = ConsumerConfig(
+            name=name,
+            filter_subject=subjects.METRICS_RAW_ANY,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=SAMPLES_INACTIVE_S,
+        )
+        if seen.stream_seq:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = seen.stream_seq + 1
+        else:
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = start
+        return config
+
+    loop = pull.Loop(streams.TELEMETRY.name, name, on_samples, acks=False, recreate=samples_consumer)
+    return loop, samples_consumer()
+
+
+@dataclass
+class _Position:
+    stream_seq: int = 0

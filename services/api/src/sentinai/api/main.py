@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,14 +15,16 @@ from sentinai.api.app import create_app
 from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
-from sentinai.common import jsonlog, telemetry
+from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.bus import DeadLetters, start_broker
 from sentinai.common.serve import run_asgi
 
 
 def build_app(settings: ApiSettings) -> FastAPI:
     model = ReadModel(keep_anomalies=settings.recent_anomalies, history_points=settings.history_points)
-    broker = bus.build(settings, model)
+    wiring = bus.build(settings, model)
+    broker = wiring.broker
+    pumps = pull.Pumps(bus.SERVICE)
     notifications = None
     if settings.notify_file is not None:
         # A bad file stops the start with the reason: silently sending nothing is worse at 3 a.m.
@@ -35,12 +38,19 @@ def build_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_broker(broker, replicas=settings.stream_replicas)
+        js = broker.config.connection_state.stream
+        await js.add_consumer(wiring.samples.stream, config=wiring.consumer)
+        pumps.start(js, [wiring.samples])
         await lag.start()
         try:
             async with mcp_lifespan():
                 yield
         finally:
             await lag.stop()
+            await pumps.stop()
+            # This replica's samples consumer goes with it (the server would drop it later anyway).
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(wiring.samples.stream, wiring.samples.durable)
             await backend.aclose()
             await broker.stop()
             if notifications is not None:

@@ -82,12 +82,16 @@ class Deps:
     clock: Callable[[], datetime] = utcnow
     # Opened at startup, once the broker's connection exists (NATS KV shares it).
     store: StateStore | None = None
+    _records: Records | None = field(default=None, init=False, repr=False)
 
     @property
     def records(self) -> Records:
         if self.store is None:
             raise RuntimeError("the planner's state store is not open yet")
-        return Records(self.store)
+        if self._records is None or self._records.store is not self.store:
+            # The planner writes every pending.* key, so it may keep its view of them in memory.
+            self._records = Records(self.store, sole_writer=True)
+        return self._records
 
 
 class Planner:
@@ -244,11 +248,8 @@ class Planner:
         records = self.deps.records
         now = self.deps.clock()
         count = 0
-        for action_id in await records.pending_ids():
-            proposal = await records.proposal(action_id)
-            if proposal is None:
-                continue
-            ledger = await records.ledger(action_id)
+        for proposal in await records.pending():
+            ledger = await records.ledger(proposal.action_id)
             if logic.expired(proposal, ledger.decision, now=now):
                 await self.expire(proposal, now=now, why="no decision before the proposal expired")
                 count += 1
@@ -257,11 +258,10 @@ class Planner:
     async def resolved(self, event: AnomalyResolved) -> None:
         """An incident that healed before anyone approved its remedy needs the remedy no more."""
         records = self.deps.records
-        for action_id in await records.pending_ids():
-            proposal = await records.proposal(action_id)
-            if proposal is None or proposal.episode_id != event.episode_id:
+        for proposal in await records.pending():
+            if proposal.episode_id != event.episode_id:
                 continue
-            ledger = await records.ledger(action_id)
+            ledger = await records.ledger(proposal.action_id)
             if ledger.decision is None:
                 why = f"the incident resolved after {event.duration_s:.0f}s, before approval"
                 await self.expire(proposal, now=self.deps.clock(), why=why)

@@ -68,10 +68,18 @@ class Ledger(_Record):
 
 
 class Records:
-    """Typed access to the planner's keys; every method is one or two StateStore calls."""
+    """Typed access to the planner's keys; every method is one or two StateStore calls.
 
-    def __init__(self, store: StateStore) -> None:
+    ``sole_writer``: the proposals awaiting a decision are kept in memory after the first read, for
+    the planner — the only writer of ``pending.*`` (one planner per deployment), whose own writes
+    keep that view exact. Every resolved anomaly and every expiry round looks through them, and
+    listing the store's keys costs a round trip per key. Any other reader reads the store each time.
+    """
+
+    def __init__(self, store: StateStore, *, sole_writer: bool = False) -> None:
         self.store = store
+        self.sole_writer = sole_writer
+        self._pending: dict[str, ActionProposed] | None = None
 
     async def proposal(self, action_id: str) -> ActionProposed | None:
         raw = await self.store.get(proposal_key(action_id))
@@ -87,15 +95,32 @@ class Records:
             return False
         if proposal.status == "pending_approval":
             await self.store.put(pending_key(proposal.action_id), proposal.expires_at.isoformat().encode())
+            if self._pending is not None:
+                self._pending[proposal.action_id] = proposal
         return True
 
     async def save_ledger(self, action_id: str, ledger: Ledger) -> None:
         await self.store.put(ledger_key(action_id), ledger.model_dump_json(by_alias=True).encode())
         if ledger.decision is not None:
             await self.store.delete(pending_key(action_id))
+            if self._pending is not None:
+                self._pending.pop(action_id, None)
+
+    async def pending(self) -> list[ActionProposed]:
+        """The proposals awaiting a decision, oldest id first."""
+        pending = self._pending
+        if pending is None:
+            pending = {}
+            for key in await self.store.keys("pending."):
+                action_id = key.removeprefix("pending.")
+                if (proposal := await self.proposal(action_id)) is not None:
+                    pending[action_id] = proposal
+            if self.sole_writer:
+                self._pending = pending
+        return [pending[action_id] for action_id in sorted(pending)]
 
     async def pending_ids(self) -> list[str]:
-        return [key.removeprefix("pending.") for key in await self.store.keys("pending.")]
+        return [proposal.action_id for proposal in await self.pending()]
 
     async def all_ids(self) -> list[str]:
         return [key.removeprefix("proposals.") for key in await self.store.keys("proposals.")]

@@ -80,10 +80,10 @@ OTHER_RECEIVES: tuple[Receive, ...] = (
     Receive("rca", subjects.LOGS_RAW_ALL, "nats-py pull loop on durable `rca-logs`"),
     Receive("predictor", subjects.METRICS_RAW_ALL, "nats-py pull loop on durable `predictor` (op-geth only)"),
     Receive("executor", subjects.METRICS_RAW_ALL, "core subscription to one chain while verifying an action"),
+    Receive("api", subjects.METRICS_RAW_ALL, "nats-py pull loop on the replica's own consumer (no acks)"),
     *(
         Receive("api", pattern, "ephemeral consumer folding events into the read model")
         for pattern in (
-            subjects.METRICS_RAW_ALL,
             subjects.ANOMALY_ALL,
             subjects.RCA_COMPLETED_ALL,
             subjects.PREDICTION_MADE_ALL,
