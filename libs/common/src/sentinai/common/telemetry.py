@@ -73,6 +73,20 @@ def handling(service: str, kind: str) -> Iterator[None]:
         HANDLER_SECONDS.labels(service, kind).observe(time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def publishing(service: str, subject: str) -> Iterator[None]:
+    """Time and count the block as one publish to ``subject``; count it as failed if it raises."""
+    labels = (service, kind_of(subject))
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        PUBLISH_ERRORS.labels(*labels).inc()
+        raise
+    PUBLISH_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+    PUBLISHED.labels(*labels).inc()
+
+
 def timed(service: str, kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """``handling`` as a decorator, for handlers that faststream does not call (pull loops)."""
 
@@ -102,16 +116,8 @@ class _Measured(BaseMiddleware[PublishCommand, Any]):
     async def publish_scope(
         self, call_next: Callable[[PublishCommand], Awaitable[Any]], cmd: PublishCommand
     ) -> Any:
-        labels = (self.service, kind_of(cmd.destination))
-        started = time.perf_counter()
-        try:
-            result = await call_next(cmd)
-        except Exception:
-            PUBLISH_ERRORS.labels(*labels).inc()
-            raise
-        PUBLISH_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-        PUBLISHED.labels(*labels).inc()
-        return result
+        with publishing(self.service, cmd.destination):
+            return await call_next(cmd)
 
 
 @dataclass(frozen=True, slots=True)

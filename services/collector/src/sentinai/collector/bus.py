@@ -8,21 +8,34 @@ import logging
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 
-from sentinai.common import streams
-from sentinai.common.bus import publish_event
+from sentinai.common import streams, telemetry
 from sentinai.common.events import Event
 
 log = logging.getLogger(__name__)
 
 
 class BrokerPublisher:
-    """Publishes to the TELEMETRY stream and waits for JetStream's ack."""
+    """Publishes to the TELEMETRY stream and waits for JetStream's ack.
 
-    def __init__(self, broker: NatsBroker) -> None:
-        self._broker = broker
+    Straight on the connection's JetStream context, with ``Nats-Msg-Id`` (a retried publish is
+    stored once) as the only header: telemetry is most of the bus, every consumer parses every
+    header of every sample, and faststream's own headers (its correlation id: the event carries
+    one) roughly triple that work. Counted and timed as faststream's publishes are.
+    """
+
+    def __init__(self, broker: NatsBroker, *, service: str) -> None:
+        self._js = broker.connection.jetstream()
+        self._service = service
 
     async def publish(self, subject: str, event: Event) -> None:
-        await publish_event(self._broker, subject, event, stream=streams.TELEMETRY)
+        with telemetry.publishing(self._service, subject):
+            await self._js.publish(
+                subject,
+                event.to_json(),
+                # No ``stream=``: it only adds an expected-stream header; the subject decides.
+                timeout=5.0,
+                headers={"Nats-Msg-Id": event.event_id},
+            )
 
 
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:

@@ -52,7 +52,7 @@ async def serve(settings: CollectorSettings, *, stop: asyncio.Event) -> None:
         async with serving(http, host=settings.http_host, port=settings.http_port):
             if await connect(broker, stop=stop, replicas=settings.stream_replicas):
                 await _poll_until_stopped(
-                    pollers, publisher=BrokerPublisher(broker), settings=settings, stop=stop
+                    pollers, publisher=BrokerPublisher(broker, service=SERVICE), settings=settings, stop=stop
                 )
     finally:
         for poller in pollers:
