@@ -143,8 +143,8 @@ def test_context_table_is_fixed_size_and_only_fills() -> None:
 
 def test_an_unseen_context_scores_once_then_is_known() -> None:
     # Half of these values lie below the location: without the drop weight (tested on its own) every
-    # unseen context scores the same.
-    settings = StreamingSettings(drop_weight=1.0)
+    # unseen context scores the same. The shape channel is off: the context table alone is tested here.
+    settings = StreamingSettings(drop_weight=1.0, shape_length=0)
     scorer = StreamingScorer(settings)
     state = scorer.new_state()
     # A warmed-up model of a range 0..10 (five bins of width 2) whose scale makes 0 and 9 ordinary.
@@ -155,6 +155,61 @@ def test_an_unseen_context_scores_once_then_is_known() -> None:
     scores = [scorer.raw_score(state, v, i * 3600.0) for i, v in enumerate(values)]
     assert [s == pytest.approx(novel) for s in scores] == [True, False, True, True, True, False, False]
     assert max(s for s in scores if s != pytest.approx(novel)) < 0.5
+
+
+def warm_context_state(scorer: StreamingScorer) -> StreamState:
+    """A warmed-up model of a range 0..10 whose last ``shape_length`` values were all 5 (bin 2)."""
+    settings = scorer.settings
+    state = scorer.new_state()
+    state.n, state.hi, state.loc, state.fast, state.spread = settings.warmup, 10.0, 5.0, 5.0, 10.0
+    state.ctx = 2
+    state.seen[2 * settings.context_bins + 2] = 1  # "5 then 5" is known
+    state.win[:] = [5.0] * settings.shape_length
+    return state
+
+
+def test_an_unseen_context_counts_only_when_the_window_shape_is_new_too() -> None:
+    settings = StreamingSettings(drop_weight=1.0)
+    scorer = StreamingScorer(settings)
+    novel = settings.context_weight / (settings.context_weight + 1.0)
+    # An empty codebook: every window shape is new, so the unseen context "5 then 9" counts.
+    fresh = warm_context_state(scorer)
+    assert scorer.raw_score(fresh, 9.0, 0.0) == pytest.approx(novel)
+    # The same step when the codebook already holds that window's shape: the context alone is no alert.
+    known = warm_context_state(scorer)
+    known.codes[0][:] = [0.5] * (settings.shape_length - 1) + [0.9]
+    known.code_sums[0], known.code_count = sum(known.codes[0]), 1
+    assert scorer.raw_score(known, 9.0, 0.0) < 0.5
+    assert known.seen[2 * settings.context_bins + 4] == 1  # the context is learnt all the same
+
+
+def test_the_shape_codebook_learns_a_repeating_shape_and_stays_bounded() -> None:
+    settings = StreamingSettings()
+    scorer = StreamingScorer(settings)
+    state = scorer.new_state()
+    lo, width = 0.0, 10.0
+    cycle = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 8.0, 6.0, 4.0, 2.0]
+    novelties = []
+    for value in cycle * 40:
+        del state.win[0]
+        state.win.append(value)
+        novelties.append(scorer.shape_novelty(state, lo, width))
+        state.n += 1
+    # Ten phases of one cycle: ten codewords at most, and a repeat of the cycle is nothing new.
+    assert state.code_count <= len(cycle)
+    assert max(novelties[-len(cycle) :]) < settings.shape_agree
+    # A window unlike any phase of the cycle is new: farther than the vigilance from every codeword.
+    state.win[:] = [10.0] * settings.shape_length
+    assert scorer.shape_novelty(state, lo, width) > 1.0
+    # Random windows fill the codebook but never grow it past its size.
+    rng = random.Random(3)
+    for _ in range(2_000):
+        del state.win[0]
+        state.win.append(rng.uniform(0.0, 10.0))
+        scorer.shape_novelty(state, lo, width)
+        state.n += 1
+    assert state.code_count == settings.shape_codes == len(state.codes)
+    assert all(len(code) == settings.shape_length for code in state.codes)
 
 
 def working_days(days: int = 20) -> tuple[list[float], list[float]]:

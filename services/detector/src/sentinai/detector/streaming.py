@@ -16,7 +16,10 @@ Each kind is divided by the largest value of that kind seen so far (a slowly dec
 new record of the series is surprising, which calibrates every series to one global threshold. Two
 more terms are already ratios, taken by the same max: a **context** (the last ``context_depth``
 values quantised into ``context_bins`` bins of the learned range) never seen before in the series
-scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-like); a value beyond
+scores ``context_weight`` (a bounded table of ``bins ** depth`` flags, CAD OSE-like) if a second
+channel agrees: the **shape** of the last ``shape_length`` values (in learned-range units) is far from
+every codeword of a small codebook of window shapes learnt online (ART-like: a window beyond the
+vigilance of every codeword becomes one, otherwise the nearest moves toward it); a value beyond
 its **hour slot's range** (a per-slot decaying min/max, pooled with ``slot_neighbours`` slots on
 either side so that a daily pattern arriving a little early or late is not news) scores
 ``slot_range_weight`` per slot width.
@@ -27,7 +30,9 @@ rewards the first sample of a change and charges each further alert.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from operator import sub
 
 KINDS = 3  # shift, novelty, season: the order of ``StreamState.peaks``
 HOURS = 24
@@ -65,12 +70,25 @@ class StreamingSettings:
     # excursions (bursts of traffic, load, volume) are routine in telemetry; drops are rarer and more
     # often a failure (a stalled producer, a dead feed).
     drop_weight: float = 1.125
+    # Shape channel: a bounded codebook of the last ``shape_length`` values (in learned-range widths),
+    # learnt online (ART-like: a window farther than ``shape_vigilance`` from every codeword becomes a
+    # new one; otherwise the nearest moves toward it at ``shape_rate``). An unseen context counts only
+    # if the window is also at least ``shape_agree`` vigilances from every codeword: two channels agree.
+    shape_length: int = 8  # 0 turns the shape channel off (an unseen context then counts alone)
+    shape_codes: int = 16  # codewords kept; when full, the one matched longest ago is replaced
+    shape_vigilance: float = 0.25  # mean absolute distance, in range widths, that makes a window new
+    shape_rate: float = 0.1  # how far the matched codeword moves toward the window
+    shape_agree: float = 0.8  # least distance from every codeword, in vigilances (at most 1)
 
 
 class StreamState:
     """The per-series model: a fixed set of numbers, never a history of values."""
 
     __slots__ = (
+        "code_count",
+        "code_sums",
+        "code_used",
+        "codes",
         "cool_until",
         "ctx",
         "fast",
@@ -86,9 +104,11 @@ class StreamState:
         "slot_loc",
         "slot_spread",
         "spread",
+        "win",
+        "winner",
     )
 
-    def __init__(self, contexts: int) -> None:
+    def __init__(self, contexts: int, shape_length: int = 0, shape_codes: int = 0) -> None:
         self.n = 0
         self.loc = 0.0
         self.spread = 0.0
@@ -104,6 +124,15 @@ class StreamState:
         self.slot_loc = [0.0] * HOURS
         self.slot_spread = [0.0] * HOURS
         self.slot_count = [0] * HOURS
+        # The last ``shape_length`` values, oldest first, and the shape codebook (at most ``shape_codes``
+        # codewords of ``shape_length`` values in learned-range units).
+        # Allocated in full up front, so the state never grows; ``code_count`` of them are in use.
+        self.win = [0.0] * shape_length
+        self.codes = [[0.0] * shape_length for _ in range(shape_codes)]
+        self.code_count = 0
+        self.code_used = [0] * shape_codes
+        self.code_sums = [0.0] * shape_codes  # each codeword's sum: a cheap bound on the distance
+        self.winner = -1
 
 
 class StreamingScorer:
@@ -126,7 +155,8 @@ class StreamingScorer:
         )
 
     def new_state(self) -> StreamState:
-        return StreamState(self.settings.context_bins**self.settings.context_depth)
+        s = self.settings
+        return StreamState(s.context_bins**s.context_depth, s.shape_length, s.shape_codes)
 
     def score(self, state: StreamState, value: float, t: float) -> float:
         """The anomaly score in [0, 1] of ``value`` at ``t`` (epoch seconds); then learn from it."""
@@ -168,9 +198,10 @@ class StreamingScorer:
             q = 0 if q < 0 else (bins - 1 if q > bins - 1 else q)
             seen = state.seen
             ctx = state.ctx = (state.ctx * bins + q) % len(seen)
-            if not seen[ctx]:
-                seen[ctx] = 1
-                ratio = s.context_weight if warm else 0.0
+            # The shape channel learns every point (so it is asked first); an unseen context needs it.
+            agree = self.shape_agrees(state, value, lo, width, warm)
+            ratio = s.context_weight if agree and warm and not seen[ctx] else 0.0
+            seen[ctx] = 1
         slot_count = state.slot_count[h]
         if warm:
             slot = s.slot_range_weight * self.slot_range(state, value, h)
@@ -205,6 +236,60 @@ class StreamingScorer:
         if value < loc:
             ratio *= s.drop_weight
         return ratio / (ratio + 1.0)
+
+    def shape_agrees(self, state: StreamState, value: float, lo: float, width: float, warm: bool) -> bool:
+        """Whether the shape channel agrees that the window ending at ``value`` is new (always, with the
+        channel off); the channel learns every point once the model is warm and the window full."""
+        win = state.win
+        if not win:
+            return True
+        del win[0]
+        win.append(value)
+        if not warm or state.n < len(win):
+            return True
+        return self.shape_novelty(state, lo, width) >= self.settings.shape_agree
+
+    def shape_novelty(self, state: StreamState, lo: float, width: float) -> float:
+        """Distance of the current window from the codebook, in vigilances; then learn the window.
+
+        ART-like: the window is first matched against the last winning codeword; only when that one
+        is at least ``shape_agree`` vigilances away is the whole codebook searched. A window farther
+        than the vigilance from every codeword becomes a codeword (replacing the one matched longest
+        ago when the book is full); otherwise the matched codeword moves toward the window.
+        """
+        s = self.settings
+        inv = 1.0 / width
+        u = [(x - lo) * inv for x in state.win]
+        codes, winner = state.codes, state.winner
+        scale = 1.0 / (len(u) * s.shape_vigilance)
+        novelty = sum(map(abs, map(sub, u, codes[winner]))) * scale if winner >= 0 else math.inf
+        if novelty >= s.shape_agree:
+            # |mean(u) - mean(code)| is a lower bound of the distance: most codewords need no more.
+            total, means, count = sum(u), state.code_sums, state.code_count
+            for j in range(count):
+                if abs(total - means[j]) * scale < novelty:
+                    d = sum(map(abs, map(sub, u, codes[j]))) * scale
+                    if d < novelty:
+                        winner, novelty = j, d
+            if novelty > 1.0:
+                if count < len(codes):
+                    state.code_count = count + 1
+                    winner = count
+                else:
+                    used = state.code_used
+                    winner = min(range(count), key=used.__getitem__)
+                codes[winner][:] = u
+                means[winner] = total
+                state.code_used[winner] = state.n
+                state.winner = winner
+                return novelty
+        rate = s.shape_rate
+        code = codes[winner]
+        code[:] = [c + rate * (x - c) for c, x in zip(code, u, strict=True)]
+        state.code_sums[winner] = sum(code)
+        state.code_used[winner] = state.n
+        state.winner = winner
+        return novelty
 
     def scale_floor(self, loc: float, lo: float, hi: float) -> float:
         """The least scale of a series at ``loc`` whose learned range is ``lo``..``hi``."""
