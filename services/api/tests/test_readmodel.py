@@ -113,3 +113,26 @@ def test_active_count_follows_resolution_and_eviction() -> None:
     model.apply_anomaly(anomaly("a", T0 + timedelta(seconds=21)))  # evicts an active one
     assert model.active_count("a") == 10
     assert len(model.anomalies(chain="a", active_only=True, limit=100)) == 10
+
+
+def test_the_chart_keeps_the_newest_points_in_order_in_memory_fixed_at_the_first_sample() -> None:
+    model = ReadModel(keep_anomalies=10, history_points=5)
+    model.apply_sample(sample("c1", T0, blockHeight=0, txPoolCount=3))
+    ring = model.chains["c1"].history
+    sizes = (ring._at.buffer_info()[1], ring._values.buffer_info()[1])
+    for i in range(1, 8):  # blockInterval only from the third point on
+        at = T0 + timedelta(seconds=2 * i, microseconds=7)
+        if i >= 3:
+            model.apply_sample(sample("c1", at, blockHeight=i, blockInterval=2.0))
+        else:
+            model.apply_sample(sample("c1", at, blockHeight=i))
+    points = model.history("c1", since=T0)
+    # The window holds the last five polls, oldest first, each as the live stream sent it.
+    assert [p["blockHeight"] for p in points] == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert points[0]["at"] == (T0 + timedelta(seconds=6, microseconds=7)).isoformat()
+    assert points[0]["blockInterval"] == 2.0 and "txPoolCount" not in points[0]  # the newest sample's
+    assert "vcpu" not in points[0]  # no k8s sample: absent, not zero
+    assert [
+        p["blockHeight"] for p in model.history("c1", since=T0 + timedelta(seconds=12, microseconds=8))
+    ] == [7.0]
+    assert (ring._at.buffer_info()[1], ring._values.buffer_info()[1]) == sizes

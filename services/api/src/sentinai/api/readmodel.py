@@ -6,10 +6,12 @@ Reading never changes it. Every change is also offered to the ``Hub`` for live c
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -76,11 +78,68 @@ class AnomalyRecord:
         return body
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = timedelta(microseconds=1)
+
+
+class ChartRing:
+    """A chain's chart points, oldest first, in arrays allocated in full when the chain appears.
+
+    The api's memory per chain is fixed from its first sample on (1,800 points ≈ 130 KB), not grown
+    over the window's first half hour; a point is rebuilt as a dict only when it is read.
+    """
+
+    FIELDS = (*POINT, "vcpu")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._at = array("q", bytes(8 * capacity))  # microseconds since the epoch
+        self._values = array("d", [math.nan]) * (capacity * len(self.FIELDS))
+        self._start = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, at: datetime, point: dict[str, Any]) -> None:
+        slot = (self._start + self._count) % self.capacity
+        if self._count == self.capacity:
+            self._start = (self._start + 1) % self.capacity
+        else:
+            self._count += 1
+        self._at[slot] = (at - _EPOCH) // _MICROS
+        base = slot * len(self.FIELDS)
+        for i, name in enumerate(self.FIELDS):
+            value = point.get(name)
+            self._values[base + i] = math.nan if value is None else float(value)
+
+    def since(self, at: datetime) -> list[dict[str, Any]]:
+        """The points at or after ``at``, oldest first, as ``ChainView.point`` made them."""
+        cutoff = (at - _EPOCH) // _MICROS
+        width = len(self.FIELDS)
+        out = []
+        for k in range(self._count):
+            slot = (self._start + k) % self.capacity
+            if self._at[slot] < cutoff:
+                continue
+            point: dict[str, Any] = {"at": (_EPOCH + self._at[slot] * _MICROS).isoformat()}
+            base = slot * width
+            for i, name in enumerate(self.FIELDS):
+                value = self._values[base + i]
+                if not math.isnan(value):  # NaN: the metric was not there
+                    point[name] = value
+            out.append(point)
+        return out
+
+
 @dataclass
 class ChainView:
     history_points: int = 1800
     samples: dict[tuple[str, str], MetricSample] = field(default_factory=dict)
-    history: deque[dict[str, Any]] = field(default_factory=deque)
+    history: ChartRing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = ChartRing(self.history_points)
 
     def point(self, at: datetime) -> dict[str, Any]:
         """The chain's headline values as of now (a chart point), from each component's newest sample."""
@@ -94,10 +153,8 @@ class ChainView:
             point["vcpu"] = k8s.metrics[catalog.CPU_REQUEST_CORES]
         return point
 
-    def record_point(self, point: dict[str, Any]) -> None:
-        if len(self.history) >= self.history_points:
-            self.history.popleft()
-        self.history.append(point)
+    def record_point(self, at: datetime, point: dict[str, Any]) -> None:
+        self.history.append(at, point)
 
     def newest(self) -> datetime | None:
         return max((s.occurred_at for s in self.samples.values()), default=None)
@@ -154,7 +211,7 @@ class ReadModel:
         # One chart point per op-geth poll: the chain's cadence, whatever the other components do.
         if key == ("op-geth", "rpc"):
             point = chain.point(sample.occurred_at)
-            chain.record_point(point)
+            chain.record_point(sample.occurred_at, point)
             self._emit("sample", sample.chain_id, {"chainId": sample.chain_id, **point})
 
     def apply_anomaly(self, anomaly: AnomalyDetected) -> None:
@@ -276,9 +333,8 @@ class ReadModel:
         return report
 
     def history(self, chain_id: str, *, since: datetime) -> list[dict[str, Any]]:
-        cutoff = since.isoformat()
-        # Points are appended in arrival order; ISO timestamps of one zone compare as text.
-        return [p for p in self.chains[chain_id].history if p["at"] >= cutoff]
+        # Points are kept in arrival order, as the stream delivered them.
+        return self.chains[chain_id].history.since(since)
 
     def chain_summaries(self, *, now: datetime, stale_after_s: float) -> list[dict[str, Any]]:
         summaries = []
