@@ -182,6 +182,8 @@ class ReadModel:
         # Open episodes per chain: /api/metrics and /api/chains read these on every request.
         self._active: dict[str, dict[str, AnomalyRecord]] = {}
         self._history_points = history_points
+        # The headline gauges' children, looked up once per chain and metric (not per sample).
+        self._gauges: dict[tuple[str, str], Any] = {}
         self.actions = ActionBook(keep=keep_actions, keep_audit=keep_audit)
         self.insights = Insights(keep_rcas=keep_rcas, keep_predictions=keep_predictions)
         self.hub = hub if hub is not None else Hub()
@@ -205,9 +207,15 @@ class ReadModel:
         if current is not None and current.occurred_at > sample.occurred_at:
             return
         chain.samples[key] = sample
-        for name in HEADLINE:
-            if name in sample.metrics and (sample.component == "op-geth" or sample.source == "rpc"):
-                CHAIN_METRIC.labels(sample.chain_id, name).set(sample.metrics[name])
+        if sample.component == "op-geth" or sample.source == "rpc":
+            for name in HEADLINE:
+                if name in sample.metrics:
+                    gauge = self._gauges.get((sample.chain_id, name))
+                    if gauge is None:
+                        gauge = self._gauges[sample.chain_id, name] = CHAIN_METRIC.labels(
+                            sample.chain_id, name
+                        )
+                    gauge.set(sample.metrics[name])
         # One chart point per op-geth poll: the chain's cadence, whatever the other components do.
         if key == ("op-geth", "rpc"):
             point = chain.point(sample.occurred_at)
