@@ -17,7 +17,7 @@ from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, M
 from sentinai.detector import logic
 from sentinai.detector.logic import Outcome
 from sentinai.detector.settings import DetectorSettings
-from sentinai.detector.streaming import StreamingSettings
+from sentinai.detector.streaming import StreamingScorer, StreamingSettings
 from sentinai.detector.windows import ComponentState, DetectorState, RollingWindow
 
 T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
@@ -249,10 +249,18 @@ def test_streaming_is_the_default_mode_and_zscore_stays_selectable(monkeypatch: 
     assert isinstance(logic.make_scorer(DetectorSettings()), logic.ZScoreScorer)
 
 
-def test_live_streaming_settings_are_the_nab_defaults_with_only_the_cooldown_replaced() -> None:
+def test_live_streaming_settings_are_the_nab_defaults_with_the_cooldown_replaced_and_no_tiers() -> None:
     live = logic.live_streaming_settings(DetectorSettings(streaming_cooldown_s=900.0))
-    assert live == replace(StreamingSettings(), cooldown_s=900.0)
+    assert live == replace(StreamingSettings(), cooldown_s=900.0, clean_alert=0.0)
     assert StreamingSettings().cooldown_s == 59_000.0  # NAB's own figure is untouched
+    assert StreamingSettings().clean_alert > 0.0
+    # The tiers only rank NAB's scores under the alert: the raw score live findings use is the same.
+    rng = random.Random(3)
+    values = [50.0 + rng.gauss(0.0, 2.0) for _ in range(600)] + [90.0, *[50.0] * 50, 85.0]
+    nab, live_model = StreamingScorer(), StreamingScorer(live)
+    a, b = nab.new_state(), live_model.new_state()
+    nab_raw = [nab.raw_score(a, v, i * 2.0) for i, v in enumerate(values)]
+    assert nab_raw == [live_model.raw_score(b, v, i * 2.0) for i, v in enumerate(values)]
 
 
 @pytest.mark.parametrize("mode", MODES)

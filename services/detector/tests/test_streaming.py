@@ -9,7 +9,14 @@ from dataclasses import replace
 
 import pytest
 
-from sentinai.detector.streaming import StreamingScorer, StreamingSettings, StreamState
+from sentinai.detector.streaming import (
+    BELOW,
+    CLEAN_BASE,
+    CLEAN_SPAN,
+    StreamingScorer,
+    StreamingSettings,
+    StreamState,
+)
 
 STEP_S = 300.0  # NAB's usual 5-minute spacing
 
@@ -123,6 +130,66 @@ def test_a_second_change_after_the_cooldown_is_detected_again() -> None:
     scores = run(StreamingScorer(settings), values)
     assert scores[800] >= settings.alert
     assert scores[801 + gap] >= settings.alert
+
+
+DAY_POINTS = round(86_400 / STEP_S)
+
+
+def repeated_spike() -> list[float]:
+    """A spike the model detects, then, a day later in the same hour slot, a slightly smaller one."""
+    return [*noisy(800), 160.0, *noisy(DAY_POINTS - 1, seed=5), 150.0, *noisy(100, seed=6)]
+
+
+def test_a_repeat_of_a_detected_anomaly_is_lifted_into_the_clean_tier() -> None:
+    settings = StreamingSettings()
+    values = repeated_spike()
+    repeat = 800 + DAY_POINTS
+    untiered = run(StreamingScorer(replace(settings, clean_alert=0.0)), values)
+    scores = run(StreamingScorer(settings), values)
+    assert scores[800] == untiered[800] >= settings.alert
+    # The first spike raised the record, so its repeat is no record (under the near band) ...
+    assert untiered[repeat] < settings.alert - settings.near_band
+    # ... but it beats the clean record, which detections never raise: it ranks in the clean tier,
+    # above every ordinary point of the series after the cool-down, which are halved under the tier.
+    tier_floor = CLEAN_BASE + CLEAN_SPAN * settings.clean_alert
+    assert tier_floor <= scores[repeat] < CLEAN_BASE + CLEAN_SPAN
+    ordinary = [s for i, s in enumerate(scores[900:], start=900) if i != repeat]
+    assert max(ordinary) < BELOW * (settings.alert - settings.near_band) < tier_floor
+    # Without the tiers the same ordinary points come within 0.1 of the repeat.
+    assert max(u for i, u in enumerate(untiered[900:], start=900) if i != repeat) > untiered[repeat] - 0.1
+
+
+def test_the_clean_tier_lifts_one_point_per_its_cooldown() -> None:
+    settings = StreamingSettings()
+    scorer = StreamingScorer(settings)
+    state = scorer.new_state()
+    state.clean_score = 0.9  # a point that beats the clean records, its own score under the near band
+    first = scorer.suppress(state, 0.3, 1_000.0)
+    assert first == pytest.approx(CLEAN_BASE + CLEAN_SPAN * 0.9)
+    assert state.clean_until == 1_000.0 + settings.clean_cooldown_s
+    assert scorer.suppress(state, 0.3, 1_000.0 + settings.clean_cooldown_s - 1.0) == pytest.approx(
+        0.3 * BELOW
+    )
+    assert scorer.suppress(state, 0.3, 1_000.0 + settings.clean_cooldown_s) == pytest.approx(first)
+    # Scores in the near band keep their value; within the cool-down of a detection nothing is lifted.
+    near = settings.alert - settings.near_band / 2
+    assert scorer.suppress(state, near, 1e9) == near
+    scorer.cool_down(state, 2e9)
+    assert scorer.suppress(state, 0.3, 2e9 + 1.0) == pytest.approx(0.3 * settings.damp)
+
+
+def test_the_tiers_change_neither_the_raw_score_nor_the_detections() -> None:
+    settings = StreamingSettings()
+    values = [*repeated_spike(), *noisy(400, seed=8, level=120.0, noise=3.0)]
+    tiered, plain = StreamingScorer(settings), StreamingScorer(replace(settings, clean_alert=0.0))
+    a, b = tiered.new_state(), plain.new_state()
+    # The live detector reads ``raw_score``: the tiers only rank ``score``'s values under the alert.
+    raw = [tiered.raw_score(a, v, i * STEP_S) for i, v in enumerate(values)]
+    assert raw == [plain.raw_score(b, v, i * STEP_S) for i, v in enumerate(values)]
+    with_tiers, without = run(tiered, values), run(plain, values)
+    assert [s for s in with_tiers if s >= settings.alert] == [s for s in without if s >= settings.alert]
+    high = [i for i, s in enumerate(without) if s >= settings.alert - settings.near_band]
+    assert [with_tiers[i] for i in high] == [without[i] for i in high]
 
 
 def test_warmup_scores_zero() -> None:

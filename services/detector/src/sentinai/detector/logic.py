@@ -192,8 +192,13 @@ class StreamingGauges:
 
 
 def live_streaming_settings(settings: DetectorSettings) -> StreamingSettings:
-    """The NAB-tuned defaults with the live cool-down: one set for every live series."""
-    return replace(StreamingSettings(), cooldown_s=settings.streaming_cooldown_s)
+    """The NAB-tuned defaults with the live cool-down: one set for every live series.
+
+    The tiers under the alert (``clean_alert``) are off: they only rank ``StreamingScorer.score``'s
+    values under the alert level for NAB's threshold sweep, and live findings come from
+    ``raw_score``, which they leave unchanged; off, the clean records cost no time per gauge.
+    """
+    return replace(StreamingSettings(), cooldown_s=settings.streaming_cooldown_s, clean_alert=0.0)
 
 
 def make_scorer(settings: DetectorSettings) -> Scorer:

@@ -26,6 +26,16 @@ either side so that a daily pattern arriving a little early or late is not news)
 The strongest ratio ``r``, times ``drop_weight`` when the value lies below the series' location, gives
 ``r / (r + 1)`` (0.5 at a tie with the record), damped for ``cooldown_s`` seconds after a detection: NAB
 rewards the first sample of a change and charges each further alert.
+
+Under the alert the score is ranked in tiers (``score`` only; ``raw_score``, which the live detector
+uses, is unchanged). Scores within ``near_band`` of the alert keep their value. Below them, the
+first point outside every cool-down whose score over the series' **clean records** (the same
+records, but never raised by a detection or within a cool-down) is at least ``clean_alert`` is
+lifted into a band of its own, once per ``clean_cooldown_s``; every other score is halved beneath it. An
+anomaly the series has shown before set the ordinary record, so its repeat is no news to it; the
+clean record remembers only ordinary behaviour, and a repeat beats it. A global threshold taken in
+that band (where a missed window costs more than a false positive) finds such repeats, first
+samples only; a threshold at or above the near band sees the scores as before.
 """
 
 from __future__ import annotations
@@ -36,6 +46,12 @@ from operator import sub
 
 KINDS = 3  # shift, novelty, season: the order of ``StreamState.peaks``
 HOURS = 24
+# The clean-record tier (``StreamingScorer.suppress``): its scores lie in [CLEAN_BASE, CLEAN_BASE +
+# CLEAN_SPAN) (0.4 up to 0.5 for a clean score from 0.5 to 1); every other score under the near band
+# is multiplied by BELOW (under 0.28), so the tier ranks above them and below the near band.
+CLEAN_BASE = 0.3
+CLEAN_SPAN = 0.2
+BELOW = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +95,23 @@ class StreamingSettings:
     shape_vigilance: float = 0.25  # mean absolute distance, in range widths, that makes a window new
     shape_rate: float = 0.1  # how far the matched codeword moves toward the window
     shape_agree: float = 0.8  # least distance from every codeword, in vigilances (at most 1)
+    # Tiers under the alert (``score`` only): scores within ``near_band`` under the alert keep their
+    # value; a clean score (the ratio over the clean records, as ``r / (r + 1)``) at or above
+    # ``clean_alert`` outside every cool-down is lifted into the clean tier, at most once per
+    # ``clean_cooldown_s``; the rest are halved. ``clean_alert`` 0 turns the tiers off (``score`` is
+    # then the damped raw score, as before).
+    near_band: float = 0.016
+    clean_alert: float = 0.5  # the clean ratio at least 1: a new record of the series' ordinary evidence
+    clean_cooldown_s: float = 86_400.0
 
 
 class StreamState:
     """The per-series model: a fixed set of numbers, never a history of values."""
 
     __slots__ = (
+        "clean",
+        "clean_score",
+        "clean_until",
         "code_count",
         "code_sums",
         "code_used",
@@ -121,6 +148,11 @@ class StreamState:
         self.slot_lo = [0.0] * HOURS
         self.slot_hi = [0.0] * HOURS
         self.peaks = [0.0] * KINDS
+        # Records of each kind never raised by a detection or within a cool-down, the last point's
+        # score over them, and the end of the clean tier's own cool-down.
+        self.clean = [0.0] * KINDS
+        self.clean_score = 0.0
+        self.clean_until = 0.0
         self.slot_loc = [0.0] * HOURS
         self.slot_spread = [0.0] * HOURS
         self.slot_count = [0] * HOURS
@@ -163,12 +195,21 @@ class StreamingScorer:
         return self.suppress(state, self.raw_score(state, value, t), t)
 
     def suppress(self, state: StreamState, raw: float, t: float) -> float:
-        """``raw`` damped within a cool-down; outside one, a detection starts the cool-down."""
+        """``raw`` damped within a cool-down; outside one, a detection starts the cool-down; under the
+        alert, the tiers of the module doc (the near band, the clean tier, the rest halved)."""
+        s = self.settings
         if t < state.cool_until:
-            return raw * self.settings.damp
-        if raw >= self.settings.alert:
+            return raw * s.damp
+        if raw >= s.alert:
             self.cool_down(state, t)
-        return raw
+            return raw
+        if not s.clean_alert or raw >= s.alert - s.near_band:
+            return raw
+        clean = state.clean_score
+        if clean >= s.clean_alert and t >= state.clean_until:
+            state.clean_until = t + s.clean_cooldown_s
+            return CLEAN_BASE + CLEAN_SPAN * clean
+        return raw * BELOW
 
     def cool_down(self, state: StreamState, t: float) -> None:
         """Start the cool-down that follows a detection at ``t``."""
@@ -185,7 +226,6 @@ class StreamingScorer:
         h = int(t // 3600) % HOURS
         n = state.n
         loc, lo, hi, spread = state.loc, state.lo, state.hi, state.spread
-        rel_floor, abs_floor = s.rel_floor, s.abs_floor
         floor = self.scale_floor(loc, lo, hi)
         warm = n >= s.warmup
         ratio = shift = novelty = season = 0.0
@@ -212,17 +252,14 @@ class StreamingScorer:
             beyond = value - hi if value - hi >= lo - value else lo - value
             novelty = (beyond if beyond >= 0.0 else 0.0) / (hi - lo if hi - lo >= scale else scale)
             if slot_count >= s.season_min:
-                slot_loc = state.slot_loc[h]
-                slot_floor = rel_floor * abs(slot_loc)
-                slot_floor = abs_floor if abs_floor > slot_floor else slot_floor
-                slot_spread = state.slot_spread[h]
-                season = abs(value - slot_loc) / (slot_spread if slot_spread >= slot_floor else slot_floor)
+                season = self.season_distance(state, value, h)
         self.learn(state, value, h)
         if not warm:
             return 0.0
         # Each kind over its own decaying record: only a new record of the series is surprising.
         peaks, decay, least = state.peaks, 1.0 - s.peak_decay, s.peak_floor
         shift_peak, novelty_peak, season_peak = peaks
+        clean_ratio = ratio  # the ratios that are not records (context, slot range) count for both
         r = shift / (least if least > shift_peak else shift_peak)
         ratio = r if r > ratio else ratio
         r = novelty / (s.novelty_floor if s.novelty_floor > novelty_peak else novelty_peak)
@@ -230,12 +267,41 @@ class StreamingScorer:
         r = season / (least if least > season_peak else season_peak)
         ratio = r if r > ratio else ratio
         shift_peak, novelty_peak, season_peak = shift_peak * decay, novelty_peak * decay, season_peak * decay
-        peaks[0] = shift if shift > shift_peak else shift_peak
-        peaks[1] = novelty if novelty > novelty_peak else novelty_peak
-        peaks[2] = season if season > season_peak else season_peak
-        if value < loc:
-            ratio *= s.drop_weight
-        return ratio / (ratio + 1.0)
+        peaks[:] = (
+            shift if shift > shift_peak else shift_peak,
+            novelty if novelty > novelty_peak else novelty_peak,
+            season if season > season_peak else season_peak,
+        )
+        weight = s.drop_weight if value < loc else 1.0
+        score = ratio * weight / (ratio * weight + 1.0)
+        if s.clean_alert:
+            ordinary = t >= state.cool_until and score < s.alert
+            self.judge_clean(state, clean_ratio, (shift, novelty, season), weight, ordinary)
+        return score
+
+    def judge_clean(
+        self,
+        state: StreamState,
+        base: float,
+        evidence: tuple[float, float, float],
+        weight: float,
+        ordinary: bool,
+    ) -> None:
+        """The score over the clean records, kept for ``suppress``; then the clean records learn the
+        point if it is ``ordinary`` (under the alert and outside every cool-down: a detection starts
+        one). ``base`` is the largest ratio that is no record (context, slot range), ``weight`` the
+        drop weight that applies to the point."""
+        s = self.settings
+        clean, least, decay = state.clean, s.peak_floor, 1.0 - s.peak_decay
+        ratio = base
+        for k, (value, floor) in enumerate(zip(evidence, (least, s.novelty_floor, least), strict=True)):
+            peak = clean[k]
+            r = value / (floor if floor > peak else peak)
+            ratio = r if r > ratio else ratio
+            peak *= decay
+            clean[k] = value if ordinary and value > peak else peak
+        ratio *= weight
+        state.clean_score = ratio / (ratio + 1.0)
 
     def shape_agrees(self, state: StreamState, value: float, lo: float, width: float, warm: bool) -> bool:
         """Whether the shape channel agrees that the window ending at ``value`` is new (always, with the
@@ -290,6 +356,15 @@ class StreamingScorer:
         state.code_used[winner] = state.n
         state.winner = winner
         return novelty
+
+    def season_distance(self, state: StreamState, value: float, h: int) -> float:
+        """How far ``value`` lies from its hour slot's robust location, in the slot's robust scale."""
+        s = self.settings
+        slot_loc = state.slot_loc[h]
+        slot_floor = s.rel_floor * abs(slot_loc)
+        slot_floor = s.abs_floor if s.abs_floor > slot_floor else slot_floor
+        slot_spread = state.slot_spread[h]
+        return abs(value - slot_loc) / (slot_spread if slot_spread >= slot_floor else slot_floor)
 
     def scale_floor(self, loc: float, lo: float, hi: float) -> float:
         """The least scale of a series at ``loc`` whose learned range is ``lo``..``hi``."""
