@@ -347,6 +347,15 @@ def test_streaming_mode_judges_a_young_series_by_zscore_until_the_model_has_warm
     assert (anomaly.value, anomaly.rule) == (95.0, "zscore")
 
 
+def test_a_young_series_opens_no_episode_for_the_noise_the_seed_threshold_would_flag() -> None:
+    # Thirty healthy points, then a spike, all inside the model's warm-up: a fresh deployment.
+    series = cpu_series([*noisy(29, seed=11), 95.0])
+    seed_flags = detected(feed(fresh(), series[:29], mode="zscore"))
+    assert seed_flags, "this noise must be something the seed's |z| > 2 flags"
+    [anomaly] = detected(feed(fresh(), series, mode="streaming"))
+    assert (anomaly.value, anomaly.rule) == (95.0, "zscore")
+
+
 def test_a_model_alert_within_the_window_noise_is_no_finding_and_starts_no_cooldown() -> None:
     state = settled()
     stream = state.chains["opmain"].components["op-geth"].streams["cpuUsage"]

@@ -155,16 +155,18 @@ class StreamingGauges:
     real fault minutes later. Only a finding starts the cool-down; within it only a change in the
     high band (``HIGH_SCORE``) is reported, so a new, much larger fault is not hidden by the last.
 
-    The model learns its first ``warmup`` points (30) without scoring; until then ``warming`` (the
-    seed's z-score) judges, so a fault in the first minute of a new series is not learnt as its
-    baseline.
+    The model learns its first ``warmup`` points (30) without scoring; until then ``young`` (the
+    z-score at a higher threshold than the seed's) judges, so a fault in the first minute of a new
+    series is not learnt as its baseline, and a fresh deployment does not open an episode for every
+    twentieth point of every series.
     """
 
-    __slots__ = ("_alert", "_warmup", "model", "warming")
+    __slots__ = ("_alert", "_warmup", "model", "warming", "young")
 
-    def __init__(self, *, model: StreamingScorer, warming: ZScoreScorer) -> None:
+    def __init__(self, *, model: StreamingScorer, warming: ZScoreScorer, young: ZScoreScorer) -> None:
         self.model = model
         self.warming = warming
+        self.young = young
         self._warmup = model.settings.warmup
         self._alert = model.settings.alert
 
@@ -176,7 +178,7 @@ class StreamingGauges:
             state = component.streams[metric] = self.model.new_state()
         if state.n < self._warmup:
             self.model.raw_score(state, value, t)
-            return self.warming.judge(component, metric, value, window=window, t=t)
+            return self.young.judge(component, metric, value, window=window, t=t)
         score = self.model.raw_score(state, value, t)
         if score < self._alert:
             return None
@@ -206,7 +208,10 @@ def make_scorer(settings: DetectorSettings) -> Scorer:
     zscore = ZScoreScorer(min_points=settings.min_points, threshold=settings.z_threshold)
     if settings.mode == "zscore":
         return zscore
-    return StreamingGauges(model=StreamingScorer(live_streaming_settings(settings)), warming=zscore)
+    young = ZScoreScorer(min_points=settings.min_points, threshold=settings.young_z_threshold)
+    return StreamingGauges(
+        model=StreamingScorer(live_streaming_settings(settings)), warming=zscore, young=young
+    )
 
 
 def severity_for(z: float) -> Severity:

@@ -20,6 +20,11 @@ class DetectorSettings(ServiceSettings):
     window: int = Field(default=60, ge=2, le=10_000)
     z_threshold: float = Field(default=2.0, gt=0)
     min_points: int = Field(default=10, ge=2)
+    # The streaming mode's judge of a young series (its model's first 30 points): the z-score with
+    # this threshold. The seed's 2 flags one normal point in twenty on a 10–30 point window — about
+    # nine anomalies per chain in the first half minute of a fresh deployment; a fault in that first
+    # minute stands out far more.
+    young_z_threshold: float = Field(default=4.0, gt=0)
     # NAB's 55,000 s cool-down is sized for 5-minute series where every further alert costs score;
     # live, the episode machinery already folds a run of findings into one anomaly.detected, and a
     # long cool-down would hide a real fault that follows a noise alert on the same series.

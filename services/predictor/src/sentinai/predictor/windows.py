@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
+import math
+from array import array
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sentinai.common.dedup import SeenIds
@@ -12,18 +13,33 @@ from sentinai.predictor.logic import Point, point_fields
 
 # The collector stamps the rpc and k8s samples of one poll with the same instant.
 MERGE_S = 1.0
+# A ``Point``'s measured fields, in its order after ``t``.
+FIELDS = ("cpu_cores", "cpu_request", "tx_pool", "gas_used_ratio", "block_interval")
+INDEX = {name: i for i, name in enumerate(FIELDS)}
 
 
 class History:
-    """The last ``max_points`` points of one chain spanning at most ``span_s`` seconds, oldest first."""
+    """The last ``max_points`` points of one chain spanning at most ``span_s`` seconds, oldest first.
 
-    __slots__ = ("_points", "max_points", "newest", "span_s")
+    Kept in arrays allocated in full when the chain first appears (a missing value is NaN), so the
+    predictor's memory per chain is fixed from its first sample on instead of growing until the
+    window is full; ``points()`` builds the ``Point``s when a prediction reads them.
+    """
+
+    __slots__ = ("_count", "_start", "_t", "_values", "max_points", "newest", "span_s")
 
     def __init__(self, *, max_points: int, span_s: float) -> None:
         self.max_points = max_points
         self.span_s = span_s
-        self._points: deque[Point] = deque(maxlen=max_points)
+        self._t = array("d", bytes(8 * max_points))
+        self._values = array("d", [math.nan]) * (max_points * len(FIELDS))
+        self._start = 0
+        self._count = 0
         self.newest: datetime | None = None
+
+    def _slot(self, k: int) -> int:
+        """The array slot of the ``k``-th point, oldest first (negative ``k`` from the newest)."""
+        return (self._start + (k if k >= 0 else self._count + k)) % self.max_points
 
     def add(self, sample: MetricSample) -> None:
         fields = point_fields(sample)
@@ -32,28 +48,43 @@ class History:
         if not fields:
             return
         t = at.timestamp()
-        last = self._points[-1] if self._points else None
-        if last is not None and abs(last.t - t) <= MERGE_S and all(getattr(last, f) is None for f in fields):
-            self._points[-1] = replace(last, **fields)
+        width = len(FIELDS)
+        if self._count:
+            last = self._slot(-1) * width
+            if abs(self._t[self._slot(-1)] - t) <= MERGE_S and all(
+                math.isnan(self._values[last + INDEX[f]]) for f in fields
+            ):
+                for name, value in fields.items():
+                    self._values[last + INDEX[name]] = value
+                self._drop_before(t - self.span_s)
+                return
+        if self._count == self.max_points:
+            self._start = (self._start + 1) % self.max_points
         else:
-            self._points.append(
-                Point(
-                    t=t,
-                    cpu_cores=fields.get("cpu_cores"),
-                    cpu_request=fields.get("cpu_request"),
-                    tx_pool=fields.get("tx_pool"),
-                    gas_used_ratio=fields.get("gas_used_ratio"),
-                    block_interval=fields.get("block_interval"),
-                )
-            )
-        while self._points and self._points[0].t < t - self.span_s:
-            self._points.popleft()
+            self._count += 1
+        slot = self._slot(-1)
+        self._t[slot] = t
+        base = slot * width
+        for i, name in enumerate(FIELDS):
+            self._values[base + i] = fields.get(name, math.nan)
+        self._drop_before(t - self.span_s)
+
+    def _drop_before(self, t: float) -> None:
+        while self._count and self._t[self._start] < t:
+            self._start = (self._start + 1) % self.max_points
+            self._count -= 1
 
     def points(self) -> list[Point]:
-        return list(self._points)
+        width = len(FIELDS)
+        out = []
+        for k in range(self._count):
+            slot = self._slot(k)
+            v = [self._values[slot * width + i] for i in range(width)]
+            out.append(Point(self._t[slot], *(None if math.isnan(x) else x for x in v)))
+        return out
 
     def __len__(self) -> int:
-        return len(self._points)
+        return self._count
 
 
 @dataclass
