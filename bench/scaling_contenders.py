@@ -234,6 +234,8 @@ class Live:
             min_confidence=self.planner_settings.min_prediction_confidence,
             sustain_s=self.planner_settings.scale_down_sustain_s,
             partway_sustain_s=self.planner_settings.scale_down_partway_sustain_s,
+            action_price_core_h=self.planner_settings.scale_action_price_core_h,
+            lull_memory_s=self.planner_settings.scale_lull_memory_s,
         )
         for proposal in proposals:
             # A scale-down waits for an approval in production; the harness approves it at once.

@@ -365,6 +365,59 @@ def test_no_step_down_within_a_quarter_hour_of_a_step_up() -> None:
     assert plan(memory, forecast(1.2, current=4.0, at=900), 900) == [ScaleDown(component="op-geth", vcpu=2)]
 
 
+def bursts(memory: logic.ScalingMemory, *, lull_min: int, count: int = 6) -> int:
+    """Feed ``count`` cycles of a 20-minute burst needing 4 vCPU and a lull needing 1; returns the time."""
+    at = 0
+    for _ in range(count):
+        for _ in range(20):
+            plan(memory, forecast(3.0, current=4.0, at=at), at)
+            at += 60
+        for _ in range(lull_min):
+            plan(memory, forecast(0.5, current=4.0, at=at), at)
+            at += 60
+    for _ in range(20):
+        plan(memory, forecast(3.0, current=4.0, at=at), at)
+        at += 60
+    return at
+
+
+def test_a_step_down_waits_out_a_lull_this_chain_usually_ends_soon() -> None:
+    # Lulls of 20 minutes between bursts: stepping 4 -> 1 saves 3 cores for ~15 more minutes, less
+    # than the two restarts (this one and the step up when the next burst comes) are worth.
+    memory = logic.ScalingMemory()
+    start = bursts(memory, lull_min=20)
+    for minute in range(20):
+        assert plan(memory, forecast(0.5, current=4.0, at=start + 60 * minute), start + 60 * minute) == []
+    # Longer than every past lull: no evidence left that it will end soon.
+    late = start + 60 * 21
+    assert plan(memory, forecast(0.5, current=4.0, at=late), late) == [ScaleDown(component="op-geth", vcpu=1)]
+
+
+def test_a_step_down_is_taken_at_once_where_lulls_last() -> None:
+    memory = logic.ScalingMemory()
+    start = bursts(memory, lull_min=180)
+    downs = [
+        (minute, plan(memory, forecast(0.5, current=4.0, at=start + 60 * minute), start + 60 * minute))
+        for minute in range(6)
+    ]
+    assert downs[-1] == (5, [ScaleDown(component="op-geth", vcpu=1)])
+    assert all(actions == [] for _, actions in downs[:-1])
+    # Priced at nothing, the short lulls hold nothing either.
+    free = logic.ScalingMemory()
+    start = bursts(free, lull_min=20)
+    proposals = [
+        logic.plan_prediction(
+            forecast(0.5, current=4.0, at=start + 60 * minute),
+            policy=POLICY,
+            now=T0 + timedelta(seconds=start + 60 * minute),
+            state=free,
+            action_price_core_h=0.0,
+        )
+        for minute in range(6)
+    ]
+    assert [p.action for p in proposals[-1]] == [ScaleDown(component="op-geth", vcpu=1)]
+
+
 def test_the_planner_headroom_applies_to_the_upper_bound() -> None:
     memory = logic.ScalingMemory()
     pred = forecast(2.0, current=4.0).model_copy(update={"upper_bound_cores": 1.8})

@@ -242,6 +242,45 @@ def test_a_pinned_op_geth_climbing_fast_gets_the_step_that_holds_it_in_one_move(
     assert prediction.predicted_vcpu == 4.0
 
 
+@pytest.mark.parametrize(
+    ("interval", "short", "expected"),
+    [
+        pytest.param(2.0, False, 4.0, id="blocks-on-time-it-has-what-it-needs"),
+        pytest.param(2.2, False, 4.0, id="blocks-a-little-late-still-keeping-up"),
+        pytest.param(3.0, True, 8.0, id="blocks-late-it-is-short"),
+    ],
+)
+def test_at_its_request_op_geth_is_short_only_when_its_blocks_run_late(
+    interval: float, short: bool, expected: float
+) -> None:
+    # Two hours at ~2.5 cores on 4 vCPU, then a crest at 97 % of the request for five minutes.
+    cpu = np.r_[2.5 + noise(115, sd=0.05), np.full(5, 3.88)]
+    intervals = np.r_[np.full(115, 2.0), np.full(5, interval)]
+    history = points(cpu, request=4.0, interval=intervals, step_s=60.0)
+    forecast = FORECASTER.forecast(history, horizon_s=300)
+    assert forecast.short is short
+    prediction = run(history, headroom=0.0)
+    assert prediction.predicted_vcpu == expected
+    if short:
+        assert "(saturated: it needs more than it gets)" in prediction.key_factors[0]
+    else:
+        # On time, what it uses is what it needs (no 10 % "pinned" premium on the estimate).
+        assert prediction.forecast_cores == pytest.approx(3.88, abs=0.02)
+        assert prediction.key_factors[0] == "CPU at 97% of its 4 vCPU request (blocks on time: it keeps up)"
+
+
+def test_without_block_intervals_97_percent_of_the_request_counts_as_pinned() -> None:
+    # A chain (or a NAB series) that reports no block interval: saturation is all there is to go on.
+    cpu = np.r_[2.5 + noise(115, sd=0.05), np.full(5, 3.88)]
+    history = [
+        Point(t=p.t, cpu_cores=p.cpu_cores, cpu_request=p.cpu_request, tx_pool=None, gas_used_ratio=None,
+              block_interval=None)
+        for p in points(cpu, request=4.0, step_s=60.0)
+    ]  # fmt: skip
+    assert FORECASTER.forecast(history, horizon_s=300).short is None
+    assert run(history, headroom=0.0).predicted_vcpu == 8.0
+
+
 def test_recommend_respects_a_smaller_ladder() -> None:
     assert logic.recommend(forecast(5.0), ladder=(4.0, 1.0, 2.0), current_vcpu=1.0, headroom=0.2) == 4.0
 

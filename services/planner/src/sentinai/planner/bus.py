@@ -346,6 +346,8 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             min_confidence=settings.min_prediction_confidence,
             sustain_s=settings.scale_down_sustain_s,
             partway_sustain_s=settings.scale_down_partway_sustain_s,
+            action_price_core_h=settings.scale_action_price_core_h,
+            lull_memory_s=settings.scale_lull_memory_s,
         ):
             await planner.propose(proposal)
 

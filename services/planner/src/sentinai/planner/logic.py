@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import re
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -310,6 +312,8 @@ ScaleKey = tuple[str, str]  # (chain, component)
 # A step down that stops above the step the point forecast needs with this margin (the predictor's
 # default down margin) is part-way: another one is likely to follow.
 PARTWAY_MARGIN = 0.1
+# A chain's past lulls say how long this one will last only once a few of them outlasted it.
+MIN_LULLS = 5
 
 
 @dataclass
@@ -323,6 +327,9 @@ class ScalingMemory:
     below_since: dict[ScaleKey, datetime] = field(default_factory=dict)
     # When CPU was last scaled up (proposed or executed): no step down soon after (a flap).
     last_up: dict[ScaleKey, datetime] = field(default_factory=dict)
+    # The ladder step that holds the point forecast, as (since when, step) at each change: the
+    # chain's lulls (how long its load fitted a step before it outgrew it again) are read from it.
+    needs: dict[ScaleKey, deque[tuple[datetime, float]]] = field(default_factory=dict)
 
     def current(self, chain_id: str) -> dict[str, float]:
         return {component: v for (chain, component), v in self.vcpu.items() if chain == chain_id}
@@ -368,6 +375,8 @@ def plan_prediction(
     headroom: float = 0.0,
     hold_after_up_s: float = 900.0,
     partway_sustain_s: float = 1800.0,
+    action_price_core_h: float = 2.0,
+    lull_memory_s: float = 86_400.0,
 ) -> list[ActionProposed]:
     """Scale up on a confident forecast above the current request; down only after a sustained lull.
 
@@ -375,6 +384,10 @@ def plan_prediction(
     to fit the lower step for ``sustain_s`` (``partway_sustain_s`` when that step is still above the
     one the point forecast needs); any forecast that does not fit resets that clock. No step down
     within ``hold_after_up_s`` of a step up: undoing a scale-up that soon is a flap.
+    Lull memory: a step down and the step up that ends the lull cost two actions, priced at
+    ``action_price_core_h`` core-hours each (0: off); the step down is taken only when, judged on
+    the lulls this chain had at the lower step within ``lull_memory_s`` that lasted longer than this
+    one has so far, taking it now costs less than keeping the cores any longer (``_step_down_pays``).
     Cooldown: see ``admit_scaling``.
     """
     key = (pred.chain_id, pred.component)
@@ -383,6 +396,8 @@ def plan_prediction(
     if pred.current_vcpu is not None:
         state.vcpu[key] = pred.current_vcpu
     action: Action | None = None
+    if action_price_core_h > 0:
+        _remember_load(state, key, now=now, cores=pred.forecast_cores, ladder=ladder, memory_s=lull_memory_s)
     if pred.confidence >= min_confidence and pred.predicted_vcpu > (current or ladder[0]) + 1e-9:
         state.below_since.pop(key, None)
         target = next((s for s in ladder if s >= pred.predicted_vcpu - 1e-9), ladder[-1])
@@ -402,7 +417,18 @@ def plan_prediction(
             floor = pred.forecast_cores * (1 + PARTWAY_MARGIN)
             needed = next((s for s in ladder if s >= floor - 1e-9), ladder[-1])
             wait = sustain_s if fits <= needed else max(sustain_s, partway_sustain_s)
-            if held and now - since >= timedelta(seconds=wait):
+            if (
+                held
+                and now - since >= timedelta(seconds=wait)
+                and _step_down_pays(
+                    state,
+                    key,
+                    now=now,
+                    current=current,
+                    fits=fits,
+                    price_core_h=action_price_core_h,
+                )
+            ):
                 action = ScaleDown(component=pred.component, vcpu=fits)
         else:
             state.below_since.pop(key, None)
@@ -423,6 +449,80 @@ def plan_prediction(
     if admitted and isinstance(action, ScaleDown):
         state.below_since.pop(key, None)
     return admitted
+
+
+def _holding_step(cores: float, ladder: Sequence[float]) -> float:
+    """The smallest ladder step that holds ``cores``."""
+    return next((s for s in ladder if s >= cores - 1e-9), ladder[-1])
+
+
+def _remember_load(
+    state: ScalingMemory,
+    key: ScaleKey,
+    *,
+    now: datetime,
+    cores: float,
+    ladder: Sequence[float],
+    memory_s: float,
+) -> None:
+    """Record the ladder step that holds the point forecast ``cores`` (change points, ``memory_s`` kept)."""
+    step = _holding_step(cores, ladder)
+    needs = state.needs.setdefault(key, deque())
+    if not needs or needs[-1][1] != step:
+        needs.append((now, step))
+    horizon = now - timedelta(seconds=memory_s)
+    # Keep one change at or before the horizon: the step in force there.
+    while len(needs) > 1 and needs[1][0] <= horizon:
+        needs.popleft()
+
+
+def _lulls(
+    needs: Sequence[tuple[datetime, float]], *, under: float, now: datetime
+) -> tuple[list[float], float]:
+    """(finished lulls, seconds the current one has lasted): spans the load fitted ``under``, in seconds.
+
+    A lull at a step runs from when the load first fits it to when it no longer does (the step up
+    from it); the current one, if the load fits now, is not finished.
+    """
+    found: list[float] = []
+    start: datetime | None = None
+    for at, step in needs:
+        if step <= under + 1e-9:
+            start = at if start is None else start
+        elif start is not None:
+            found.append((at - start).total_seconds())
+            start = None
+    return found, 0.0 if start is None else (now - start).total_seconds()
+
+
+def _step_down_pays(
+    state: ScalingMemory, key: ScaleKey, *, now: datetime, current: float, fits: float, price_core_h: float
+) -> bool:
+    """Whether stepping down to ``fits`` now beats any later moment, on the chain's past lulls.
+
+    Ski rental on the lulls this chain had at ``fits`` that outlasted this one so far, each a
+    possible future for it. Stepping down now costs two actions (this one and the step up that ends
+    the lull), ``price_core_h`` each. Waiting until ``w`` costs the cores kept meanwhile, and the two
+    actions still when the lull outlasts ``w`` too (``w`` past the longest one: never). Down now
+    unless some ``w`` costs less on those lulls; with fewer than ``MIN_LULLS`` of them there is no
+    evidence to keep the cores on.
+    """
+    if price_core_h <= 0:
+        return True
+    lulls, elapsed = _lulls(state.needs.get(key, ()), under=fits, now=now)
+    tail = sorted(length - elapsed for length in lulls if length > elapsed)
+    if len(tail) < MIN_LULLS:
+        return True
+    pair = 2 * price_core_h * 3600.0 / (current - fits)  # two actions, in seconds of the saved cores
+    down_now = pair * len(tail)
+    ended = 0.0  # the seconds kept on the lulls that end by ``w``
+    for i, w in enumerate(tail):
+        ended += w
+        outlast = len(tail) - bisect.bisect_right(tail, w)
+        # Lulls up to ``w`` end while the cores are kept; the rest keep them until ``w``.
+        if ended + (len(tail) - i - 1) * w + pair * outlast < down_now:
+            return False
+    return True
 
 
 def record_executed(executed: ActionExecuted, memory: ScalingMemory) -> None:

@@ -25,6 +25,12 @@ class PlannerSettings(ServiceSettings):
     scale_down_sustain_s: float = Field(default=300.0, ge=0)
     # A part-way step down (to a step still above what the forecast needs) waits this long instead.
     scale_down_partway_sustain_s: float = Field(default=1800.0, ge=0)
+    # What one scaling action (a restart of op-geth) is worth in core-hours: a step down waits while
+    # the chain's past lulls at the lower step say keeping the cores costs less than the step down
+    # and the step up that ends the lull (0: never wait on that account).
+    scale_action_price_core_h: float = Field(default=2.0, ge=0)
+    # The lulls the step down is judged on: those that ended within this span.
+    scale_lull_memory_s: float = Field(default=86_400.0, gt=0)
     # A consumer created for the first time also takes the events of this many seconds before start.
     first_start_replay_s: float = Field(default=60.0, ge=0)
     expiry_check_s: float = Field(default=5.0, gt=0)

@@ -31,6 +31,9 @@ SATURATED_SHARE: Final = 0.95
 # A pinned op-geth needs at least this much more than it uses, even before the chain shows it.
 MIN_PRESSURE: Final = 1.1
 MAX_PRESSURE: Final = 2.0
+# On a chain that reports its block interval, a saturated op-geth is short of CPU only once its
+# blocks run this much late (the "block interval" key factor's threshold); before that it keeps up.
+STRETCHED: Final = 1.25
 # Block intervals are smoothed over this span (ten 2-s polls live; one sample at one-minute polls).
 INTERVAL_S: Final = 20.0
 # The recent points the tx pool growth key factor is read from.
@@ -69,6 +72,8 @@ class Forecast:
     ceiling_cores: float | None = None
     # Demand now: the filtered level before any correction (None: the point forecast).
     level_cores: float | None = None
+    # Whether op-geth is short of CPU now, judged by its block interval (None: no interval reported).
+    short: bool | None = None
 
 
 class Forecaster(Protocol):
@@ -108,6 +113,7 @@ class _Series:
     stretch: Array | None  # block interval over the healthy one
     nominal_interval: float
     pinned: npt.NDArray[np.bool_]  # op-geth at its request: demand is at least the estimate
+    blocks: bool  # the chain reports its block interval, so ``pinned`` also needs late blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,8 @@ class StatForecaster:
     neighbours: float = 0.15
     ridge: float = 0.3
     min_points: int = 10
+    # None: saturated means short of CPU, whatever the block interval says.
+    stretched: float | None = STRETCHED
 
     def forecast(self, history: Sequence[Point], *, horizon_s: float) -> Forecast:
         series = self.series(history)
@@ -159,6 +167,7 @@ class StatForecaster:
                 coverage=None,
                 ceiling_cores=upper,
                 level_cores=float(level[-1]),
+                short=bool(series.pinned[-1]) if series.blocks else None,
             )
         features = self._features(series, horizon=horizon)
         target = d[horizon:] - level[:rows]
@@ -197,6 +206,7 @@ class StatForecaster:
             evaluated=evaluated,
             ceiling_cores=ceiling,
             level_cores=float(level[-1]),
+            short=bool(series.pinned[-1]) if series.blocks else None,
         )
 
     def demand(self, history: Sequence[Point]) -> Array:
@@ -216,6 +226,7 @@ class StatForecaster:
         reported = np.flatnonzero(~np.isnan(interval))
         stretch: Array | None = None
         pressure = np.full(len(history), MIN_PRESSURE)
+        short = saturated
         if len(reported):
             recent = _rolling_median(interval[reported], _steps(t[reported], INTERVAL_S))
             last = np.searchsorted(reported, np.arange(len(history)), side="right") - 1
@@ -224,7 +235,11 @@ class StatForecaster:
             # stretch, not the stretch itself, estimates how far demand exceeds what it may use.
             pressure = np.clip(np.sqrt(at_point), MIN_PRESSURE, MAX_PRESSURE)
             stretch = at_point[measured]
-        demand = np.where(saturated, cpu * pressure, cpu)[measured]
+            # At its request but with blocks on time, op-geth has what it needs (a pod bursts a few
+            # percent past its request): demand is what it uses, and nothing says it needs more.
+            if self.stretched is not None:
+                short = saturated & (at_point >= self.stretched)
+        demand = np.where(short, cpu * pressure, cpu)[measured]
         return _Series(
             t=t[measured],
             demand=demand,
@@ -232,7 +247,8 @@ class StatForecaster:
             gas=_signal(gas, measured),
             stretch=stretch,
             nominal_interval=nominal,
-            pinned=saturated[measured],
+            pinned=short[measured],
+            blocks=bool(len(reported)) and self.stretched is not None,
         )
 
     def nominal_interval(self, history: Sequence[Point]) -> float:
@@ -292,7 +308,12 @@ class StatForecaster:
         factors: list[str] = []
         if last.cpu_request and last.cpu_cores is not None:
             share = last.cpu_cores / last.cpu_request
-            pinned = " (saturated: it needs more than it gets)" if _saturated(last) else ""
+            pinned = ""
+            if _saturated(last):
+                short = not series.blocks or bool(series.pinned[-1])
+                pinned = (
+                    " (saturated: it needs more than it gets)" if short else " (blocks on time: it keeps up)"
+                )
             factors.append(f"CPU at {share:.0%} of its {last.cpu_request:g} vCPU request{pinned}")
         reported = [(p.t, p.block_interval) for p in history if p.block_interval is not None]
         times = np.array([t for t, _ in reported], dtype=np.float64)
@@ -473,7 +494,8 @@ def recommend(
 ) -> float:
     """The smallest ladder step ≥ ceiling × (1 + headroom), capped at the top of the ladder.
 
-    Going up needs demand now (the level) to fill the current step, within ``up_tolerance`` of it:
+    Going up needs demand now (the level) to fill the current step, within ``up_tolerance`` of it
+    (on a chain whose blocks are on time, to outgrow it: op-geth at its request has what it needs):
     a ceiling over a lower level is a 1-in-10 chance of a short excursion, and a correction that
     extrapolates a jump is a guess; neither is worth a restart up now and another down a
     quarter-hour later. Once the step is full, the step up is sized on the ceiling. Going down needs
@@ -487,7 +509,11 @@ def recommend(
         return target
     if target > current_vcpu:
         level = forecast.point_cores if forecast.level_cores is None else forecast.level_cores
-        full = level * (1 + headroom) >= (1 - up_tolerance) * current_vcpu
+        wanted = level * (1 + headroom)
+        # Blocks on time: the step holds the load; only the headroom asked for can outgrow it.
+        full = (
+            wanted > current_vcpu if forecast.short is False else wanted >= (1 - up_tolerance) * current_vcpu
+        )
         return target if full else current_vcpu
     down = 2 * headroom if down_headroom is None else down_headroom
     if target < current_vcpu and ceiling * (1 + down) > target:
