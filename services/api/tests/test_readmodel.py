@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sentinai.api.readmodel import ReadModel
+from sentinai.common.decisions import PredictionMade
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -136,3 +137,35 @@ def test_the_chart_keeps_the_newest_points_in_order_in_memory_fixed_at_the_first
         p["blockHeight"] for p in model.history("c1", since=T0 + timedelta(seconds=12, microseconds=8))
     ] == [7.0]
     assert (ring._at.buffer_info()[1], ring._values.buffer_info()[1]) == sizes
+
+
+def test_predictions_are_kept_in_time_order_once_each_with_the_newest_as_latest() -> None:
+    model = ReadModel(keep_anomalies=10, keep_predictions=3)
+
+    def forecast(i: int, minute: int) -> PredictionMade:
+        return PredictionMade(
+            event_id=f"p{i}",
+            chain_id="c1",
+            occurred_at=T0 + timedelta(minutes=minute),
+            predicted_vcpu=2,
+            current_vcpu=1,
+            confidence=70,
+            trend="rising",
+            reasoning=f"forecast {i}",
+            horizon_s=300,
+            forecast_cores=1.2,
+            upper_bound_cores=1.5,
+            model="theil-sen",
+        )
+
+    made = {i: forecast(i, minute) for i, minute in ((0, 1), (1, 2), (2, 3), (3, 4))}
+    for i in (1, 0, 1, 2, 3):  # p0 arrives late, p1 is redelivered
+        model.apply_prediction(made[i])
+    kept = model.insights.predictions("c1", limit=10)
+    assert [p.event_id for p in kept] == ["p1", "p2", "p3"]  # the oldest fell out of the window of 3
+    assert kept[-1] == made[3]  # every field as it arrived
+    latest = model.insights.latest_prediction("c1")
+    assert latest is not None and latest.event_id == "p3"
+    model.apply_prediction(forecast(4, 0))  # older than everything kept: history, not the latest
+    latest = model.insights.latest_prediction("c1")
+    assert latest is not None and latest.event_id == "p3"
