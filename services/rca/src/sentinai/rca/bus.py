@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -144,28 +144,38 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
         ),
     ]
 
-    @broker.subscriber(
+    def one_at_a_time(
+        subject: str,
+        stream: streams.StreamSpec,
+        name: str,
+        *,
+        deliver: DeliverPolicy,
+        config: ConsumerConfig | None = None,
+    ) -> Callable[[Callable[[NatsMessage], Awaitable[None]]], object]:
+        """A durable faststream pull subscriber, one message per fetch, naked when its handler raises."""
+        return broker.subscriber(
+            subject,
+            stream=stream.ref(),
+            durable=f"{prefix}-{name}",
+            deliver_policy=deliver,
+            config=config,
+            ack_policy=retry,
+            pull_sub=one,
+        )
+
+    @one_at_a_time(
         subjects.ACTION_EXECUTED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-actions",
-        deliver_policy=DeliverPolicy.BY_START_TIME,
+        streams.ACTIONS,
+        "actions",
+        deliver=DeliverPolicy.BY_START_TIME,
         config=since,
-        ack_policy=retry,
-        pull_sub=one,
     )
     async def on_action(msg: NatsMessage) -> None:
         action = await dead.decode(ActionExecuted, subject=msg.raw_message.subject, body=msg.body)
         if action is not None:
             deps.context.add_action(action)
 
-    @broker.subscriber(
-        subjects.ANOMALY_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-anomalies",
-        deliver_policy=DeliverPolicy.NEW,
-        ack_policy=retry,
-        pull_sub=one,
-    )
+    @one_at_a_time(subjects.ANOMALY_ALL, streams.EVENTS, "anomalies", deliver=DeliverPolicy.NEW)
     async def on_anomaly(msg: NatsMessage) -> None:
         subject = msg.raw_message.subject
         if subject.startswith(subjects.ANOMALY_RESOLVED + "."):
