@@ -16,13 +16,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
+
+from sentinai.common import telemetry
+from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters
+from sentinai.common.events import E
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,22 @@ BATCH_FAILURES = Counter(
     "Batches a pull loop's handler failed on; naked for redelivery",
     ["service", "consumer"],
 )
+
+
+def folding(
+    dead: DeadLetters, *, service: str, kind: str, event_type: type[E], add: Callable[[E], object]
+) -> BatchHandler:
+    """A loop's handler that decodes each message (malformed → dead letter) and hands it to ``add``."""
+
+    @telemetry.timed(service, kind)
+    async def handle(msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            event = await dead.decode(event_type, subject=msg.subject, body=msg.data)
+            if event is not None:
+                add(event)
+        MESSAGES_HANDLED.labels(service, kind).inc(len(msgs))
+
+    return handle
 
 
 @dataclass(frozen=True)
@@ -68,9 +88,7 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     try:
         await js.consumer_info(stream, name)
     except NotFoundError:
-        config.name = name
-        config.ack_policy = AckPolicy.EXPLICIT
-        await js.add_consumer(stream, config=config)
+        await js.add_consumer(stream, config=replace(config, name=name, ack_policy=AckPolicy.EXPLICIT))
         return True
     return False
 

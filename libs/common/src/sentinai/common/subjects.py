@@ -79,7 +79,7 @@ def metrics_raw_component(component: str, *, partitions: int = 1) -> str:
 
 def metrics_raw_component_stored(component: str) -> list[str]:
     """One component's stored samples of every chain, partitioned or not (JetStream filters)."""
-    return [f"{METRICS_RAW}.*.{token(component)}", f"{METRICS_RAW}.*.*.{token(component)}"]
+    return [metrics_raw_component(component), metrics_raw_component(component, partitions=2)]
 
 
 # ------------------------------------------------------------------------------------ partitions

@@ -141,12 +141,12 @@ def _samples(model: ReadModel, dead: DeadLetters, *, start: datetime) -> tuple[p
     name = f"{SERVICE}-{uuid.uuid4().hex[:12]}"
     seen = _Position()
 
-    @telemetry.timed(SERVICE, "metric_sample")
+    fold = pull.folding(
+        dead, service=SERVICE, kind="metric_sample", event_type=MetricSample, add=model.apply_sample
+    )
+
     async def on_samples(msgs: Sequence[Msg]) -> None:
-        for msg in msgs:
-            sample = await dead.decode(MetricSample, subject=msg.subject, body=msg.data)
-            if sample is not None:
-                model.apply_sample(sample)
+        await fold(msgs)
         seen.stream_seq = msgs[-1].metadata.sequence.stream
 
     def samples_consumer() -> ConsumerConfig:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from faststream.nats import NatsBroker
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Histogram
 
 from sentinai.common import jsonlog, pull, streams, subjects, telemetry
-from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
+from sentinai.common.bus import DeadLetters, build_broker, publish_event
 from sentinai.common.events import MetricSample
 from sentinai.predictor import logic
 from sentinai.predictor.settings import PredictorSettings
@@ -69,14 +68,12 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
 
-    @telemetry.timed(SERVICE, "metric_sample")
-    async def on_samples(msgs: Sequence[Msg]) -> None:
-        for msg in msgs:
-            sample = await dead.decode(MetricSample, subject=msg.subject, body=msg.data)
-            # The filter keeps other components out; a sample that claims another one is skipped.
-            if sample is not None and sample.component == COMPONENT:
-                deps.state.add(sample)
-        MESSAGES_HANDLED.labels(SERVICE, "metric_sample").inc(len(msgs))
+    def add(sample: MetricSample) -> None:
+        # The filter keeps other components out; a sample that claims another one is skipped.
+        if sample.component == COMPONENT:
+            deps.state.add(sample)
+
+    on_samples = pull.folding(dead, service=SERVICE, kind="metric_sample", event_type=MetricSample, add=add)
 
     async def tick(now: datetime) -> int:
         published = 0

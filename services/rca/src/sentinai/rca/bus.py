@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
-from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
 from prometheus_client import Counter, Histogram
 
@@ -76,22 +75,6 @@ def deps_from(settings: RcaSettings) -> Deps:
     )
 
 
-def _batch(
-    dead: DeadLetters, *, kind: str, event_type: type[E], add: Callable[[E], None]
-) -> pull.BatchHandler:
-    """A pull loop's handler: decode each message (malformed → dead letter) and fold it in."""
-
-    @telemetry.timed(SERVICE, kind)
-    async def handle(msgs: Sequence[Msg]) -> None:
-        for msg in msgs:
-            event = await dead.decode(event_type, subject=msg.subject, body=msg.data)
-            if event is not None:
-                add(event)
-        MESSAGES_HANDLED.labels(SERVICE, kind).inc(len(msgs))
-
-    return handle
-
-
 @dataclass(frozen=True)
 class Wiring:
     broker: NatsBroker
@@ -135,12 +118,20 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
         pull.Loop(
             streams.TELEMETRY.name,
             str(metrics.durable_name),
-            _batch(dead, kind="metric_sample", event_type=MetricSample, add=deps.context.add_sample),
+            pull.folding(
+                dead,
+                service=SERVICE,
+                kind="metric_sample",
+                event_type=MetricSample,
+                add=deps.context.add_sample,
+            ),
         ),
         pull.Loop(
             streams.TELEMETRY.name,
             str(logs.durable_name),
-            _batch(dead, kind="log_batch", event_type=LogBatch, add=deps.context.add_logs),
+            pull.folding(
+                dead, service=SERVICE, kind="log_batch", event_type=LogBatch, add=deps.context.add_logs
+            ),
         ),
     ]
 
