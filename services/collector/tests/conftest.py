@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +87,11 @@ class RecordingPublisher:
     events: list[tuple[str, Event]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def publish(self, subject: str, event: Event) -> None:
+    async def publish_all(self, items: Sequence[tuple[str, Event]]) -> list[Exception | None]:
         async with self.changed:
-            self.events.append((subject, event))
+            self.events += items
             self.changed.notify_all()
+        return [None] * len(items)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from sentinai.collector.kube import KubeReader
+from sentinai.collector.kube import KubeError, KubeReader, ThrottledRefresh
 from sentinai.collector.poller import ChainPoller, Poll
 from sentinai.common import catalog
 from sentinai.common.chains import ChainConfig, load_chains
@@ -168,8 +168,34 @@ async def test_logs_read_every_few_polls_lose_no_line(twin: Twin) -> None:
         clock[0] += 1.0  # 5 s: due
         later = log_lines(await poller.poll(), "op-geth")
         assert later
-        written = await kube.tail_log("op-geth-0", container="op-geth", lines=2000)
+        [written] = await kube.tail_logs([("op-geth-0", "op-geth")], lines=2000)
+        assert isinstance(written, tuple)
         # Both reads together are the end of the log: every line once, none skipped.
         assert first + later == written[-(len(first) + len(later)) :]
     finally:
         await poller.aclose()
+
+
+async def test_a_log_that_cannot_be_read_fails_alone_and_the_rest_of_the_round_is_read(twin: Twin) -> None:
+    assert twin.chain.kubeconfig is not None
+    kube = KubeReader.from_kubeconfig(twin.chain.kubeconfig, namespace=twin.chain.namespace, timeout_s=5.0)
+    try:
+        await twin.step(3)
+        pods, usage = await kube.pods_and_usage()
+        geth = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith("op-geth"))
+        assert geth in usage
+        gone, written = await kube.tail_logs([("op-node-99", "op-node"), (geth, "op-geth")], lines=20)
+        assert isinstance(gone, KubeError) and gone.status == 404
+        assert "log of twin/op-node-99/op-node: HTTP 404" in str(gone)
+        assert isinstance(written, tuple)
+        assert any("Imported new potential chain segment" in line for line in written)
+        # The loader's credential refresh runs at most every 30 s (it re-installs its own hook each
+        # time it runs; ours stays in place), and every request still carries the token.
+        configuration = kube._api_client.configuration
+        hook = configuration.refresh_api_key_hook
+        assert isinstance(hook, ThrottledRefresh)
+        for _ in range(3):
+            assert len((await kube.pods_and_usage())[0]) == len(COMPONENTS)
+        assert configuration.refresh_api_key_hook is hook
+    finally:
+        await kube.aclose()

@@ -87,6 +87,16 @@ def publishing(service: str, subject: str) -> Iterator[None]:
     PUBLISHED.labels(*labels).inc()
 
 
+def count_publish(service: str, subject: str, *, seconds: float, failed: bool) -> None:
+    """Count one publish to ``subject`` that took ``seconds`` to be acknowledged, or failed."""
+    labels = (service, kind_of(subject))
+    if failed:
+        PUBLISH_ERRORS.labels(*labels).inc()
+        return
+    PUBLISH_SECONDS.labels(*labels).observe(seconds)
+    PUBLISHED.labels(*labels).inc()
+
+
 def timed(service: str, kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """``handling`` as a decorator, for handlers that faststream does not call (pull loops)."""
 

@@ -4,14 +4,17 @@ metrics and logs, read as raw JSON.
 One list of pods and one list of pod metrics per poll cover all components (a set-based label
 selector), and answers are parsed with ``json.loads`` instead of the client's models: per-component
 gets and model deserialisation were most of the collector's CPU. The client blocks, so calls run on
-a small thread pool per chain: a cluster that hangs ties up only its own chain's threads.
+two threads per chain: a cluster that hangs ties up only its own chain's threads. A poll's pod list
+and metrics list are one job on one thread, and so are a poll's log reads: at hundreds of chains,
+handing each call to a thread and its answer back to the event loop cost more than the calls did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +32,7 @@ COMPONENT_LABEL = "app.kubernetes.io/name"
 # Every component in one request: a set-based selector, which the API server and metrics-server take.
 SELECTOR = f"{COMPONENT_LABEL} in ({','.join(sorted(COMPONENTS))})"
 _ERROR_BODY_KEEP = 300
+REFRESH_EVERY_S = 30.0
 
 
 class KubeError(RuntimeError):
@@ -39,6 +43,32 @@ class KubeError(RuntimeError):
         self.status = status
 
 
+class ThrottledRefresh:
+    """Runs the kubeconfig loader's credential refresh at most every ``every_s`` seconds.
+
+    The official client calls ``refresh_api_key_hook`` before every request; the loader's hook then
+    re-applies the whole kubeconfig, and setting the host re-reads the proxy variables of the
+    environment: ~10 % of a pod list's CPU. Tokens are renewed 5 minutes before they expire, so
+    refreshing every 30 s changes nothing for an exec or expiring token. The loader's hook installs
+    itself again each time it runs; this one takes its place again after.
+    """
+
+    def __init__(self, hook: Callable[[Any], None], *, every_s: float) -> None:
+        self._hook = hook
+        self._every_s = every_s
+        self._due = 0.0
+
+    def __call__(self, configuration: Any) -> None:
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self._every_s
+        self._hook(configuration)
+        if configuration.refresh_api_key_hook is not self:
+            self._hook = configuration.refresh_api_key_hook
+            configuration.refresh_api_key_hook = self
+
+
 class KubeReader:
     """Pods, pod metrics and pod logs of one namespace; every call is bounded by ``timeout_s``."""
 
@@ -46,8 +76,8 @@ class KubeReader:
         self._api_client = api_client
         self._core = k8s.CoreV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
-        # Pods, pod metrics and a log read can be in flight at once.
-        self._executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"k8s-{namespace}")
+        # A poll's lists and a round of log reads can be in flight at once.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"k8s-{namespace}")
         self.namespace = namespace
         self.timeout_s = timeout_s
 
@@ -63,24 +93,27 @@ class KubeReader:
             )
         except Exception as exc:  # the loader raises ConfigException, OSError, YAML and key errors
             raise KubeError(f"cannot load kubeconfig {path}: {type(exc).__name__}: {exc}") from exc
+        hook = api_client.configuration.refresh_api_key_hook
+        if hook is not None:
+            api_client.configuration.refresh_api_key_hook = ThrottledRefresh(hook, every_s=REFRESH_EVERY_S)
         return cls(api_client, namespace=namespace, timeout_s=timeout_s)
 
-    async def _run(self, what: str, call: Callable[[], T]) -> T:
-        def guarded() -> T:
-            try:
-                return call()
-            except ApiException as exc:
-                body = (exc.body or "")[:_ERROR_BODY_KEEP]
-                if isinstance(body, bytes):
-                    body = body.decode(errors="replace")
-                raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}: {body}", status=exc.status) from exc
-            except urllib3.exceptions.TimeoutError as exc:
-                raise KubeError(f"{what}: timed out after {self.timeout_s:g}s") from exc
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    def _guarded(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` on a worker thread, its failures as :class:`KubeError`."""
+        try:
+            return call()
+        except ApiException as exc:
+            body = (exc.body or "")[:_ERROR_BODY_KEEP]
+            if isinstance(body, bytes):
+                body = body.decode(errors="replace")
+            raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}: {body}", status=exc.status) from exc
+        except urllib3.exceptions.TimeoutError as exc:
+            raise KubeError(f"{what}: timed out after {self.timeout_s:g}s") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, guarded)
+    async def _run(self, job: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
     @staticmethod
     def _items(what: str, response: Any) -> list[dict[str, Any]]:
@@ -94,8 +127,7 @@ class KubeReader:
             raise KubeError(f"{what}: answer has no list of items")
         return [item for item in items if isinstance(item, dict)]
 
-    async def pods(self) -> list[dict[str, Any]]:
-        """The components' pods (labelled ``app.kubernetes.io/name``), as Kubernetes JSON."""
+    def _pods(self) -> list[dict[str, Any]]:
         what = f"list pods {SELECTOR} in {self.namespace}"
 
         def call() -> list[dict[str, Any]]:
@@ -107,10 +139,9 @@ class KubeReader:
             )
             return self._items(what, response)
 
-        return await self._run(what, call)
+        return self._guarded(what, call)
 
-    async def pod_usage(self) -> dict[str, dict[str, Any]]:
-        """The components' ``metrics.k8s.io`` PodMetrics by pod name; empty while the API has none."""
+    def _usage(self) -> dict[str, dict[str, Any]]:
         what = f"list pod metrics {SELECTOR} in {self.namespace}"
 
         def call() -> list[dict[str, Any]]:
@@ -126,7 +157,7 @@ class KubeReader:
             return self._items(what, response)
 
         try:
-            items = await self._run(what, call)
+            items = self._guarded(what, call)
         except KubeError as exc:
             # No metrics API in the cluster (yet): pods are reported without their usage.
             if exc.status == 404:
@@ -134,7 +165,13 @@ class KubeReader:
             raise
         return {str(item.get("metadata", {}).get("name", "")): item for item in items}
 
-    async def tail_log(self, pod: str, *, container: str, lines: int) -> tuple[str, ...]:
+    async def pods_and_usage(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The components' pods (labelled ``app.kubernetes.io/name``) as Kubernetes JSON, and their
+        ``metrics.k8s.io`` PodMetrics by pod name (empty while the API has none): one list after
+        the other, as one job on one thread."""
+        return await self._run(lambda: (self._pods(), self._usage()))
+
+    def _tail(self, pod: str, container: str, lines: int) -> tuple[str, ...]:
         def call() -> str:
             # Typed as str, but with _preload_content=False the client returns the raw response.
             response: Any = self._core.read_namespaced_pod_log(
@@ -148,7 +185,29 @@ class KubeReader:
             data: bytes = response.data
             return data.decode(errors="replace")
 
-        return logic.split_log(await self._run(f"log of {self.namespace}/{pod}/{container}", call))
+        return logic.split_log(self._guarded(f"log of {self.namespace}/{pod}/{container}", call))
+
+    async def tail_logs(
+        self, targets: Sequence[tuple[str, str]], *, lines: int
+    ) -> list[tuple[str, ...] | KubeError]:
+        """The last ``lines`` of each (pod, container), read one after the other as one job; each
+        read's failure is its own. After a timeout the rest are not tried: the API is hanging, and
+        each of them would hold the thread as long again."""
+
+        def job() -> list[tuple[str, ...] | KubeError]:
+            tails: list[tuple[str, ...] | KubeError] = []
+            for pod, container in targets:
+                try:
+                    tails.append(self._tail(pod, container, lines))
+                except KubeError as exc:
+                    tails.append(exc)
+                    if isinstance(exc.__cause__, urllib3.exceptions.TimeoutError):
+                        skipped = KubeError(f"log of {self.namespace}: not read, the API timed out before")
+                        tails += [skipped] * (len(targets) - len(tails))
+                        break
+            return tails
+
+        return await self._run(job)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

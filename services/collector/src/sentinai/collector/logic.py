@@ -282,6 +282,18 @@ def shard_of(chain_id: str, shards: int) -> int:
     return subjects.partition_of(chain_id, shards)
 
 
+def start_offset(index: int, count: int, interval_s: float) -> float:
+    """When the ``index``-th of ``count`` chains first polls: spread evenly over one interval.
+
+    Chains that all tick at the same instant send every request of a round at once; the answers
+    then queue behind each other (in the collector, the nodes and NATS), and at a few hundred
+    chains the round takes longer than the interval, so polls overrun and skip their next tick.
+    """
+    if count <= 1:
+        return 0.0
+    return interval_s * (index % count) / count
+
+
 def next_delay(elapsed_s: float, interval_s: float) -> float:
     """Seconds to wait before the next poll; an overrun skips the missed ticks instead of bunching up."""
     if elapsed_s < interval_s:

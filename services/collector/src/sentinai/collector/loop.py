@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from sentinai.collector import logic
@@ -18,31 +19,32 @@ log = logging.getLogger(__name__)
 class Publisher(Protocol):
     """Where samples and log batches go (JetStream in production)."""
 
-    async def publish(self, subject: str, event: Event) -> None: ...
+    async def publish_all(self, items: Sequence[tuple[str, Event]]) -> list[Exception | None]:
+        """Publish each (subject, event); return each one's failure, ``None`` where it was stored."""
+        ...
 
 
 async def publish_poll(publisher: Publisher, poll: Poll) -> int:
-    """Publish every event of a poll concurrently; return how many failed (each is logged)."""
+    """Publish every event of a poll together; return how many failed (each is logged)."""
     jobs: list[tuple[str, Event]] = [(subjects.metrics_raw(s.chain_id, s.component), s) for s in poll.samples]
     jobs += [(subjects.logs_raw(b.chain_id, b.component), b) for b in poll.logs]
-    results = await asyncio.gather(
-        *(publisher.publish(subject, event) for subject, event in jobs), return_exceptions=True
-    )
     failed = 0
-    for (subject, _), result in zip(jobs, results, strict=True):
-        if isinstance(result, Exception):
+    for (subject, _), error in zip(jobs, await publisher.publish_all(jobs), strict=True):
+        if error is not None:
             failed += 1
             log.warning(
-                "publish failed", extra={"subject": subject, "error": f"{type(result).__name__}: {result}"}
+                "publish failed", extra={"subject": subject, "error": f"{type(error).__name__}: {error}"}
             )
-        elif isinstance(result, BaseException):
-            raise result
     return failed
 
 
-async def run_chain(poller: ChainPoller, publisher: Publisher, *, interval_s: float) -> None:
-    """Poll one chain forever (until cancelled), one poll at a time, on a fixed cadence."""
+async def run_chain(
+    poller: ChainPoller, publisher: Publisher, *, interval_s: float, offset_s: float = 0.0
+) -> None:
+    """Poll one chain forever (until cancelled), one poll at a time, on a fixed cadence that starts
+    ``offset_s`` from now (see :func:`logic.start_offset`)."""
     jsonlog.bind(chain=poller.chain.id)
+    await asyncio.sleep(offset_s)
     while True:
         started = time.monotonic()
         await publish_poll(publisher, await poller.poll())

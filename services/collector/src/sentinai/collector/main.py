@@ -16,7 +16,7 @@ from sentinai.collector.settings import CollectorSettings
 from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import build_broker
 from sentinai.common.chains import load_chains
-from sentinai.common.serve import health_and_metrics, serving
+from sentinai.common.serve import health_and_metrics, run, serving
 
 SERVICE = "collector"
 log = logging.getLogger(__name__)
@@ -66,9 +66,15 @@ async def _poll_until_stopped(
 ) -> None:
     loops = [
         asyncio.create_task(
-            run_chain(poller, publisher, interval_s=settings.poll_interval_s), name=f"chain-{poller.chain.id}"
+            run_chain(
+                poller,
+                publisher,
+                interval_s=settings.poll_interval_s,
+                offset_s=logic.start_offset(index, len(pollers), settings.poll_interval_s),
+            ),
+            name=f"chain-{poller.chain.id}",
         )
-        for poller in pollers
+        for index, poller in enumerate(pollers)
     ]
     stopped = asyncio.create_task(stop.wait(), name="stop")
     log.info(
@@ -102,4 +108,4 @@ def main() -> None:
     settings = CollectorSettings()
     jsonlog.setup("collector", settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings))
+        run(_run(settings))

@@ -181,13 +181,9 @@ class ChainPoller:
         """Every component's pod sample from one pod list and one metrics list; then their logs."""
         try:
             async with asyncio.timeout(self._guard_s):
-                pods, usage = await asyncio.gather(kube.pods(), kube.pod_usage(), return_exceptions=True)
+                pods, usage = await kube.pods_and_usage()
         except Exception as exc:  # any failure of a target is reported, never raised
             return self._all_down(now, exc)
-        if isinstance(pods, BaseException):
-            return self._all_down(now, pods)
-        if isinstance(usage, BaseException):
-            return self._all_down(now, usage)
         samples: list[MetricSample] = []
         containers: dict[str, tuple[str, str]] = {}  # component → (pod, container) to read logs of
         for component in COMPONENTS:
@@ -198,41 +194,49 @@ class ChainPoller:
         if not containers or now < self._memory.logs_due:
             return Poll(samples=tuple(samples))
         self._memory.logs_due = now + self._log_interval_s
-        batches = await asyncio.gather(
-            *(
-                self._new_logs(kube, component, pod=pod, container=container, now=now)
-                for component, (pod, container) in containers.items()
-            )
-        )
-        return Poll(samples=tuple(samples), logs=tuple(b for b in batches if b is not None))
+        return Poll(samples=tuple(samples), logs=await self._new_logs(kube, containers, now=now))
 
     async def _new_logs(
-        self, kube: KubeReader, component: str, *, pod: str, container: str, now: float
-    ) -> LogBatch | None:
+        self, kube: KubeReader, containers: dict[str, tuple[str, str]], *, now: float
+    ) -> tuple[LogBatch, ...]:
+        """The lines each component's log gained since the last read; a missing log costs only itself."""
+        tails: list[tuple[str, ...] | BaseException]
         try:
-            async with asyncio.timeout(self._guard_s):
-                tail = await kube.tail_log(pod, container=container, lines=self._tail)
-        except Exception as exc:  # a missing log must not cost the component's metrics
-            log.warning(
-                "log read failed",
-                extra={
-                    "chain": self.chain.id,
-                    "component": component,
-                    "pod": pod,
-                    "error": _text(exc, self._guard_s),
-                },
-            )
-            return None
-        cursor = self._memory.logs.get(component)
-        # A new pod (restart, rollout) starts a new log: nothing of the old tail carries over.
-        previous = cursor.lines if cursor is not None and cursor.pod == pod else None
-        fresh = logic.new_log_lines(previous, tail)
-        self._memory.logs[component] = _LogCursor(pod=pod, lines=tail)
-        if not fresh:
-            return None
-        return LogBatch(
-            chain_id=self.chain.id, component=component, pod=pod, lines=fresh, occurred_at=_at(now)
-        )
+            # One read after another on one thread: each bounded by the client's timeout, and the
+            # round gives up after the first timeout.
+            async with asyncio.timeout(self._guard_s * len(containers)):
+                tails = [*await kube.tail_logs(list(containers.values()), lines=self._tail)]
+        except Exception as exc:  # never raised: the metrics of this poll stand
+            tails = [exc] * len(containers)
+        batches: list[LogBatch] = []
+        for (component, (pod, _)), tail in zip(containers.items(), tails, strict=True):
+            if isinstance(tail, BaseException):
+                log.warning(
+                    "log read failed",
+                    extra={
+                        "chain": self.chain.id,
+                        "component": component,
+                        "pod": pod,
+                        "error": _text(tail, self._guard_s),
+                    },
+                )
+                continue
+            cursor = self._memory.logs.get(component)
+            # A new pod (restart, rollout) starts a new log: nothing of the old tail carries over.
+            previous = cursor.lines if cursor is not None and cursor.pod == pod else None
+            fresh = logic.new_log_lines(previous, tail)
+            self._memory.logs[component] = _LogCursor(pod=pod, lines=tail)
+            if fresh:
+                batches.append(
+                    LogBatch(
+                        chain_id=self.chain.id,
+                        component=component,
+                        pod=pod,
+                        lines=fresh,
+                        occurred_at=_at(now),
+                    )
+                )
+        return tuple(batches)
 
     def _pod_sample(
         self,

@@ -13,7 +13,7 @@ from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import build_broker
 from sentinai.common.chains import load_chains
 from sentinai.common.policy import load_policy
-from sentinai.common.serve import health_and_metrics, serving
+from sentinai.common.serve import health_and_metrics, run, serving
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
 from sentinai.executor import bus
@@ -106,4 +106,4 @@ def main() -> None:
     settings = ExecutorSettings()  # chains_file comes from the environment
     jsonlog.setup("executor", settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings))
+        run(_run(settings))

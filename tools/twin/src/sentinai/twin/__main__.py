@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import secrets
@@ -15,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from sentinai.common import jsonlog, subjects
+from sentinai.common.serve import run
 from sentinai.twin import files
 from sentinai.twin.app import build_app
 from sentinai.twin.model import DEFAULT_EPOCH_S, ChainConfig
@@ -99,8 +99,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     gc.collect()
     gc.freeze()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    asyncio.run(server.serve(sockets=[sock]))
+    server = uvicorn.Server(
+        uvicorn.Config(app, http="httptools", log_level="warning", access_log=False, lifespan="on")
+    )
+    run(server.serve(sockets=[sock]))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from sentinai.twin import incidents, kube, rpc, sim
 from sentinai.twin.faults import KubeFault, RpcMode
 from sentinai.twin.model import COMPONENTS, Component, digest
-from sentinai.twin.runtime import ChainRuntime, Twin
+from sentinai.twin.runtime import ChainRuntime, Twin, encode
 
 K8S_VERSION: Final = {
     "major": "1",
@@ -87,18 +87,23 @@ def _rpc_error(code: int, message: str, request_id: Any = None) -> dict[str, Any
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
-def _answer(runtime: ChainRuntime, component: Component, request: Any) -> dict[str, Any]:
+def _answer(runtime: ChainRuntime, component: Component, request: Any) -> bytes:
+    """One JSON-RPC answer, encoded: the result's JSON is reused while the state stands."""
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-        return _rpc_error(rpc.INVALID_REQUEST, "invalid request")
+        return encode(_rpc_error(rpc.INVALID_REQUEST, "invalid request"))
     request_id = request.get("id")
     params = request.get("params", [])
     if not isinstance(params, list):
-        return _rpc_error(rpc.INVALID_PARAMS, "non-array args", request_id)
+        return encode(_rpc_error(rpc.INVALID_PARAMS, "non-array args", request_id))
     try:
-        result = runtime.call(component, request["method"], params)
+        result = runtime.call_encoded(component, request["method"], params)
     except rpc.RpcError as exc:
-        return _rpc_error(exc.code, exc.message, request_id)
-    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+        return encode(_rpc_error(exc.code, exc.message, request_id))
+    return b'{"jsonrpc":"2.0","id":' + encode(request_id) + b',"result":' + result + b"}"
+
+
+def _json(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code, media_type="application/json")
 
 
 def _rpc_routes(app: FastAPI, twin: Twin) -> None:
@@ -126,8 +131,8 @@ def _rpc_routes(app: FastAPI, twin: Twin) -> None:
         if isinstance(body, list):
             if not body:
                 return JSONResponse(_rpc_error(rpc.INVALID_REQUEST, "empty batch"))
-            return JSONResponse([_answer(runtime, comp, item) for item in body])
-        return JSONResponse(_answer(runtime, comp, body))
+            return _json(b"[" + b",".join(_answer(runtime, comp, item) for item in body) + b"]")
+        return _json(_answer(runtime, comp, body))
 
     app.add_route("/chains/{chain}/{component}", json_rpc, methods=["POST"], include_in_schema=False)
 
@@ -190,10 +195,14 @@ def _pod_routes(app: FastAPI) -> None:
     async def list_pods(request: Request) -> Response:
         runtime = await _kube_namespace(request)
         selector = request.query_params.get("labelSelector")
-        pods = [runtime.render_pod(c) for c in COMPONENTS if runtime.state.pods[c].exists]
-        items = [p for p in pods if kube.matches(p["metadata"]["labels"], selector)]
-        meta = {"resourceVersion": str(runtime.state.tick + 1)}
-        return JSONResponse({"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items})
+
+        def pod_list() -> dict[str, Any]:
+            pods = [runtime.render_pod(c) for c in COMPONENTS if runtime.state.pods[c].exists]
+            items = [p for p in pods if kube.matches(p["metadata"]["labels"], selector)]
+            meta = {"resourceVersion": str(runtime.state.tick + 1)}
+            return {"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items}
+
+        return _json(runtime.encoded(("pods", selector), pod_list))
 
     app.add_route("/api/v1/namespaces/{ns}/pods", list_pods, methods=["GET"], include_in_schema=False)
 
@@ -282,15 +291,14 @@ def _metrics_routes(app: FastAPI) -> None:
     async def list_pod_metrics(request: Request) -> Response:
         runtime = await _kube_namespace(request)
         selector = request.query_params.get("labelSelector")
-        found = [runtime.pod_metrics(c) for c in COMPONENTS]
-        items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], selector)]
-        body = {
-            "kind": "PodMetricsList",
-            "apiVersion": "metrics.k8s.io/v1beta1",
-            "metadata": {},
-            "items": items,
-        }
-        return JSONResponse(body)
+
+        def metrics_list() -> dict[str, Any]:
+            found = [runtime.pod_metrics(c) for c in COMPONENTS]
+            items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], selector)]
+            kind = {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1"}
+            return kind | {"metadata": {}, "items": items}
+
+        return _json(runtime.encoded(("metrics", selector), metrics_list))
 
     app.add_route(
         "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",

@@ -19,6 +19,11 @@ LOG_RING_LINES: Final = 2000
 MAX_CATCH_UP_TICKS: Final = 1000
 
 
+def encode(value: Any) -> bytes:
+    """Compact UTF-8 JSON, as Starlette's ``JSONResponse`` renders it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 class ChainRuntime:
     """One simulated chain; every mutation goes through here, on the event loop's thread."""
 
@@ -95,6 +100,19 @@ class ChainRuntime:
             return self._memoised(key, lambda: answer.result)
         self.state = answer.state
         return answer.result
+
+    def call_encoded(self, component: Component, method: str, params: Sequence[Any]) -> bytes:
+        """:meth:`call`'s result as JSON; a read's is encoded once per state, like its answer."""
+        state = self.state
+        result = self.call(component, method, params)
+        if self.state is not state:  # a write: its own answer
+            return encode(result)
+        return self.encoded(("rpc-json", component, method, json.dumps(params)), lambda: result)
+
+    def encoded(self, key: Hashable, compute: Callable[[], Any]) -> bytes:
+        """``compute()`` as compact JSON, once per state: a collector asks for the same lists and the
+        same head several times per block, and encoding them was most of what an answer cost."""
+        return self._memoised(("json", key), lambda: encode(compute()))
 
     # --- Kubernetes ---
 
