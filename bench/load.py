@@ -427,7 +427,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds after startup before measuring")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between observations")
     parser.add_argument("--partitions", type=int, default=1, help="detector processes (partitions)")
-    parser.add_argument("--collector-shards", type=int, default=1, help="collector processes (shards)")
+    parser.add_argument(
+        "--collector-shards", type=int, default=2, help="collector processes (shards): one per core here"
+    )
     parser.add_argument(
         "--log-interval", type=float, default=5.0, help="seconds between pod log reads (0: every poll)"
     )

@@ -368,3 +368,9 @@ def test_every_chain_is_polled_by_exactly_one_shard(shards: int) -> None:
 def test_a_shard_outside_the_shard_count_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"shard 2 is not one of 0\.\.1"):
         CollectorSettings(chains_file=tmp_path / "chains.yaml", shards=2, shard=2)
+
+
+def test_chains_start_spread_evenly_over_one_interval() -> None:
+    offsets = [logic.start_offset(i, 4, 1.0) for i in range(4)]
+    assert offsets == [0.0, 0.25, 0.5, 0.75]  # no two chains poll at the same instant
+    assert logic.start_offset(0, 1, 30.0) == 0.0  # a lone chain polls at once
