@@ -232,6 +232,7 @@ class Series:
     cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     latency_s: list[float] = field(default_factory=list)
     injected_latency_s: list[float] = field(default_factory=list)
+    latency_by_metric: dict[str, list[float]] = field(default_factory=dict)
     machine: list[tuple[float, float]] = field(default_factory=list)  # (t, busy CPU seconds)
 
 
@@ -281,6 +282,7 @@ async def measure(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any
             anomaly = AnomalyDetected.model_validate_json(msg.data)
             lat = time.time() - anomaly.occurred_at.timestamp()
             series.latency_s.append(lat)
+            series.latency_by_metric.setdefault(anomaly.metric, []).append(lat)
             if anomaly.chain_id in injected and anomaly.metric == "cpuUsage":
                 series.injected_latency_s.append(lat)
 
@@ -368,6 +370,15 @@ def summarize(n: int, s: Series, *, duration: float, alive: dict[str, bool]) -> 
         "latency_p99_s": percentile(s.latency_s, 0.99),
         "injected_anomalies": len(s.injected_latency_s),
         "injected_latency_p99_s": p99,
+        # Where the tail comes from: the five metrics with the most anomalies.
+        "latency_by_metric": {
+            metric: {
+                "anomalies": len(lats),
+                "p50_s": percentile(lats, 0.5),
+                "p99_s": percentile(lats, 0.99),
+            }
+            for metric, lats in sorted(s.latency_by_metric.items(), key=lambda kv: -len(kv[1]))[:5]
+        },
         "lag_bounded": bounded,
         "memory_flat": flat,
         "all_alive": all(alive.values()),
