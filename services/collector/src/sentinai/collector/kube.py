@@ -48,7 +48,7 @@ class ThrottledRefresh:
 
     The official client calls ``refresh_api_key_hook`` before every request; the loader's hook then
     re-applies the whole kubeconfig, and setting the host re-reads the proxy variables of the
-    environment: ~10 % of a pod list's CPU. Tokens are renewed 5 minutes before they expire, so
+    environment: about 6 % of a pod list's CPU. Tokens are renewed 5 minutes before they expire, so
     refreshing every 30 s changes nothing for an exec or expiring token. The loader's hook installs
     itself again each time it runs; this one takes its place again after.
     """
