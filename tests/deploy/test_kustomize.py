@@ -390,3 +390,54 @@ def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path:
     assert one(docs, "ConfigMap", "sentinai-env")["data"]["SENTINAI_REDIS_URL"] == "redis://redis:6379/0"
     assert "SENTINAI_REDIS_URL" in accepted_env("planner")
     assert pod_spec(redis)["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def with_collector_shards(tmp_path: Path) -> list[Doc]:
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize refuses absolute paths.
+                "resources": [os.path.relpath(K8S / "overlays" / "eks", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / "collector-shards", tmp_path)],
+            }
+        )
+    )
+    return render(tmp_path)
+
+
+def test_the_collector_shards_component_polls_every_chain_from_exactly_one_collector(tmp_path: Path) -> None:
+    docs = with_collector_shards(tmp_path)
+    collectors = [d for d in workloads(docs) if service_of(d) == "collector"]
+    assert sorted(d["metadata"]["name"] for d in collectors) == ["collector", "collector-s1"]
+    shards = []
+    for doc in collectors:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        env = env_of(pod_spec(doc)["containers"][0])
+        shards.append(env["SENTINAI_COLLECTOR_SHARD"]["value"])
+        assert env["SENTINAI_COLLECTOR_SHARDS"]["value"] == "2"
+        assert doc["spec"]["replicas"] == 1 and doc["spec"]["strategy"] == {"type": "Recreate"}
+        selector = doc["spec"]["selector"]["matchLabels"]
+        assert selector == {"app.kubernetes.io/name": "collector", "sentinai.io/shard": shards[-1]}
+        assert selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+    assert sorted(shards) == ["0", "1"]  # disjoint selectors: neither Deployment adopts the other's pod
+    assert {"SENTINAI_COLLECTOR_SHARD", "SENTINAI_COLLECTOR_SHARDS"} <= accepted_env("collector")
+
+
+def test_the_shard_copy_differs_from_the_base_collector_only_in_its_shard() -> None:
+    base = yaml.safe_load((K8S / "base" / "collector" / "deployment.yaml").read_text())
+    copy_ = yaml.safe_load((K8S / "components" / "collector-shards" / "collector-s1.yaml").read_text())
+    expected = copy.deepcopy(base)
+    expected["metadata"]["name"] = "collector-s1"
+    for labels in (
+        expected["metadata"]["labels"],
+        expected["spec"]["selector"]["matchLabels"],
+        expected["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels["sentinai.io/shard"] = "1"
+    pod_spec(expected)["containers"][0]["env"] += [
+        {"name": "SENTINAI_COLLECTOR_SHARD", "value": "1"},
+        {"name": "SENTINAI_COLLECTOR_SHARDS", "value": "2"},
+    ]
+    assert copy_ == expected
