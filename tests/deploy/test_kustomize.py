@@ -371,7 +371,8 @@ def test_the_partition_copies_differ_from_the_base_detector_only_in_their_partit
         assert copy_ == expected
 
 
-def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path: Path) -> None:
+def eks_with(component: str, tmp_path: Path) -> list[Doc]:
+    """The eks overlay rendered with one of the optional components added."""
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
@@ -379,11 +380,15 @@ def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path:
                 "kind": "Kustomization",
                 # kustomize refuses absolute paths.
                 "resources": [os.path.relpath(K8S / "overlays" / "eks", tmp_path)],
-                "components": [os.path.relpath(K8S / "components" / "redis", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
             }
         )
     )
-    docs = render(tmp_path)
+    return render(tmp_path)
+
+
+def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path: Path) -> None:
+    docs = eks_with("redis", tmp_path)
     redis = one(docs, "StatefulSet", "redis")
     for doc in (redis, one(docs, "Service", "redis"), one(docs, "NetworkPolicy", "redis")):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -392,23 +397,8 @@ def test_the_redis_component_adds_redis_and_points_every_service_at_it(tmp_path:
     assert pod_spec(redis)["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def with_collector_shards(tmp_path: Path) -> list[Doc]:
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                # kustomize refuses absolute paths.
-                "resources": [os.path.relpath(K8S / "overlays" / "eks", tmp_path)],
-                "components": [os.path.relpath(K8S / "components" / "collector-shards", tmp_path)],
-            }
-        )
-    )
-    return render(tmp_path)
-
-
 def test_the_collector_shards_component_polls_every_chain_from_exactly_one_collector(tmp_path: Path) -> None:
-    docs = with_collector_shards(tmp_path)
+    docs = eks_with("collector-shards", tmp_path)
     collectors = [d for d in workloads(docs) if service_of(d) == "collector"]
     assert sorted(d["metadata"]["name"] for d in collectors) == ["collector", "collector-s1"]
     shards = []
