@@ -76,15 +76,13 @@ def handling(service: str, kind: str) -> Iterator[None]:
 @contextlib.contextmanager
 def publishing(service: str, subject: str) -> Iterator[None]:
     """Time and count the block as one publish to ``subject``; count it as failed if it raises."""
-    labels = (service, kind_of(subject))
     started = time.perf_counter()
     try:
         yield
     except Exception:
-        PUBLISH_ERRORS.labels(*labels).inc()
+        count_publish(service, subject, seconds=time.perf_counter() - started, failed=True)
         raise
-    PUBLISH_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-    PUBLISHED.labels(*labels).inc()
+    count_publish(service, subject, seconds=time.perf_counter() - started, failed=False)
 
 
 def count_publish(service: str, subject: str, *, seconds: float, failed: bool) -> None:

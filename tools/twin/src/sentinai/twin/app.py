@@ -295,8 +295,12 @@ def _metrics_routes(app: FastAPI) -> None:
         def metrics_list() -> dict[str, Any]:
             found = [runtime.pod_metrics(c) for c in COMPONENTS]
             items = [m for m in found if m is not None and kube.matches(m["metadata"]["labels"], selector)]
-            kind = {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1"}
-            return kind | {"metadata": {}, "items": items}
+            return {
+                "kind": "PodMetricsList",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {},
+                "items": items,
+            }
 
         return _json(runtime.encoded(("metrics", selector), metrics_list))
 

@@ -24,6 +24,10 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+def _rpc_key(component: Component, method: str, params: Sequence[Any]) -> Hashable:
+    return ("rpc", component, method, json.dumps(params))
+
+
 class ChainRuntime:
     """One simulated chain; every mutation goes through here, on the event loop's thread."""
 
@@ -92,7 +96,7 @@ class ChainRuntime:
         self.state = sim.set_traffic(self.state, multiplier)
 
     def call(self, component: Component, method: str, params: Sequence[Any]) -> Any:
-        key = ("rpc", component, method, json.dumps(params))
+        key = _rpc_key(component, method, params)
         if self._memo_state is self.state and key in self._memo:
             return self._memo[key]
         answer = rpc.call(self.state, component, method, params)
@@ -107,7 +111,7 @@ class ChainRuntime:
         result = self.call(component, method, params)
         if self.state is not state:  # a write: its own answer
             return encode(result)
-        return self.encoded(("rpc-json", component, method, json.dumps(params)), lambda: result)
+        return self.encoded(_rpc_key(component, method, params), lambda: result)
 
     def encoded(self, key: Hashable, compute: Callable[[], Any]) -> bytes:
         """``compute()`` as compact JSON, once per state: a collector asks for the same lists and the
