@@ -355,6 +355,13 @@ HEALTHY = [geth(0, 100), cpu(0, 70), geth(1, 101), cpu(1, 68), geth(2, 102), cpu
         ),
         pytest.param([cpu(-5, 99), *HEALTHY], SPEC, True, "70, 68, 71", id="samples-before-rollout-ignored"),
         pytest.param(
+            [geth(0, 100), cpu(0, 95), geth(1, 101), cpu(1, 96), geth(2, 102, age=7), cpu(2, 97)],
+            SPEC,
+            False,
+            "op-geth head is 7.0s old (limit 6s); op-geth cpuUsage not back in range (< 90): last 95, 96, 97",
+            id="every-failed-check-named",
+        ),
+        pytest.param(
             HEALTHY,
             VerifySpec(component="op-geth", metric="cpuUsage", above=80),
             False,

@@ -331,9 +331,19 @@ def judge(
     """Is the chain healthy again, judged only on samples taken at or after ``since``?
 
     Healthy means op-geth's head advanced across those samples and is fresh in the latest one, and
-    the ``spec`` metric was in range in each of the last ``consecutive`` samples that carry it.
+    the ``spec`` metric was in range in each of the last ``consecutive`` samples that carry it. A
+    failed judgement names every check that failed, so a rollback says all that was wrong.
     """
     fresh = [s for s in samples if s.occurred_at >= since and s.target_up]
+    head = _judge_head(fresh, block_time_s=block_time_s, stall_block_times=stall_block_times)
+    metric = None if spec is None else _judge_metric(fresh, spec, consecutive=consecutive)
+    failed = [j.reason for j in (head, metric) if j is not None and not j.passed]
+    if failed:
+        return Judgement(False, "; ".join(failed))
+    return Judgement(True, head.reason if metric is None else f"{head.reason}; {metric.reason}")
+
+
+def _judge_head(fresh: Sequence[MetricSample], *, block_time_s: float, stall_block_times: float) -> Judgement:
     geth = [s for s in fresh if s.component == "op-geth" and catalog.BLOCK_HEIGHT in s.metrics]
     if len(geth) < 2:
         return Judgement(False, f"{len(geth)} op-geth head sample(s) since the rollout, need 2")
@@ -344,9 +354,10 @@ def judge(
     limit = stall_block_times * block_time_s
     if age is not None and age > limit:
         return Judgement(False, f"op-geth head is {age:.1f}s old (limit {limit:g}s)")
-    blocks = f"blocks advancing ({first:.0f} → {last:.0f})"
-    if spec is None:
-        return Judgement(True, blocks)
+    return Judgement(True, f"blocks advancing ({first:.0f} → {last:.0f})")
+
+
+def _judge_metric(fresh: Sequence[MetricSample], spec: VerifySpec, *, consecutive: int) -> Judgement:
     values = [
         s.metrics[spec.metric] for s in fresh if s.component == spec.component and spec.metric in s.metrics
     ]
@@ -357,4 +368,4 @@ def judge(
     shown = ", ".join(f"{v:g}" for v in recent)
     if not all(in_range(v, spec) for v in recent):
         return Judgement(False, f"{name} not back in range ({_bound(spec)}): last {shown}")
-    return Judgement(True, f"{blocks}; {name} {_bound(spec)} in the last {consecutive} samples ({shown})")
+    return Judgement(True, f"{name} {_bound(spec)} in the last {consecutive} samples ({shown})")
