@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import pytest
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
 
 from sentinai.common import streams, subjects
-from sentinai.common.actions import ScaleCpu
+from sentinai.common.actions import ScaleCpu, ScaleDown
 from sentinai.common.decisions import (
     ActionApproved,
     ActionCommand,
@@ -105,10 +106,16 @@ def rca(cause: RootCauseClass, *, episode: str = "ep-1") -> RcaCompleted:
 
 @pytest.fixture
 async def rig(redis_url: str) -> AsyncIterator[Rig]:
+    async with rigged(redis_url, PlannerSettings()) as r:
+        yield r
+
+
+@asynccontextmanager
+async def rigged(redis_url: str, settings: PlannerSettings) -> AsyncIterator[Rig]:
     store = RedisStateStore.from_url(redis_url, namespace="planner-test")
     clock = Clock()
     deps = bus.Deps(policy=load_policy(), clock=clock, store=store)
-    broker, planner = bus.build(PlannerSettings(), deps)
+    broker, planner = bus.build(settings, deps)
     spies = (
         Spy(broker, f"{subjects.ACTION_PROPOSED}.>", streams.ACTIONS),
         Spy(broker, f"{subjects.ACTION_APPROVED}.>", streams.ACTIONS),
@@ -222,6 +229,19 @@ async def test_a_confident_forecast_scales_up_once_within_the_cooldown(rig: Rig)
     [approved] = rig.approvals()
     assert proposal.action == ScaleCpu(component="op-geth", vcpu=2) and proposal.status == "auto_approved"
     assert approved.action_id == proposal.action_id
+
+
+@pytest.mark.parametrize(
+    ("sustain_s", "proposed"), [(300.0, []), (0.0, [ScaleDown(component="op-geth", vcpu=1)])]
+)
+async def test_the_scale_down_lull_comes_from_the_settings(
+    redis_url: str, sustain_s: float, proposed: list[ScaleDown]
+) -> None:
+    # A light load on 4 vCPU: with the default 5-minute lull nothing yet, with none a step down at once.
+    idle = forecast(0.5, 0).model_copy(update={"current_vcpu": 4.0, "trend": "stable"})
+    async with rigged(redis_url, PlannerSettings(scale_down_sustain_s=sustain_s)) as r:
+        await r.send(subjects.prediction_made("opmain"), idle, streams.EVENTS)
+        assert [p.action for p in r.proposals()] == proposed
 
 
 @pytest.mark.parametrize(
