@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
 import uvloop
-from faststream.asgi import AsgiResponse
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
+from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
 T = TypeVar("T")
@@ -58,6 +59,36 @@ def health_and_metrics(healthy: Callable[[], Awaitable[bool]]) -> ASGIApp:
             await AsgiResponse(b"not found", 404)(scope, receive, send)
 
     return app
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def broker_app(
+    broker: NatsBroker,
+    *,
+    running: Callable[[], bool],
+    on_startup: Sequence[Hook],
+    after_startup: Sequence[Hook],
+    on_shutdown: Sequence[Hook],
+    after_shutdown: Sequence[Hook] = (),
+) -> AsgiFastStream:
+    """A broker service's ASGI app: ``/healthz`` is 200 while its own loops are ``running`` and the
+    broker answers a ping within 1 s (else 503), and ``/metrics`` serves Prometheus."""
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Scope) -> AsgiResponse:
+        healthy = running() and await broker.ping(timeout=1.0)
+        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        on_startup=list(on_startup),
+        after_startup=list(after_startup),
+        on_shutdown=list(on_shutdown),
+        after_shutdown=list(after_shutdown),
+    )
 
 
 class _Embedded(uvicorn.Server):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import Scope
-from prometheus_client import make_asgi_app
+from faststream.asgi import AsgiFastStream
 
 from sentinai.common import jsonlog, telemetry
 from sentinai.common.policy import load_policy
-from sentinai.common.serve import run_asgi
+from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
 from sentinai.planner import bus
@@ -37,14 +35,9 @@ def build_app(settings: PlannerSettings) -> AsgiFastStream:
         if deps.store is not None:
             await deps.store.close()
 
-    @get(include_in_schema=False)
-    async def healthz(scope: Scope) -> AsgiResponse:
-        healthy = timer.running() and await broker.ping(timeout=1.0)
-        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
-
-    return AsgiFastStream(
+    return broker_app(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        running=timer.running,
         on_startup=[prepare],
         after_startup=[timer.start, lag.start],
         on_shutdown=[timer.stop, lag.stop],

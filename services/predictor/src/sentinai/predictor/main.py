@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import Scope
-from prometheus_client import make_asgi_app
+from faststream.asgi import AsgiFastStream
 
 from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
-from sentinai.common.serve import run_asgi
+from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import ensure_streams
 from sentinai.predictor import bus, logic
 from sentinai.predictor.settings import PredictorSettings
@@ -44,14 +42,9 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
         pumps.start(broker.config.connection_state.stream, [wiring.loop])
         ticker.start(wiring.tick, interval_s=settings.interval_s, clock=utcnow)
 
-    @get(include_in_schema=False)
-    async def healthz(scope: Scope) -> AsgiResponse:
-        healthy = ticker.running() and pumps.running() and await broker.ping(timeout=1.0)
-        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
-
-    return AsgiFastStream(
+    return broker_app(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        running=lambda: ticker.running() and pumps.running(),
         on_startup=[prepare],
         after_startup=[start_loops, lag.start],
         # Before the broker closes: a round in flight finishes its publish, a batch in hand its acks.

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import Scope
-from prometheus_client import make_asgi_app
+from faststream.asgi import AsgiFastStream
 
 from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
-from sentinai.common.serve import run_asgi
+from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import TELEMETRY, ensure_streams
 from sentinai.rca import bus
 from sentinai.rca.settings import RcaSettings
@@ -38,14 +36,9 @@ def build_app(settings: RcaSettings) -> AsgiFastStream:
     async def start_pumps() -> None:
         pumps.start(broker.config.connection_state.stream, wiring.loops)
 
-    @get(include_in_schema=False)
-    async def healthz(scope: Scope) -> AsgiResponse:
-        healthy = pumps.running() and await broker.ping(timeout=1.0)
-        return AsgiResponse(b"ok" if healthy else b"unhealthy", 200 if healthy else 503)
-
-    return AsgiFastStream(
+    return broker_app(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/metrics", make_asgi_app())],
+        running=pumps.running,
         on_startup=[prepare],
         after_startup=[start_pumps, lag.start],
         # Before the broker closes its connection, so the batches in hand are still acknowledged.
