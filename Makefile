@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling eval asyncapi clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling bench-predict eval asyncapi clean
 
 setup: $(STAMP) $(ANVIL) chromium
 
@@ -69,6 +69,9 @@ bench-nab: setup
 
 bench-scaling: setup
 	$(BIN)/python bench/scaling.py --nab $(NAB)
+
+bench-predict: setup
+	$(BIN)/python bench/predict_latency.py
 
 eval: setup
 	$(BIN)/python bench/eval.py
