@@ -129,3 +129,24 @@ async def test_a_dropped_consumer_is_recreated_after_the_last_message_seen(js: J
         await publish(js, 40, 10)
         await seen.reach(50)
     assert seen == list(range(50))
+
+
+async def test_an_idle_loop_is_never_handed_an_empty_batch(js: JetStreamContext) -> None:
+    # nats-py's fetch can return an empty list when the server's timeout status of an earlier, expired
+    # pull request arrives during the next one: an idle consumer sees that about ten times a second.
+    batches: list[int] = []
+    seen = Seen()
+
+    async def handle(msgs: Sequence[Msg]) -> None:
+        batches.append(len(msgs))
+        seen.add(msgs)
+
+    await pull.ensure_consumer(js, STREAM, ConsumerConfig(durable_name="idle", filter_subject="s.>"))
+    failures = pull.BATCH_FAILURES.labels("test", "idle")
+    before = failures._value.get()
+    async with running(js, pull.Loop(STREAM, "idle", handle)):
+        await asyncio.sleep(3.0)  # idle: every fetch times out
+        await publish(js, 0, 3)
+        await seen.reach(3)
+    assert 0 not in batches and sum(batches) == 3
+    assert failures._value.get() == before

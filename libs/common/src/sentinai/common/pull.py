@@ -128,6 +128,10 @@ async def pump(
                     with contextlib.suppress(Exception):
                         await _restore(js, loop, loop.recreate)
                 continue
+            if not msgs:
+                # nats-py returns an empty batch when an earlier pull request's timeout status
+                # arrives during this one: nothing arrived, as for a timeout.
+                continue
             try:
                 await loop.handle(msgs)
             except Exception:
