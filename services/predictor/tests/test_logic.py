@@ -68,7 +68,7 @@ def test_flat_load_is_stable_and_keeps_the_current_step() -> None:
     assert (prediction.trend, prediction.predicted_vcpu, prediction.current_vcpu) == ("stable", 1.0, 1.0)
     assert 0.4 < prediction.forecast_cores < prediction.upper_bound_cores < 0.55
     assert prediction.key_factors[0] == "CPU at 44% of its 1 vCPU request"
-    assert "the current 1 vCPU covers it" in prediction.reasoning
+    assert "the current 1 vCPU covers its 5-min peak bound of 0." in prediction.reasoning
 
 
 def test_rising_load_is_rising_and_asks_for_a_higher_step() -> None:
@@ -77,7 +77,8 @@ def test_rising_load_is_rising_and_asks_for_a_higher_step() -> None:
     # 0.06 cores/min for 5 more minutes on top of ~0.9 now.
     assert 1.1 < prediction.forecast_cores < 1.3
     assert "Demand rising +0.06" in " ".join(prediction.key_factors)
-    assert "scale to 2 vCPU" in prediction.reasoning
+    assert "1 vCPU is not enough for its 5-min peak bound of 1." in prediction.reasoning
+    assert prediction.reasoning.endswith(": scale to 2 vCPU.")
 
 
 @pytest.mark.parametrize("after", [3, 10, 20, 25, 30, 40], ids=lambda k: f"{10 * k}s-after-the-jump")
@@ -339,3 +340,49 @@ def test_redelivered_sample_is_folded_once_and_quiet_chains_are_not_due() -> Non
     assert state.due() == []
     state.add(sample(2, "k8s", {"cpuCores": 0.5}, event_id="b"))
     assert [chain for chain, _ in state.due()] == ["opmain"]
+
+
+def said(*, ceiling: float, vcpu: float, current: float | None, headroom: float = 0.0) -> str:
+    forecast = logic.Forecast(
+        point_cores=ceiling * 0.8, upper_cores=ceiling * 0.9, trend="stable", slope_per_min=0.0,
+        key_factors=("CPU at 50% of its 2 vCPU request",), coverage=0.9, evaluated=30, ceiling_cores=ceiling,
+    )  # fmt: skip
+    return logic.reasoning(forecast, vcpu=vcpu, current=current, horizon_s=300, headroom=headroom)
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "vcpu", "current", "headroom", "verdict"),
+    [
+        (1.5, 2, 2, 0.0, "the current 2 vCPU covers its 5-min peak bound of 1.50 cores (25% spare)."),
+        (
+            1.5,
+            2,
+            2,
+            0.2,
+            "the current 2 vCPU covers its 5-min peak bound of 1.50 cores plus 20% headroom (10% spare).",
+        ),
+        (2.6, 4, 2, 0.0, "2 vCPU is not enough for its 5-min peak bound of 2.60 cores: scale to 4 vCPU."),
+        (
+            0.5,
+            1,
+            4,
+            0.0,
+            "1 vCPU still covers its 5-min peak bound of 0.50 cores (50% spare), so 4 can come down.",
+        ),
+        (
+            4.1,
+            4,
+            4,
+            0.0,
+            "the current 4 vCPU stays, below its 5-min peak bound of 4.10 cores (see the key factors).",
+        ),
+        (0.9, 1, None, 0.0, "1 vCPU covers its 5-min peak bound of 0.90 cores (10% spare)."),
+    ],
+    ids=["keeps", "keeps-with-headroom", "up", "down", "stays-below-its-bound", "no-current"],
+)
+def test_the_verdict_states_the_real_margin_against_the_peak_bound(
+    ceiling: float, vcpu: float, current: float | None, headroom: float, verdict: str
+) -> None:
+    text = said(ceiling=ceiling, vcpu=vcpu, current=current, headroom=headroom)
+    assert text.endswith(f"so {verdict}"), text
+    assert text.startswith("CPU at 50% of its 2 vCPU request. op-geth demand is stable")

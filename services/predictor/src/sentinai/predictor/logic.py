@@ -576,16 +576,31 @@ def predict(
 def reasoning(
     forecast: Forecast, *, vcpu: float, current: float | None, horizon_s: float, headroom: float
 ) -> str:
-    """One sentence an SRE can check against the graphs."""
+    """One sentence an SRE can check against the graphs.
+
+    The verdict is stated against the peak bound the step is sized on (the forecast's ceiling), with
+    the share of a step that bound leaves spare, so "covers it" always comes with its real margin.
+    """
     lead = "; ".join(forecast.key_factors[:3])
+    peak = forecast.ceiling_cores if forecast.ceiling_cores is not None else forecast.upper_cores
+    need = f"its {horizon_s / 60:g}-min peak bound of {peak:.2f} cores" + (
+        f" plus {headroom:.0%} headroom" if headroom else ""
+    )
+
+    def covers(step: float) -> str:
+        spare = 1 - peak * (1 + headroom) / step
+        return f"covers {need} ({spare:.0%} spare)"
+
     if current is None:
-        verdict = f"{vcpu:g} vCPU covers it with {headroom:.0%} headroom"
+        verdict = f"{vcpu:g} vCPU {covers(vcpu)}"
     elif vcpu > current:
-        verdict = f"{current:g} vCPU is not enough: scale to {vcpu:g} vCPU for {headroom:.0%} headroom"
+        verdict = f"{current:g} vCPU is not enough for {need}: scale to {vcpu:g} vCPU"
     elif vcpu < current:
-        verdict = f"{vcpu:g} vCPU would still leave {2 * headroom:.0%} headroom, so {current:g} can come down"
+        verdict = f"{vcpu:g} vCPU still {covers(vcpu)}, so {current:g} can come down"
+    elif peak * (1 + headroom) <= vcpu:
+        verdict = f"the current {current:g} vCPU {covers(vcpu)}"
     else:
-        verdict = f"the current {current:g} vCPU covers it with {headroom:.0%} headroom"
+        verdict = f"the current {current:g} vCPU stays, below {need} (see the key factors)"
     coverage = (
         f"{forecast.coverage:.0%} of {forecast.evaluated} past forecasts stayed under their bound"
         if forecast.coverage is not None
