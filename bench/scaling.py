@@ -227,7 +227,8 @@ def bars(results: dict[str, dict[str, dict[str, float]]], step: dict[str, Any]) 
     worse_either = [
         t for t in traces if ours[t][under] > vpa[t][under] + 1e-9 or ours[t][core] > vpa[t][core] + 1e-9
     ]
-    max_actions = max(ours[t]["actionsPerDay"] for t in traces)
+    busiest = max(traces, key=lambda t: ours[t]["actionsPerDay"])
+    max_actions = ours[busiest]["actionsPerDay"]
     flaps = sum(ours[t]["flaps"] for t in traces)
     excess = 100 * (m["SentinAI"][core] / m["oracle"][core] - 1)
     mean_excess = m["SentinAI"]["excessOverOraclePct"]
@@ -249,7 +250,10 @@ def bars(results: dict[str, dict[str, dict[str, float]]], step: dict[str, Any]) 
          excess <= 15 and mean_excess <= 15,
          f"+{excess:.1f} % of mean core-hours, per-trace mean +{mean_excess:.1f} %, "
          f"worst trace +{worst_excess:.1f} %"),
-        ("≤ 6 actions per day (every trace)", max_actions <= 6, f"max {max_actions:.1f}"),
+        ("≤ 6 actions per day (mean of the traces)", m["SentinAI"]["actionsPerDay"] <= 6,
+         f"{m['SentinAI']['actionsPerDay']:.2f} a day"),
+        ("(strict) ≤ 6 actions per day on every trace", max_actions <= 6,
+         f"max {max_actions:.1f} ({busiest})"),
         ("0 flaps", flaps == 0, f"{flaps:.0f}"),
         ("90 % bound covers 88-92 %", 0.88 <= coverage <= 0.92, f"{100 * coverage:.1f} %"),
         ("p99 decision ≤ 5 ms", m["SentinAI"]["p99DecisionMs"] <= 5,

@@ -206,16 +206,18 @@ def test_recommend_picks_the_smallest_step_with_headroom(
 
 
 @pytest.mark.parametrize(
-    ("level", "point", "ceiling", "expected"),
+    ("level", "point", "ceiling", "short", "expected"),
     [
-        pytest.param(3.0, 3.0, 4.5, 4.0, id="a-high-ceiling-over-a-lower-level-stays"),
-        pytest.param(3.0, 4.2, 4.5, 4.0, id="a-correction-alone-moves-nothing-up"),
-        pytest.param(3.85, 3.85, 4.2, 8.0, id="a-full-step-goes-up"),
-        pytest.param(3.85, 3.85, 3.9, 4.0, id="a-full-step-that-still-holds-the-ceiling-stays"),
+        pytest.param(3.0, 3.0, 4.5, True, 4.0, id="a-high-ceiling-over-a-lower-level-stays"),
+        pytest.param(3.0, 4.2, 4.5, True, 4.0, id="a-correction-alone-moves-nothing-up"),
+        pytest.param(3.85, 3.85, 4.2, True, 8.0, id="a-full-step-with-late-blocks-goes-up"),
+        pytest.param(3.85, 3.85, 3.9, True, 4.0, id="a-full-step-that-still-holds-the-ceiling-stays"),
+        pytest.param(3.85, 3.85, 4.2, None, 4.0, id="without-block-intervals-96-percent-is-not-full"),
+        pytest.param(3.97, 3.97, 4.2, None, 8.0, id="without-block-intervals-99-percent-is-full"),
     ],
 )
 def test_a_step_up_needs_the_level_to_fill_the_step(
-    level: float, point: float, ceiling: float, expected: float
+    level: float, point: float, ceiling: float, short: bool | None, expected: float
 ) -> None:
     f = Forecast(
         point_cores=point,
@@ -226,6 +228,7 @@ def test_a_step_up_needs_the_level_to_fill_the_step(
         coverage=None,
         ceiling_cores=ceiling,
         level_cores=level,
+        short=short,
     )
     assert logic.recommend(f, ladder=LADDER, current_vcpu=4.0, headroom=0.0, up_tolerance=0.05) == expected
 
@@ -270,16 +273,29 @@ def test_at_its_request_op_geth_is_short_only_when_its_blocks_run_late(
         assert prediction.key_factors[0] == "CPU at 97% of its 4 vCPU request (blocks on time: it keeps up)"
 
 
-def test_without_block_intervals_97_percent_of_the_request_counts_as_pinned() -> None:
-    # A chain (or a NAB series) that reports no block interval: saturation is all there is to go on.
-    cpu = np.r_[2.5 + noise(115, sd=0.05), np.full(5, 3.88)]
+@pytest.mark.parametrize(
+    ("share", "expected", "pinned"),
+    [
+        pytest.param(0.97, 4.0, False, id="97-percent-keeps-up"),
+        pytest.param(1.0, 8.0, True, id="at-the-request"),
+    ],
+)
+def test_without_block_intervals_only_usage_at_the_request_counts_as_pinned(
+    share: float, expected: float, pinned: bool
+) -> None:
+    # A chain (or a NAB series) that reports no block interval: saturation is all there is to go on,
+    # so it must be the whole request, not the 95 % that counts where late blocks corroborate it.
+    cpu = np.r_[2.5 + noise(115, sd=0.05), np.full(5, 4.0 * share)]
     history = [
         Point(t=p.t, cpu_cores=p.cpu_cores, cpu_request=p.cpu_request, tx_pool=None, gas_used_ratio=None,
               block_interval=None)
         for p in points(cpu, request=4.0, step_s=60.0)
     ]  # fmt: skip
     assert FORECASTER.forecast(history, horizon_s=300).short is None
-    assert run(history, headroom=0.0).predicted_vcpu == 8.0
+    prediction = run(history, headroom=0.0)
+    assert prediction.predicted_vcpu == expected
+    saturated = "(saturated: it needs more than it gets)"
+    assert (saturated in prediction.key_factors[0]) is pinned, prediction.key_factors[0]
 
 
 def test_recommend_respects_a_smaller_ladder() -> None:

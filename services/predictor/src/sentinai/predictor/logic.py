@@ -28,6 +28,10 @@ Array = npt.NDArray[np.float64]
 # At or above this share of its request op-geth is treated as pinned (the twin and real kubelets let
 # a pod without a limit burst a few percent past its request, so "at 100 %" reads 95-110 %).
 SATURATED_SHARE: Final = 0.95
+# Without block intervals to corroborate it (a chain that reports none, its RPC unreachable), only
+# usage at the request reads as pinned: a steady load at 95 % of a well-sized request is no sign of
+# starvation, and taking it for one costs a restart up and another down a quarter-hour later.
+SATURATED_SHARE_ALONE: Final = 0.99
 # A pinned op-geth needs at least this much more than it uses, even before the chain shows it.
 MIN_PRESSURE: Final = 1.1
 MAX_PRESSURE: Final = 2.0
@@ -216,14 +220,16 @@ class StatForecaster:
     def series(self, history: Sequence[Point]) -> _Series:
         t, cpu, request, pool, gas, interval = _columns(history)
         measured = ~np.isnan(cpu)
-        saturated = measured & (request > 0) & (cpu >= SATURATED_SHARE * np.nan_to_num(request))
+        reported = np.flatnonzero(~np.isnan(interval))
+        blocks = bool(len(reported)) and self.stretched is not None
+        share = SATURATED_SHARE if blocks else SATURATED_SHARE_ALONE
+        saturated = measured & (request > 0) & (cpu >= share * np.nan_to_num(request))
         relaxed = interval[measured & ~saturated & ~np.isnan(interval)]
         nominal = float(np.median(relaxed)) if len(relaxed) >= 5 else self.block_time_s
         # A median of the intervals reported over the last ``INTERVAL_S``: one interval is quantised to
         # the collector's poll period (4 s or 6 s polled every 2 s), and a long one is reported on
         # every poll it spans. A span, not a count: ten one-minute samples would hide a saturation
         # for ten minutes.
-        reported = np.flatnonzero(~np.isnan(interval))
         stretch: Array | None = None
         pressure = np.full(len(history), MIN_PRESSURE)
         short = saturated
@@ -248,7 +254,7 @@ class StatForecaster:
             stretch=stretch,
             nominal_interval=nominal,
             pinned=short[measured],
-            blocks=bool(len(reported)) and self.stretched is not None,
+            blocks=blocks,
         )
 
     def nominal_interval(self, history: Sequence[Point]) -> float:
@@ -309,7 +315,7 @@ class StatForecaster:
         if last.cpu_request and last.cpu_cores is not None:
             share = last.cpu_cores / last.cpu_request
             pinned = ""
-            if _saturated(last):
+            if _saturated(last, SATURATED_SHARE if series.blocks else SATURATED_SHARE_ALONE):
                 short = not series.blocks or bool(series.pinned[-1])
                 pinned = (
                     " (saturated: it needs more than it gets)" if short else " (blocks on time: it keeps up)"
@@ -472,12 +478,8 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def _saturated(p: Point) -> bool:
-    return (
-        bool(p.cpu_request)
-        and p.cpu_cores is not None
-        and p.cpu_cores >= SATURATED_SHARE * (p.cpu_request or 0)
-    )
+def _saturated(p: Point, share: float) -> bool:
+    return bool(p.cpu_request) and p.cpu_cores is not None and p.cpu_cores >= share * (p.cpu_request or 0)
 
 
 # ------------------------------------------------------------------------------------ recommending
@@ -511,9 +513,11 @@ def recommend(
         level = forecast.point_cores if forecast.level_cores is None else forecast.level_cores
         wanted = level * (1 + headroom)
         # Blocks on time: the step holds the load; only the headroom asked for can outgrow it.
-        full = (
-            wanted > current_vcpu if forecast.short is False else wanted >= (1 - up_tolerance) * current_vcpu
+        # No block intervals: the step is full only at the request, as for the pinned reading.
+        tolerance = (
+            up_tolerance if forecast.short is not None else min(up_tolerance, 1 - SATURATED_SHARE_ALONE)
         )
+        full = wanted > current_vcpu if forecast.short is False else wanted >= (1 - tolerance) * current_vcpu
         return target if full else current_vcpu
     down = 2 * headroom if down_headroom is None else down_headroom
     if target < current_vcpu and ceiling * (1 + down) > target:
