@@ -222,8 +222,7 @@ class StatForecaster:
         measured = ~np.isnan(cpu)
         reported = np.flatnonzero(~np.isnan(interval))
         blocks = bool(len(reported)) and self.stretched is not None
-        share = SATURATED_SHARE if blocks else SATURATED_SHARE_ALONE
-        saturated = measured & (request > 0) & (cpu >= share * np.nan_to_num(request))
+        saturated = measured & (request > 0) & (cpu >= _pinned_share(blocks) * np.nan_to_num(request))
         relaxed = interval[measured & ~saturated & ~np.isnan(interval)]
         nominal = float(np.median(relaxed)) if len(relaxed) >= 5 else self.block_time_s
         # A median of the intervals reported over the last ``INTERVAL_S``: one interval is quantised to
@@ -315,7 +314,7 @@ class StatForecaster:
         if last.cpu_request and last.cpu_cores is not None:
             share = last.cpu_cores / last.cpu_request
             pinned = ""
-            if _saturated(last, SATURATED_SHARE if series.blocks else SATURATED_SHARE_ALONE):
+            if _saturated(last, _pinned_share(series.blocks)):
                 short = not series.blocks or bool(series.pinned[-1])
                 pinned = (
                     " (saturated: it needs more than it gets)" if short else " (blocks on time: it keeps up)"
@@ -476,6 +475,12 @@ def _gradual(y: Array) -> bool:
 
 def _span(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _pinned_share(blocks: bool) -> float:
+    """The share of its request at which op-geth reads as pinned: 95 % where the chain's block
+    intervals can corroborate a starvation, the whole request where usage is all there is."""
+    return SATURATED_SHARE if blocks else SATURATED_SHARE_ALONE
 
 
 def _saturated(p: Point, share: float) -> bool:
