@@ -266,7 +266,10 @@ def _startup_lines(t: _Tick, component: Component) -> None:
 def _traffic(state: ChainState, fx: Effects, rng: Random) -> tuple[float, float]:
     """tx/s: a smooth daily cycle, slowly wandering noise, the operator's multiplier, incidents."""
     cfg = state.config
-    cycle = 1 + 0.3 * math.sin(2 * math.pi * state.now / cfg.cycle_s)
+    # The cycle is counted from the twin's start (at its mean, rising), not from the wall clock's
+    # midnight: what a run shows, and whether a cpu_spike saturates op-geth, must not depend on the
+    # hour it was started. The manual epoch is a whole number of days, so manual runs are unchanged.
+    cycle = 1 + 0.3 * math.sin(2 * math.pi * (state.now - cfg.epoch_s) / cfg.cycle_s)
     noise = 0.85 * state.traffic_noise + rng.gauss(0, 0.03)
     tps = cfg.base_tps * cycle * (1 + noise) * state.traffic_multiplier * fx.traffic_factor
     return max(0.0, tps), noise
