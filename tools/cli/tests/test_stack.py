@@ -11,20 +11,10 @@ from sentinai.cli.main import parser, up_settings
 
 
 def children(settings: stack.UpSettings) -> dict[str, dict[str, str]]:
-    started = {}
-    for name in stack.SERVICES:
-        for child_name, share in stack.replicas(name, settings):
-            child = stack.service_child(
-                name,
-                nats_url="nats://127.0.0.1:4222",
-                chains_file=Path("chains.yaml"),
-                settings=settings,
-                poll_s=1.0,
-                child_name=child_name,
-                share=share,
-            )
-            started[child.name] = dict(child.env)
-    return started
+    started = stack.service_children(
+        settings, nats_url="nats://127.0.0.1:4222", chains_file=Path("chains.yaml"), poll_s=1.0
+    )
+    return {child.name: dict(child.env) for child in started}
 
 
 def test_by_default_each_service_runs_once() -> None:

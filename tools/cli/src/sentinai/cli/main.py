@@ -64,20 +64,10 @@ async def up(settings: stack.UpSettings) -> int:
             sup.say("sentinai", f"OP Stack twin at {twin_url} (chains: {settings.twin_chains})")
 
         api_key = stack.ensure_api_key(settings)
-        for name in stack.SERVICES:
-            for child_name, share in stack.replicas(name, settings):
-                await sup.start(
-                    stack.service_child(
-                        name,
-                        nats_url=nats_url,
-                        chains_file=chains_file,
-                        settings=settings,
-                        poll_s=poll_s,
-                        api_key=api_key,
-                        child_name=child_name,
-                        share=share,
-                    )
-                )
+        for child in stack.service_children(
+            settings, nats_url=nats_url, chains_file=chains_file, poll_s=poll_s, api_key=api_key
+        ):
+            await sup.start(child)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         stack.Runtime(nats_url=nats_url, api_url=api_url, twin_url=twin_url).save(runtime_path)
         sup.say("sentinai", f"dashboard at {api_url}/ — API docs at {api_url}/docs — Ctrl-C stops everything")

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinai.cli.supervisor import Child
 from sentinai.common.natsserver import nats_server_binary
-from sentinai.common.net import free_port
+from sentinai.common.net import free_ports
 
 SERVICES = ("detector", "collector", "api", "executor", "predictor", "planner", "rca")
 
@@ -162,6 +162,28 @@ def replicas(name: str, settings: UpSettings) -> list[tuple[str, dict[str, str]]
     return [(name, {})]
 
 
+def service_children(
+    settings: UpSettings, *, nats_url: str, chains_file: Path, poll_s: float, api_key: str = ""
+) -> list[Child]:
+    """Every service process of the stack, each with its own health/metrics port."""
+    wanted = [(name, child, share) for name in SERVICES for child, share in replicas(name, settings)]
+    ports = iter(free_ports(len(wanted)))
+    return [
+        service_child(
+            name,
+            nats_url=nats_url,
+            chains_file=chains_file,
+            settings=settings,
+            poll_s=poll_s,
+            api_key=api_key,
+            child_name=child,
+            share=share,
+            http_port=next(ports),
+        )
+        for name, child, share in wanted
+    ]
+
+
 def service_child(
     name: str,
     *,
@@ -169,6 +191,7 @@ def service_child(
     chains_file: Path,
     settings: UpSettings,
     poll_s: float,
+    http_port: int,
     api_key: str = "",
     child_name: str | None = None,
     share: dict[str, str] | None = None,
@@ -182,7 +205,7 @@ def service_child(
     if name != "api":
         prefix = f"SENTINAI_{name.upper()}_"
         # A fixed health/metrics port would collide with a second stack on the same machine.
-        env[prefix + "HTTP_PORT"] = str(free_port())
+        env[prefix + "HTTP_PORT"] = str(http_port)
         env[prefix + "BLOCK_TIME_S"] = str(settings.twin_block_time_s)
     if name == "executor":
         env |= {"SENTINAI_EXECUTOR_CHAINS_FILE": str(chains_file)}
