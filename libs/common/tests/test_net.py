@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 
-from sentinai.common.net import free_ports
+from sentinai.common.net import free_port
 
 
-def test_free_ports_are_distinct_and_can_be_listened_on() -> None:
+def test_free_ports_asked_in_a_row_are_distinct_and_can_be_listened_on() -> None:
     # Asked one at a time, the kernel may hand the same port out twice before anything listens on it.
-    ports = free_ports(64)
+    ports = [free_port() for _ in range(64)]
     assert len(set(ports)) == 64
     listeners = []
     try:

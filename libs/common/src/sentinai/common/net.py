@@ -35,11 +35,6 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port after 100 tries")
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (see ``free_port``)."""
-    return [free_port() for _ in range(count)]
-
-
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)

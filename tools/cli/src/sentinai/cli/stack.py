@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinai.cli.supervisor import Child
 from sentinai.common.natsserver import nats_server_binary
-from sentinai.common.net import free_ports
+from sentinai.common.net import free_port
 
 SERVICES = ("detector", "collector", "api", "executor", "predictor", "planner", "rca")
 
@@ -166,8 +166,6 @@ def service_children(
     settings: UpSettings, *, nats_url: str, chains_file: Path, poll_s: float, api_key: str = ""
 ) -> list[Child]:
     """Every service process of the stack, each with its own health/metrics port."""
-    wanted = [(name, child, share) for name in SERVICES for child, share in replicas(name, settings)]
-    ports = iter(free_ports(len(wanted)))
     return [
         service_child(
             name,
@@ -178,9 +176,9 @@ def service_children(
             api_key=api_key,
             child_name=child,
             share=share,
-            http_port=next(ports),
         )
-        for name, child, share in wanted
+        for name in SERVICES
+        for child, share in replicas(name, settings)
     ]
 
 
@@ -191,7 +189,6 @@ def service_child(
     chains_file: Path,
     settings: UpSettings,
     poll_s: float,
-    http_port: int,
     api_key: str = "",
     child_name: str | None = None,
     share: dict[str, str] | None = None,
@@ -205,7 +202,7 @@ def service_child(
     if name != "api":
         prefix = f"SENTINAI_{name.upper()}_"
         # A fixed health/metrics port would collide with a second stack on the same machine.
-        env[prefix + "HTTP_PORT"] = str(http_port)
+        env[prefix + "HTTP_PORT"] = str(free_port())
         env[prefix + "BLOCK_TIME_S"] = str(settings.twin_block_time_s)
     if name == "executor":
         env |= {"SENTINAI_EXECUTOR_CHAINS_FILE": str(chains_file)}
