@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
 NAB ?= ../shared/nab
 
-.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling bench-predict eval asyncapi clean
+.PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling bench-predict eval asyncapi docs clean
 
 setup: $(STAMP) $(ANVIL) chromium
 
@@ -79,6 +79,10 @@ eval: setup
 # The bus's AsyncAPI document, served by the api at /asyncapi; a test fails when it is stale.
 asyncapi: setup
 	$(BIN)/sentinai asyncapi --out services/api/src/sentinai/api/static/asyncapi.json
+
+# The incident catalogue's page (classes, evidence rules, log markers); a test fails when it is stale.
+docs: setup
+	$(BIN)/sentinai catalogue --out docs/incidents.md
 
 clean:
 	rm -rf $(VENV) .state .reports tools/anvil/node_modules

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import eval_logs
 from eval_replay import PlanStage, RcaStage, replay
 from eval_scenarios import SCENARIOS_DIR, load_all
 from eval_score import Row, by_class, score_scenario, summarise, verdicts
@@ -90,6 +91,8 @@ SUMMARY_ORDER = (
     "no_fault_quiet_rate",
     "no_fault_anomalies_per_hour",
     "no_fault_gauge_anomalies_per_hour",
+    "log_line_accuracy",
+    "log_line_false_alarms",
 )
 CLASS_COLUMNS = (
     ("n", "scenarios"),
@@ -134,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS_DIR)
     parser.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
+    parser.add_argument("--logs", type=Path, default=eval_logs.LOGS_DIR, help="the labelled log-line corpus")
     parser.add_argument("--out", type=Path, default=ROOT / ".reports" / "eval.json")
     args = parser.parse_args()
     settings = Settings(detector=DetectorSettings(), rca=RcaSettings(), planner=PlannerSettings())
@@ -145,8 +149,12 @@ def main() -> None:
         summary["rca_rules_latency_ms_p50"] = round(statistics.median(latencies), 3)
         summary["rca_rules_latency_ms_p95"] = round(statistics.quantiles(latencies, n=20)[-1], 3)
     classes = by_class(rows)
+    logs = eval_logs.score(eval_logs.load(args.logs))
+    summary["log_line_accuracy"] = logs["log_line_accuracy"]
+    summary["log_line_false_alarms"] = logs["log_line_false_alarms"]
     report = {
         "summary": summary,
+        "logLines": logs,
         "targets": verdicts(summary),
         "byClass": classes,
         "scenarios": [r.as_json() for r in rows],
@@ -155,7 +163,10 @@ def main() -> None:
             "detector": settings.detector.model_dump(
                 mode="json", include={"mode", "window", "z_threshold", "min_points", "streaming_cooldown_s"}
             ),
-            "rca": settings.rca.model_dump(mode="json", include={"metric_window", "quiet_s", "revise_delta"}),
+            "rca": settings.rca.model_dump(
+                mode="json",
+                include={"metric_window", "quiet_s", "revise_delta", "revise_every_s", "rediagnose_s"},
+            ),
             "planner": settings.planner.model_dump(mode="json", include={"min_rca_confidence"}),
         },
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
@@ -163,6 +174,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(summary, classes, rows))
+    print(eval_logs.table(logs))
     print(f"\n{len(rows)} scenarios in {elapsed:.1f}s; report: {args.out}")
 
 

@@ -18,7 +18,7 @@ from eval_score import Run
 from eval_telemetry import Poll
 
 from sentinai.common import catalog
-from sentinai.common.decisions import ActionProposed, RcaCompleted
+from sentinai.common.decisions import ActionProposed, IncidentResolved, RcaCompleted
 from sentinai.common.events import AnomalyDetected, AnomalyResolved
 from sentinai.common.policy import Policy
 from sentinai.detector import logic as detector
@@ -28,88 +28,134 @@ from sentinai.planner import logic as planner
 from sentinai.planner.settings import PlannerSettings
 from sentinai.rca import logic as rca
 from sentinai.rca.context import ContextStore
+from sentinai.rca.service import Diagnoser, Pending
 from sentinai.rca.settings import RcaSettings
 from sentinai.rca.tracker import IncidentTracker
 
 
 @dataclass
 class RcaStage:
-    """The rca service's decisions without its bus: context, incident tracking, rules diagnosis."""
+    """The rca service's decisions without its bus: its ``Diagnoser`` (context, incident tracking, rules
+    diagnosis, re-diagnosis from telemetry), publishing what the service would publish."""
 
     settings: RcaSettings
-    store: ContextStore
-    tracker: IncidentTracker
+    diagnoser: Diagnoser
     latencies_ms: list[float] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: RcaSettings) -> RcaStage:
-        return cls(
-            settings=settings,
-            store=ContextStore(
-                metric_window=settings.metric_window,
-                log_lines=settings.log_lines,
-                actions=settings.recent_actions,
-            ),
-            tracker=IncidentTracker(quiet_s=settings.quiet_s, revise_delta=settings.revise_delta),
+        store = ContextStore(
+            metric_window=settings.metric_window,
+            log_lines=settings.log_lines,
+            actions=settings.recent_actions,
+            metric_horizon_s=settings.metric_horizon_s,
+            log_horizon_s=settings.log_horizon_s,
         )
+        tracker = IncidentTracker(
+            quiet_s=settings.quiet_s,
+            revise_delta=settings.revise_delta,
+            revise_every_s=settings.revise_every_s,
+        )
+        diagnoser = Diagnoser(
+            context=store,
+            tracker=tracker,
+            block_time_s=settings.block_time_s,
+            rediagnose_s=settings.rediagnose_s,
+        )
+        return cls(settings=settings, diagnoser=diagnoser)
+
+    @property
+    def store(self) -> ContextStore:
+        return self.diagnoser.context
 
     def resolved(self, event: AnomalyResolved) -> None:
-        self.store.resolved(event)
-        self.tracker.resolved(event)
+        self.diagnoser.resolved(event)
+
+    def closed(self) -> list[IncidentResolved]:
+        return self.diagnoser.closed()
 
     def detected(self, anomaly: AnomalyDetected) -> RcaCompleted | None:
-        self.store.opened(anomaly)
-        trigger = self.tracker.detected(anomaly)
-        if trigger is None:
-            return None
         started = time.perf_counter()
-        ctx = self.store.context(anomaly, block_time_s=self.settings.block_time_s)
-        diagnosis = rca.diagnose(ctx)
+        pending = self.diagnoser.detected(anomaly)
+        event = self._publish(pending, started=started)
+        self.diagnoser.tracker.handled(anomaly.event_id)
+        return event
+
+    def telemetry(self, chain_id: str, *, now: datetime) -> RcaCompleted | None:
+        return self._publish(self.diagnoser.telemetry(chain_id, now=now), started=time.perf_counter())
+
+    def _publish(self, pending: Pending | None, *, started: float) -> RcaCompleted | None:
         latency_ms = (time.perf_counter() - started) * 1000
         self.latencies_ms.append(latency_ms)
-        publish = self.tracker.should_publish(
-            trigger, root_cause_class=diagnosis.root_cause_class, confidence=diagnosis.confidence
+        if pending is None:
+            return None
+        event = rca.to_event(
+            pending.diagnosis,
+            pending.ctx,
+            episode_id=pending.trigger.incident_id,
+            basis=pending.basis,
+            engine="rules",
+            model=None,
+            latency_ms=latency_ms,
+            cost_usd=0.0,
+            now=pending.at,
         )
-        event = None
-        if publish:
-            event = rca.to_event(
-                diagnosis,
-                ctx,
-                episode_id=trigger.incident_id,
-                engine="rules",
-                model=None,
-                latency_ms=latency_ms,
-                cost_usd=0.0,
-                now=anomaly.occurred_at,
-            )
-            self.tracker.published(
-                trigger, root_cause_class=diagnosis.root_cause_class, confidence=diagnosis.confidence
-            )
-        self.tracker.handled(anomaly.event_id)
+        self.diagnoser.published(pending)
         return event
 
 
 @dataclass
 class PlanStage:
-    """The planner's reaction to an RCA: its core, its scaling memory and cooldown admission."""
+    """The planner's reaction to RCAs and resolved incidents, through the functions its handlers call.
+
+    Its records are kept in memory as the service keeps them in its state store: every proposal by
+    action id (a repeat is a replay, or an upgrade to automatic), the decisions (withdrawals here),
+    the resolved incidents (their late diagnoses propose nothing). No executor runs in a replay, so
+    no cooldown of its holds.
+    """
 
     policy: Policy
     settings: PlannerSettings
     memory: planner.ScalingMemory = field(default_factory=planner.ScalingMemory)
+    proposals: dict[str, ActionProposed] = field(default_factory=dict)
+    decisions: dict[str, planner.Decision] = field(default_factory=dict)
+    resolved_incidents: set[tuple[str, str]] = field(default_factory=set)
 
     def plan(self, event: RcaCompleted, *, now: datetime, geth_vcpu: float | None) -> list[ActionProposed]:
+        """What the planner publishes on ``action.proposed`` for ``event``: new proposals and upgrades."""
         if geth_vcpu is not None:
             # What the predictor's forecasts tell the planner: op-geth's current CPU request.
             self.memory.vcpu[(event.chain_id, "op-geth")] = geth_vcpu
+        if (event.chain_id, event.episode_id) in self.resolved_incidents:
+            return []
         proposals = planner.plan_rca(
             event,
             policy=self.policy,
             now=now,
             current_vcpu=self.memory.current(event.chain_id),
             min_confidence=self.settings.min_rca_confidence,
+            min_notify_confidence=self.settings.min_notify_confidence,
             block_time_s=self.settings.block_time_s,
         )
-        return planner.admit_scaling(proposals, self.memory, now=now)
+        published: list[ActionProposed] = []
+        for fresh in planner.admit_scaling(proposals, self.memory, now=now):
+            aid = fresh.action_id
+            known = self.proposals.get(aid)
+            out = fresh if known is None else planner.upgrade(known, self.decisions.get(aid), fresh)
+            if out is None:
+                continue  # a replay: the service publishes nothing
+            self.proposals[out.action_id] = out
+            published.append(out)
+        return published
+
+    def resolved(self, event: IncidentResolved) -> list[ActionProposed]:
+        """Withdraw the incident's proposals still waiting for approval, as the planner does; returns them."""
+        self.resolved_incidents.add((event.chain_id, event.incident_id))
+        waiting = [p for p in self.proposals.values() if p.action_id not in self.decisions]
+        withdrawn = planner.withdrawable(waiting, event)
+        for proposal in withdrawn:
+            self.decisions[proposal.action_id] = "withdrawn"
+        return withdrawn
 
 
 def detect(
@@ -149,14 +195,27 @@ def replay(
                 geth_vcpu = sample.metrics[catalog.CPU_REQUEST_CORES]
         for batch in poll.logs:
             rca_stage.store.add_logs(batch)
+        events: list[RcaCompleted] = []
         for outcome in outcomes:
             if isinstance(outcome, AnomalyResolved):
                 rca_stage.resolved(outcome)
                 continue
             anomalies.append((poll.at, outcome))
             event = rca_stage.detected(outcome)
-            if event is None:
-                continue
+            for over in rca_stage.closed():
+                plan_stage.resolved(over)
+            if event is not None:
+                events.append(event)
+        # Then the telemetry it already folded in may re-diagnose an incident still waiting for evidence.
+        chains = {sample.chain_id: sample.occurred_at for sample in poll.samples}
+        if not poll.warmup:
+            for chain_id, at in chains.items():
+                event = rca_stage.telemetry(chain_id, now=at)
+                for over in rca_stage.closed():
+                    plan_stage.resolved(over)
+                if event is not None:
+                    events.append(event)
+        for event in events:
             rcas.append((poll.at, event))
             planned = plan_stage.plan(event, now=event.occurred_at, geth_vcpu=geth_vcpu)
             proposals.extend((poll.at, p) for p in planned)

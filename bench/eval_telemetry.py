@@ -14,19 +14,22 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from random import Random
 from typing import Any
 
 from eval_scenarios import Glitch, LogLine, Scenario, Step
 
 from sentinai.collector import logic
+from sentinai.common import chains
 from sentinai.common.events import COMPONENTS, Component, LogBatch, MetricSample, MetricSource
-from sentinai.twin import kube, logs, rpc
+from sentinai.twin import files, kube, logs, rpc
 from sentinai.twin.model import ChainConfig
 from sentinai.twin.runtime import ChainRuntime
 
 CHAIN = "twin"
 LOG_TAIL_LINES = 50  # the collector's default ``log_tail_lines``
+DATA_VOLUME_OF: Component = "op-geth"  # whose data volume ``diskUsage`` measures, as in the collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +65,24 @@ class TwinCollector:
     scenario_id: str
     head: logic.HeadTracker = field(default_factory=logic.HeadTracker)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
+    l1_reads: tuple[logic.L1Read, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The chain config the twin writes for the collector, read as the collector reads it.
+        text = files.chains_yaml(
+            base_url="http://twin", configs=[self.runtime.state.config], kubeconfig_path=Path("kubeconfig")
+        )
+        (chain,) = chains.parse_chains(text)
+        self.l1_reads = logic.l1_reads(chain)
 
     def poll(self) -> tuple[list[MetricSample], list[LogBatch]]:
         now = self.runtime.state.now
+        on_l1 = self._l1()
         samples = [
             self._rpc("op-geth", now, lambda: self._geth(now)),
             self._rpc("op-node", now, lambda: self._op_node(now)),
-            self._rpc("op-batcher", now, lambda: self._health("op-batcher")),
-            self._rpc("op-proposer", now, lambda: self._health("op-proposer")),
+            self._rpc("op-batcher", now, lambda: self._health("op-batcher") | on_l1.get("op-batcher", {})),
+            self._rpc("op-proposer", now, lambda: self._health("op-proposer") | on_l1.get("op-proposer", {})),
         ]
         batches: list[LogBatch] = []
         for component in COMPONENTS:
@@ -104,6 +117,28 @@ class TwinCollector:
         self._call(component, "health_status")
         return {}
 
+    def _l1(self) -> dict[str, logic.Metrics]:
+        """The batcher's and proposer's L1 series; a read that fails leaves its series out."""
+        state = self.runtime.state
+        if rpc.l1_unreachable(state):
+            return {}  # the twin's L1 route answers 503: every L1 series is a gap this poll
+        found: dict[str, logic.Metrics] = {}
+        for read in self.l1_reads:
+            try:
+                answer = rpc.call(state, rpc.L1, read.method, json.loads(json.dumps(read.params)))
+                value = logic.l1_value(read, json.loads(json.dumps(answer.result)))
+            except (rpc.RpcError, ValueError):
+                continue
+            found.setdefault(read.component, {})[read.metric] = value
+        return found
+
+    def _disk(self, pod_name: str) -> logic.Metrics:
+        """``diskUsage`` from the chain node's kubelet stats summary, as the collector reads it."""
+        try:
+            return logic.data_volume_metrics(self.runtime.stats_summary(), namespace=CHAIN, pod=pod_name)
+        except ValueError:
+            return {}
+
     def _rpc(self, component: Component, now: float, work: Callable[[], logic.Metrics]) -> MetricSample:
         try:
             metrics = work()
@@ -119,8 +154,11 @@ class TwinCollector:
             error = f"no pod labelled app.kubernetes.io/name={component} in {CHAIN}"
             return self._sample(component, "k8s", now, {}, error=error), None
         usage = kube.pod_metrics(state, component)
-        sample = self._sample(component, "k8s", now, logic.pod_metrics(pod, usage, component=component))
-        return sample, self._new_logs(component, str(pod["metadata"]["name"]), now)
+        name = str(pod["metadata"]["name"])
+        metrics = logic.pod_metrics(pod, usage, component=component)
+        if component == DATA_VOLUME_OF:
+            metrics |= self._disk(name)
+        return self._sample(component, "k8s", now, metrics), self._new_logs(component, name, now)
 
     def _new_logs(self, component: Component, pod_name: str, now: float) -> LogBatch | None:
         pod = self.runtime.state.pods[component]

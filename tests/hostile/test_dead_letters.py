@@ -29,6 +29,7 @@ from sentinai.common.decisions import (
     ActionProposed,
     ActionRequested,
     AuditRecorded,
+    IncidentResolved,
     PredictionMade,
     RcaCompleted,
 )
@@ -102,6 +103,10 @@ def _good(family: str, chain: str) -> tuple[str, Event]:
                 engine="rules",
                 latency_ms=1.0,
             )
+        case "incident.resolved":
+            return subjects.incident_resolved(chain), IncidentResolved(
+                chain_id=chain, incident_id=new_id(), resolved_at=now, reason="quiet for 60 s"
+            )
         case "prediction.made":
             return subjects.prediction_made(chain), PredictionMade(
                 chain_id=chain,
@@ -169,8 +174,9 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "metrics.raw": ("detector", "rca", "predictor", "api"),
     "logs.raw": ("detector", "rca"),
     "anomaly.detected": ("rca", "api"),
-    "anomaly.resolved": ("rca", "planner", "api"),
+    "anomaly.resolved": ("rca", "api"),
     "rca.completed": ("planner", "api"),
+    "incident.resolved": ("planner",),
     "prediction.made": ("planner", "api"),
     "action.proposed": ("api",),
     "action.approved": ("executor", "api"),
@@ -185,6 +191,7 @@ STREAM = {
     "anomaly.detected": streams.EVENTS,
     "anomaly.resolved": streams.EVENTS,
     "rca.completed": streams.EVENTS,
+    "incident.resolved": streams.EVENTS,
     "prediction.made": streams.EVENTS,
     "audit": streams.AUDIT,
 }

@@ -212,6 +212,10 @@ def _rca_card_names_the_stall(page: Page) -> None:
     expect(card).to_be_visible(timeout=30_000)
     expect(card.get_by_test_id("rca-root-cause")).not_to_be_empty(timeout=5_000)
     expect(card.get_by_test_id("rca-confidence")).to_contain_text("%", timeout=5_000)
+    # The card says whether its evidence rule is met, or what it still waits for.
+    expect(card.get_by_test_id("rca-corroboration")).to_contain_text(
+        re.compile(r"corroborated|waiting for corroboration"), timeout=5_000
+    )
     expect(card.get_by_test_id("rca-hypotheses")).to_contain_text("sequencer_stall", timeout=5_000)
     expect(card.get_by_test_id("rca-evidence").locator("li").first).to_be_visible(timeout=5_000)
 

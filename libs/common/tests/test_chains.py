@@ -57,3 +57,48 @@ def test_bad_chains_file_names_the_problem(text: str, message: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ChainConfigError, match="cannot read chains file"):
         load_chains(tmp_path / "absent.yaml")
+
+
+L1_FILE = """
+chains:
+  - id: sepolia-l2
+    l1Rpc: https://l1.example:8545
+    batcherAddress: "0x8F23BB38F531600e5d8FDDaAEC41F13FaB46E98c"
+    proposerAddress: "0x49277EE36A024120Ee218127354c4a3591dc90A9"
+    l2OutputOracleAddress: 0x0000f8B4a4D2c3C9E6d33CF6CdA7A1Ac89BBe6E1
+"""
+
+
+def test_l1_accounts_and_oracle_parse_lower_cased() -> None:
+    (chain,) = parse_chains(L1_FILE)
+    assert str(chain.l1_rpc) == "https://l1.example:8545/"
+    assert chain.batcher_address == "0x8f23bb38f531600e5d8fddaaec41f13fab46e98c"
+    assert chain.proposer_address == "0x49277ee36a024120ee218127354c4a3591dc90a9"
+    # Unquoted, YAML reads the address as an integer: its leading zeros come back.
+    assert chain.l2_output_oracle_address == "0x0000f8b4a4d2c3c9e6d33cf6cda7a1ac89bbe6e1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            'chains:\n  - id: a\n    l1Rpc: http://l1\n    batcherAddress: "0x1234"\n',
+            "chains.0.batcherAddress",
+            id="short-address",
+        ),
+        pytest.param(
+            'chains:\n  - id: a\n    l1Rpc: http://l1\n    proposerAddress: "proposer"\n',
+            "chains.0.proposerAddress",
+            id="not-hex",
+        ),
+        pytest.param(
+            'chains:\n  - id: a\n    batcherAddress: "0x' + "ab" * 20 + '"\n',
+            "batcherAddress must be read on L1: set l1Rpc",
+            id="address-without-l1-rpc",
+        ),
+    ],
+)
+def test_bad_l1_settings_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(ChainConfigError) as info:
+        parse_chains(text, source="chains.yaml")
+    assert message in str(info.value)

@@ -91,6 +91,7 @@ def test_subjects_carry_chain_and_component_tokens() -> None:
     assert subjects.anomaly_detected("base") == "anomaly.detected.base"
     assert subjects.chain_of("logs.raw.base.op-node") == "base"
     assert subjects.chain_of("audit.base") == "base"
+    assert subjects.chain_of(subjects.incident_resolved("base")) == "base"
     with pytest.raises(subjects.InvalidTokenError):
         subjects.metrics_raw("bad chain", "op-geth")
     with pytest.raises(subjects.InvalidTokenError):

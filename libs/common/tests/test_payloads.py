@@ -13,6 +13,7 @@ PUBLISHED = {
     subjects.anomaly_detected("c1"): "anomaly_detected",
     subjects.anomaly_resolved("c1"): "anomaly_resolved",
     subjects.rca_completed("c1"): "rca_completed",
+    subjects.incident_resolved("c1"): "incident_resolved",
     subjects.prediction_made("c1"): "prediction_made",
     subjects.action_proposed("c1"): "action_proposed",
     subjects.action_approved("c1"): "action_approved",

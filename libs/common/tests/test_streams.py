@@ -23,6 +23,7 @@ async def test_ensure_streams_twice_and_every_subject_lands_in_its_stream(nats_s
             subjects.anomaly_detected("c1"): "EVENTS",
             subjects.anomaly_resolved("c1"): "EVENTS",
             subjects.rca_completed("c1"): "EVENTS",
+            subjects.incident_resolved("c1"): "EVENTS",
             subjects.prediction_made("c1"): "EVENTS",
             subjects.action_proposed("c1"): "ACTIONS",
             subjects.action_approved("c1"): "ACTIONS",

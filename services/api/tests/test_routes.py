@@ -235,6 +235,41 @@ async def test_deciding_an_unknown_or_settled_action_is_a_clear_4xx(
     assert sent.commands == []
 
 
+async def test_a_withdrawn_proposal_leaves_the_queue_with_its_reason_and_cannot_be_approved(
+    client: httpx.AsyncClient, model: ReadModel, sent: Any
+) -> None:
+    why = "incident resolved: blocks flow again for 60 s"
+    withdrawn = audit(1, action_id="act-pending", kind="withdrawn").model_copy(
+        update={"reasoning": why, "outcome": "withdrawn"}
+    )
+    model.apply_audit(withdrawn)
+    pending = (await client.get("/api/actions", params={"status": "pending"})).json()["actions"]
+    assert "act-pending" not in [a["actionId"] for a in pending]
+    history = (await client.get("/api/actions", params={"status": "history"})).json()["actions"]
+    [item] = [a for a in history if a["actionId"] == "act-pending"]
+    assert (item["status"], item["decidedBy"], item["decisionReason"]) == ("withdrawn", "planner", why)
+    late = await client.post("/api/actions/act-pending/approve", json=APPROVE, headers={"x-api-key": KEY})
+    assert late.status_code == 409
+    assert late.json()["detail"] == f"act-pending is withdrawn, not pending approval: {why}"
+    assert sent.commands == []
+
+
+async def test_a_waiting_proposal_upgraded_to_automatic_shows_its_new_status_and_reason(
+    client: httpx.AsyncClient, model: ReadModel
+) -> None:
+    upgraded = proposal("act-pending", status="auto_approved", at=NOW + timedelta(minutes=1)).model_copy(
+        update={"event_id": "proposed-upgraded", "reason": "corroborated: 3 of 3 polls"}
+    )
+    model.apply_proposed(upgraded)
+    model.apply_proposed(proposal("act-pending"))  # an older repeat changes nothing
+    [item] = [
+        a
+        for a in (await client.get("/api/actions", params={"status": "all"})).json()["actions"]
+        if a["actionId"] == "act-pending"
+    ]
+    assert (item["status"], item["reason"]) == ("auto_approved", "corroborated: 3 of 3 polls")
+
+
 async def test_a_requested_action_goes_to_the_planner_with_a_known_id(
     client: httpx.AsyncClient, sent: Any
 ) -> None:

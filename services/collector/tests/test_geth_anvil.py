@@ -1,4 +1,5 @@
-"""The op-geth poller against a real anvil node: head, stall, tx pool backlog, hung node."""
+"""The poller against a real anvil node: op-geth's head, stall, tx pool backlog, hung node; and anvil
+as L1: the batcher's and proposer's balances and the oracle's latest proposed block."""
 
 from __future__ import annotations
 
@@ -125,6 +126,62 @@ async def test_hung_node_is_reported_down_in_time_and_the_loop_keeps_going(
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+# Runtime code answering every call with one ABI-encoded uint256, 4_242_424, as the L2OutputOracle's
+# latestBlockNumber() answers: PUSH3 0x40bbf8, PUSH1 0, MSTORE, PUSH1 32, PUSH1 0, RETURN.
+ORACLE_CODE = "0x6240bbf860005260206000f3"
+
+
+async def test_balances_and_the_proposed_height_are_read_on_a_real_l1_node(anvil: Anvil) -> None:
+    funded = (await anvil.rpc("eth_accounts"))[0]  # anvil's dev accounts hold 10,000 ETH
+    oracle = "0x" + "0c" * 20
+    await anvil.rpc("anvil_setCode", [oracle, ORACLE_CODE])
+    chain = ChainConfig.model_validate(
+        {
+            "id": "l1",
+            "l1Rpc": anvil.url,
+            "batcherAddress": funded,
+            "proposerAddress": "0x" + "0b" * 20,  # never funded
+            "l2OutputOracleAddress": oracle,
+        }
+    )
+    poller = ChainPoller.open(chain, timeout_s=TIMEOUT_S, log_tail_lines=50)
+    try:
+        poll = await poller.poll()
+    finally:
+        await poller.aclose()
+    # No RPC of their own is configured: the L1 series come in samples of their own.
+    by_component = {s.component: s for s in poll.samples}
+    assert set(by_component) == {"op-batcher", "op-proposer"}
+    assert all(s.source == "rpc" and s.target_up for s in poll.samples)
+    assert by_component["op-batcher"].metrics == {catalog.BALANCE: 10_000.0}
+    assert by_component["op-proposer"].metrics == {catalog.BALANCE: 0.0, catalog.PROPOSED_L2: 4_242_424.0}
+
+
+async def test_an_oracle_address_without_code_is_a_gap_not_a_failure(
+    anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = ChainConfig.model_validate(
+        {
+            "id": "l1",
+            "l1Rpc": anvil.url,
+            "proposerAddress": "0x" + "0b" * 20,
+            "l2OutputOracleAddress": "0x" + "0d" * 20,  # a typo: nothing deployed there
+        }
+    )
+    poller = ChainPoller.open(chain, timeout_s=TIMEOUT_S, log_tail_lines=50)
+    try:
+        first, second = await poller.poll(), await poller.poll()
+    finally:
+        await poller.aclose()
+    for poll in (first, second):
+        (sample,) = poll.samples
+        assert sample.component == "op-proposer" and sample.target_up
+        assert sample.metrics == {catalog.BALANCE: 0.0}
+    (gap,) = [r for r in caplog.records if r.getMessage() == "series unavailable"]
+    assert getattr(gap, "metric", None) == catalog.PROPOSED_L2
+    assert "is there a contract at that address?" in getattr(gap, "error", "")
 
 
 async def test_poll_without_targets_publishes_nothing() -> None:

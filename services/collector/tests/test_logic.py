@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sentinai.collector import logic
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import catalog, subjects
+from sentinai.common.chains import ChainConfig
 
 # ---- quantities --------------------------------------------------------------------------------
 
@@ -205,6 +206,78 @@ def test_peer_stats_connected() -> None:
     assert logic.peer_stats_metrics(stats) == {catalog.PEER_COUNT: 12.0}
 
 
+# ---- L1 ----------------------------------------------------------------------------------------
+
+BATCHER = "0x" + "ba" * 20
+PROPOSER = "0x" + "0b" * 20
+ORACLE = "0x" + "0c" * 20
+
+
+def test_l1_reads_follow_the_chain_config() -> None:
+    chain = ChainConfig.model_validate(
+        {
+            "id": "c",
+            "l1Rpc": "http://l1:8545",
+            "batcherAddress": BATCHER.upper().replace("0X", "0x"),
+            "proposerAddress": PROPOSER,
+            "l2OutputOracleAddress": ORACLE,
+        }
+    )
+    reads = logic.l1_reads(chain)
+    assert [(r.component, r.metric, r.method, r.params) for r in reads] == [
+        ("op-batcher", catalog.BALANCE, "eth_getBalance", (BATCHER, "latest")),
+        ("op-proposer", catalog.BALANCE, "eth_getBalance", (PROPOSER, "latest")),
+        # latestBlockNumber(): keccak256("latestBlockNumber()")[:4], checked on anvil's web3_sha3.
+        ("op-proposer", catalog.PROPOSED_L2, "eth_call", ({"to": ORACLE, "data": "0x4599c788"}, "latest")),
+    ]
+
+
+def test_without_an_l1_rpc_nothing_is_read_on_l1() -> None:
+    assert logic.l1_reads(ChainConfig(id="c")) == ()
+    only_batcher = ChainConfig.model_validate({"id": "c", "l1Rpc": "http://l1", "batcherAddress": BATCHER})
+    assert [r.component for r in logic.l1_reads(only_batcher)] == ["op-batcher"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "eth"),
+    [
+        pytest.param("0xa688906bd8b00000", 12.0, id="12-eth"),
+        pytest.param("0x110d9316ec000", 0.0003, id="nearly-empty-key"),
+        pytest.param("0x0", 0.0, id="empty"),
+        pytest.param("0x21e19e0c9bab2400000", 10_000.0, id="anvil-dev-account"),
+    ],
+)
+def test_balance_is_wei_in_eth(answer: str, eth: float) -> None:
+    read = logic.L1Read("op-batcher", catalog.BALANCE, "eth_getBalance", (BATCHER, "latest"))
+    assert logic.l1_value(read, answer) == pytest.approx(eth)
+
+
+def test_proposed_height_is_the_oracle_word() -> None:
+    read = logic.l1_reads(
+        ChainConfig.model_validate({"id": "c", "l1Rpc": "http://l1", "l2OutputOracleAddress": ORACLE})
+    )[0]
+    assert logic.l1_value(read, "0x" + f"{4_836_402:064x}") == 4_836_402.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        pytest.param("0x", "no data: is there a contract", id="no-code-at-the-address"),
+        pytest.param("0x" + "00" * 31, "31 bytes", id="short-word"),
+        pytest.param("0x" + "zz" * 32, "not hex", id="not-hex"),
+        pytest.param(None, "not 0x-prefixed", id="null"),
+    ],
+)
+def test_a_malformed_oracle_answer_is_an_error(answer: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        logic.abi_uint(answer)
+
+
+def test_a_malformed_balance_is_an_error() -> None:
+    with pytest.raises(ValueError, match="hex quantity"):
+        logic.balance_eth("12")
+
+
 # ---- Kubernetes --------------------------------------------------------------------------------
 
 
@@ -308,6 +381,118 @@ def test_main_container_is_the_component_else_the_first() -> None:
     assert logic.main_container(pod, "op-geth") == "op-geth"
     assert logic.main_container(pod, "op-node") == "op-geth"
     assert logic.main_container({"spec": {"containers": []}}, "op-geth") is None
+
+
+# The kubelet's stats summary (/api/v1/nodes/{node}/proxy/stats/summary), trimmed to what matters:
+# op-geth's pod with a service-account token (tmpfs), its JWT secret and its chain database (a PVC).
+GIB = 2**30
+
+
+def _volume(name: str, *, capacity: int, used: int, available: int | None, pvc: str | None = None) -> dict:
+    volume: dict[str, object] = {"time": "2026-11-26T23:14:15Z", "name": name, "capacityBytes": capacity}
+    volume |= {"usedBytes": used, "inodesFree": 1000, "inodes": 2000, "inodesUsed": 1000}
+    if available is not None:
+        volume["availableBytes"] = available
+    if pvc is not None:
+        volume["pvcRef"] = {"name": pvc, "namespace": "op-stack"}
+    return volume
+
+
+def _summary(*volumes: dict, pod: str = "op-geth-0", namespace: str = "op-stack") -> dict:
+    other = {"podRef": {"name": pod, "namespace": "elsewhere", "uid": "u0"}, "volume": [volumes[0]]}
+    return {
+        "node": {"nodeName": "node-1", "fs": {"capacityBytes": 200 * GIB}},
+        "pods": [
+            other,
+            {
+                "podRef": {"name": pod, "namespace": namespace, "uid": "u1"},
+                "startTime": "x",
+                "volume": list(volumes),
+            },
+        ],
+    }
+
+
+TOKEN = _volume("kube-api-access-x7k2p", capacity=8 * GIB, used=12_288, available=8 * GIB - 12_288)
+JWT = _volume("jwt-secret", capacity=8 * GIB, used=4096, available=8 * GIB - 4096)
+
+
+@pytest.mark.parametrize(
+    ("volumes", "expected"),
+    [
+        pytest.param(
+            [
+                TOKEN,
+                JWT,
+                _volume(
+                    "data", capacity=512 * GIB, used=132 * GIB, available=380 * GIB, pvc="data-op-geth-0"
+                ),
+            ],
+            100 * 132 / 512,
+            id="the-pvc-not-the-tmpfs-volumes",
+        ),
+        pytest.param(
+            # ext4 keeps 5 % for root: with nothing left to write, df (and op-geth) see a full disk.
+            [TOKEN, _volume("data", capacity=100 * GIB, used=95 * GIB, available=0, pvc="data-op-geth-0")],
+            100.0,
+            id="reserved-blocks-count-as-full",
+        ),
+        pytest.param(
+            [_volume("data", capacity=100 * GIB, used=40 * GIB, available=None, pvc="data-op-geth-0")],
+            40.0,
+            id="no-available-bytes-used-over-capacity",
+        ),
+        pytest.param(
+            [
+                _volume("snapshots", capacity=50 * GIB, used=45 * GIB, available=5 * GIB, pvc="snap"),
+                _volume(
+                    "data", capacity=512 * GIB, used=256 * GIB, available=256 * GIB, pvc="data-op-geth-0"
+                ),
+            ],
+            50.0,
+            id="the-largest-of-several-pvcs",
+        ),
+        pytest.param(
+            [TOKEN, _volume("datadir", capacity=200 * GIB, used=150 * GIB, available=50 * GIB)],
+            75.0,
+            id="no-pvc-the-largest-volume",
+        ),
+    ],
+)
+def test_disk_usage_of_the_data_volume(volumes: list[dict], expected: float) -> None:
+    metrics = logic.data_volume_metrics(_summary(*volumes), namespace="op-stack", pod="op-geth-0")
+    assert metrics == {catalog.DISK_USAGE: pytest.approx(expected)}
+
+
+@pytest.mark.parametrize(
+    ("summary", "message"),
+    [
+        pytest.param(_summary(TOKEN, pod="op-geth-1"), "no pod op-stack/op-geth-0", id="pod-not-on-the-node"),
+        pytest.param(
+            _summary(TOKEN, namespace="other"), "no pod op-stack/op-geth-0", id="same-name-elsewhere"
+        ),
+        pytest.param(
+            {"pods": [{"podRef": {"name": "op-geth-0", "namespace": "op-stack"}}]},
+            "no volume",
+            id="no-volumes",
+        ),
+        pytest.param({"node": {}}, "no pod", id="no-pods"),
+        pytest.param({"pods": 5}, "no pod", id="pods-not-a-list"),
+        pytest.param(
+            {"pods": [{"podRef": {"name": "op-geth-0", "namespace": "op-stack"}, "volume": 5}]},
+            "no volume",
+            id="volumes-not-a-list",
+        ),
+    ],
+)
+def test_a_summary_without_the_pods_volume_is_an_error(summary: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        logic.data_volume_metrics(summary, namespace="op-stack", pod="op-geth-0")
+
+
+def test_node_of_a_scheduled_and_a_pending_pod() -> None:
+    assert logic.node_of({"spec": {"nodeName": "ip-10-0-1-7"}}) == "ip-10-0-1-7"
+    assert logic.node_of({"spec": {}}) is None
 
 
 # ---- logs and cadence --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The full poller (RPC and Kubernetes: pods, pod metrics, pod logs) against the OP Stack twin."""
+"""The full poller (RPC, L1 and Kubernetes: pods, pod metrics, stats summary, pod logs) against the
+OP Stack twin."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -30,12 +33,27 @@ class Twin:
     chain: ChainConfig
     process: subprocess.Popen[bytes]
 
-    async def step(self, n: int) -> None:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            answer = await client.post(
-                f"http://127.0.0.1:{self.port}/control/chains/twin/step", params={"n": n}
-            )
+    async def _control(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}/control", timeout=10.0
+        ) as client:
+            answer = await client.request(method, path, **kwargs)
             answer.raise_for_status()
+            return answer.json()
+
+    async def step(self, n: int) -> dict[str, Any]:
+        """Advance ``n`` ticks; the chain's state after them (the twin's own snapshot)."""
+        state: dict[str, Any] = await self._control("POST", "/chains/twin/step", params={"n": n})
+        return state
+
+    async def inject(self, kind: str) -> None:
+        await self._control("POST", "/chains/twin/incidents", json={"kind": kind})
+
+    async def clear(self, kind: str) -> None:
+        await self._control("DELETE", f"/chains/twin/incidents/{kind}")
+
+    async def kube_fault(self, **fault: Any) -> None:
+        await self._control("POST", "/kube/faults", json=fault)
 
 
 @pytest.fixture
@@ -78,7 +96,15 @@ async def poller(twin: Twin) -> AsyncIterator[ChainPoller]:
 
 
 def k8s_sample(poll: Poll, component: str) -> dict[str, float]:
-    (sample,) = [s for s in poll.samples if s.source == "k8s" and s.component == component]
+    return up_sample(poll, component, "k8s")
+
+
+def rpc_sample(poll: Poll, component: str) -> dict[str, float]:
+    return up_sample(poll, component, "rpc")
+
+
+def up_sample(poll: Poll, component: str, source: str) -> dict[str, float]:
+    (sample,) = [s for s in poll.samples if s.source == source and s.component == component]
     assert sample.target_up, sample.error
     return sample.metrics
 
@@ -181,9 +207,10 @@ async def test_a_log_that_cannot_be_read_fails_alone_and_the_rest_of_the_round_i
     kube = KubeReader.from_kubeconfig(twin.chain.kubeconfig, namespace=twin.chain.namespace, timeout_s=5.0)
     try:
         await twin.step(3)
-        pods, usage = await kube.pods_and_usage()
-        geth = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith("op-geth"))
-        assert geth in usage
+        read = await kube.pods_and_usage()
+        geth = next(p["metadata"]["name"] for p in read.pods if p["metadata"]["name"].startswith("op-geth"))
+        assert geth in read.usage
+        assert read.summary is None  # none asked for
         gone, written = await kube.tail_logs([("op-node-99", "op-node"), (geth, "op-geth")], lines=20)
         assert isinstance(gone, KubeError) and gone.status == 404
         assert "log of twin/op-node-99/op-node: HTTP 404" in str(gone)
@@ -195,7 +222,126 @@ async def test_a_log_that_cannot_be_read_fails_alone_and_the_rest_of_the_round_i
         hook = configuration.refresh_api_key_hook
         assert isinstance(hook, ThrottledRefresh)
         for _ in range(3):
-            assert len((await kube.pods_and_usage())[0]) == len(COMPONENTS)
+            assert len((await kube.pods_and_usage()).pods) == len(COMPONENTS)
         assert configuration.refresh_api_key_hook is hook
     finally:
         await kube.aclose()
+
+
+# ---- L1 balances, the proposed height and the data volume ------------------------------------------
+
+ETH = 10**18
+GIB = 2**30
+
+
+def l1_and_disk(poll: Poll) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """The op-batcher and op-proposer RPC samples and op-geth's pod sample."""
+    return rpc_sample(poll, "op-batcher"), rpc_sample(poll, "op-proposer"), k8s_sample(poll, "op-geth")
+
+
+async def test_balances_proposed_height_and_disk_usage_arrive_as_the_twin_has_them(
+    twin: Twin, poller: ChainPoller
+) -> None:
+    chain = twin.chain
+    assert chain.l1_rpc is not None and chain.l2_output_oracle_address is not None
+    assert chain.batcher_address is not None and chain.proposer_address is not None
+
+    state = await twin.step(3)
+    batcher, proposer, geth = l1_and_disk(await poller.poll())
+    assert batcher[catalog.BALANCE] == pytest.approx(state["batcherBalanceWei"] / ETH)
+    assert proposer[catalog.BALANCE] == pytest.approx(state["proposerBalanceWei"] / ETH)
+    assert proposer[catalog.PROPOSED_L2] == state["heights"]["proposedL2"]
+    used = state["diskCapacityBytes"] - state["diskFreeBytes"]
+    assert geth[catalog.DISK_USAGE] == pytest.approx(100 * used / state["diskCapacityBytes"])
+    assert 10 < geth[catalog.DISK_USAGE] < 50  # a healthy node
+    assert catalog.DISK_USAGE not in k8s_sample(await poller.poll(), "op-node")
+
+    # The proposer proposes the safe head every 30 ticks: the height on L1 moves, the key pays.
+    moved = await twin.step(90)
+    _, proposer_later, _ = l1_and_disk(await poller.poll())
+    assert (
+        proposer_later[catalog.PROPOSED_L2] == moved["heights"]["proposedL2"] > proposer[catalog.PROPOSED_L2]
+    )
+    assert proposer_later[catalog.BALANCE] < proposer[catalog.BALANCE]
+
+
+async def test_the_three_series_follow_the_twins_incidents(twin: Twin, poller: ChainPoller) -> None:
+    await twin.step(3)
+    before_batcher, before_proposer, _ = l1_and_disk(await poller.poll())
+    assert before_batcher[catalog.BALANCE] > 1.0
+
+    for kind in ("batcher_failure", "proposer_failure", "disk_pressure"):
+        await twin.inject(kind)
+    await twin.step(90)
+    batcher, proposer, geth = l1_and_disk(await poller.poll())
+    assert batcher[catalog.BALANCE] < 0.001  # the batcher key is empty
+    assert proposer[catalog.PROPOSED_L2] == before_proposer[catalog.PROPOSED_L2]  # nothing proposed
+    assert proposer[catalog.BALANCE] == before_proposer[catalog.BALANCE]  # nothing paid either
+    assert geth[catalog.DISK_USAGE] > 99.0  # 1.2 GiB left of 512
+
+    for kind in ("batcher_failure", "proposer_failure", "disk_pressure"):
+        await twin.clear(kind)
+    await twin.step(90)
+    batcher, proposer, geth = l1_and_disk(await poller.poll())
+    assert batcher[catalog.BALANCE] > 1.0
+    assert proposer[catalog.PROPOSED_L2] > before_proposer[catalog.PROPOSED_L2]
+    assert geth[catalog.DISK_USAGE] < 50.0
+
+
+def gap_reports(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
+    return [
+        (r.getMessage(), getattr(r, "component", ""), getattr(r, "metric", ""))
+        for r in caplog.records
+        if r.getMessage() in ("series unavailable", "series available again")
+    ]
+
+
+async def test_an_l1_outage_leaves_out_only_the_l1_series_and_says_so_once(
+    twin: Twin, poller: ChainPoller, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sentinai.collector")
+    await twin.step(3)
+    assert catalog.BALANCE in rpc_sample(await poller.poll(), "op-batcher")
+    await twin.inject("l1_rpc_outage")
+    await twin.step(1)
+    for _ in range(3):
+        poll = await poller.poll()
+        # The batcher and proposer still answer: L1 trouble is not theirs, nothing looks down.
+        assert all(s.target_up for s in poll.samples), [s.error for s in poll.samples if not s.target_up]
+        batcher, proposer, geth = l1_and_disk(poll)
+        assert catalog.BALANCE not in batcher
+        assert not {catalog.BALANCE, catalog.PROPOSED_L2} & set(proposer)
+        assert catalog.DISK_USAGE in geth
+    missing = [
+        ("series unavailable", "op-batcher", catalog.BALANCE),
+        ("series unavailable", "op-proposer", catalog.BALANCE),
+        ("series unavailable", "op-proposer", catalog.PROPOSED_L2),
+    ]
+    assert sorted(gap_reports(caplog)) == missing  # once each, not once per poll
+    (record,) = [r for r in caplog.records if getattr(r, "metric", "") == catalog.PROPOSED_L2]
+    assert "HTTP 503" in record.error  # type: ignore[attr-defined]
+
+    await twin.clear("l1_rpc_outage")
+    batcher, proposer, _ = l1_and_disk(await poller.poll())
+    assert catalog.BALANCE in batcher and catalog.PROPOSED_L2 in proposer
+    back = [("series available again", c, m) for _, c, m in missing]
+    assert sorted(gap_reports(caplog)) == sorted(missing + back)
+
+
+async def test_a_forbidden_stats_summary_costs_only_disk_usage(
+    twin: Twin, poller: ChainPoller, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sentinai.collector")
+    await twin.step(3)
+    # No RBAC for nodes/proxy: the API server answers 403 Forbidden.
+    await twin.kube_fault(verb="proxy", status=403, times=2)
+    for _ in range(2):
+        poll = await poller.poll()
+        assert all(s.target_up for s in poll.samples), [s.error for s in poll.samples if not s.target_up]
+        geth = k8s_sample(poll, "op-geth")
+        assert catalog.DISK_USAGE not in geth
+        assert geth[catalog.POD_READY] == 1.0
+    assert gap_reports(caplog) == [("series unavailable", "op-geth", catalog.DISK_USAGE)]
+    (record,) = [r for r in caplog.records if r.getMessage() == "series unavailable"]
+    assert "stats summary of node twin-node-1: HTTP 403" in record.error  # type: ignore[attr-defined]
+    assert catalog.DISK_USAGE in k8s_sample(await poller.poll(), "op-geth")

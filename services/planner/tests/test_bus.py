@@ -11,16 +11,19 @@ import pytest
 from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
 
 from sentinai.common import streams, subjects
-from sentinai.common.actions import ScaleCpu, ScaleDown
+from sentinai.common.actions import RestartComponent, ScaleCpu, ScaleDown
 from sentinai.common.decisions import (
     ActionApproved,
     ActionCommand,
+    ActionExecuted,
     ActionProposed,
     AuditRecorded,
+    Corroboration,
+    IncidentResolved,
     PredictionMade,
     RcaCompleted,
 )
-from sentinai.common.events import AnomalyResolved, DeadLetter, Event
+from sentinai.common.events import DeadLetter, Event
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import load_policy
 from sentinai.common.state import RedisStateStore
@@ -65,8 +68,11 @@ class Rig:
         body = event if isinstance(event, bytes) else event.to_json()
         await self.broker.publish(body, subject, stream=stream.name)
 
-    async def rca(self, cause: RootCauseClass, *, episode: str = "ep-1") -> None:
-        await self.send(subjects.rca_completed("opmain"), rca(cause, episode=episode), streams.EVENTS)
+    async def rca(
+        self, cause: RootCauseClass, *, episode: str = "ep-1", corroboration: Corroboration | None = None
+    ) -> None:
+        event = rca(cause, episode=episode, corroboration=corroboration or CORROBORATED)
+        await self.send(subjects.rca_completed("opmain"), event, streams.EVENTS)
 
     async def command(self, action_id: str, by: str, command: str = "approve", *, event_id: str = "") -> None:
         cmd = ActionCommand(
@@ -81,16 +87,31 @@ class Rig:
     def approvals(self) -> list[ActionApproved]:
         return [ActionApproved.model_validate_json(b) for b in self.approved.bodies]
 
+    def audits(self) -> list[AuditRecorded]:
+        return [AuditRecorded.model_validate_json(b) for b in self.audit.bodies]
+
     def audit_kinds(self) -> list[tuple[str, str, str | None]]:
-        records = [AuditRecorded.model_validate_json(b) for b in self.audit.bodies]
-        return [(r.kind, r.actor, r.outcome) for r in records]
+        return [(r.kind, r.actor, r.outcome) for r in self.audits()]
 
 
-def rca(cause: RootCauseClass, *, episode: str = "ep-1") -> RcaCompleted:
+def grounds(*, auto: bool) -> Corroboration:
+    polls = 3 if auto else 1
+    status = "corroborated: 3 of 3 polls" if auto else "waiting for corroboration: 1 of 3 polls"
+    return Corroboration(polls=polls, required_polls=3, proposal_met=True, auto_met=auto, status=status)
+
+
+CORROBORATED = grounds(auto=True)
+PARTIAL = grounds(auto=False)
+
+
+def rca(
+    cause: RootCauseClass, *, episode: str = "ep-1", corroboration: Corroboration | None = CORROBORATED
+) -> RcaCompleted:
     return RcaCompleted(
         chain_id="opmain",
-        event_id=f"rca-{cause}-{episode}",
+        event_id=f"rca-{cause}-{episode}-{corroboration.auto_met if corroboration else None}",
         occurred_at=T0,
+        corroboration=corroboration,
         episode_id=episode,
         anomaly_event_id="an-1",
         root_cause=f"diagnosed {cause}",
@@ -202,16 +223,116 @@ async def test_a_pending_proposal_expires_and_can_no_longer_be_approved(rig: Rig
     assert [k for k, _, _ in rig.audit_kinds()] == ["proposed", "expired", "refused"]
 
 
-async def test_a_resolved_incident_retires_its_pending_remedy(rig: Rig) -> None:
-    await rig.rca("sequencer_stall", episode="ep-9")
-    resolved = AnomalyResolved(
-        chain_id="opmain", episode_id="ep-9", component="op-geth", metric="secondsSinceHead",
-        rule="liveness", started_at=T0, duration_s=42, description="blocks flow again",
+# ------------------------------------------------------------------------------------------- evidence
+
+
+async def test_an_uncorroborated_diagnosis_publishes_nothing(rig: Rig) -> None:
+    old = rca("op_geth_cpu_saturation", corroboration=None)
+    await rig.send(subjects.rca_completed("opmain"), old, streams.EVENTS)
+    assert rig.proposals() == [] and rig.approvals() == [] and rig.audit_kinds() == []
+    assert await rig.records.all_ids() == []
+
+
+async def test_a_later_corroborated_diagnosis_upgrades_the_waiting_proposal_once(rig: Rig) -> None:
+    await rig.rca("peer_loss", corroboration=PARTIAL)
+    [waiting] = rig.proposals()
+    assert waiting.status == "pending_approval" and rig.approvals() == []
+    assert "waiting for corroboration: 1 of 3 polls" in waiting.reason
+
+    rig.clock.now = T0 + timedelta(seconds=40)
+    await rig.rca("peer_loss")  # the same incident, now corroborated: the same action id
+    await rig.rca("peer_loss")  # redelivered
+    [_, upgraded] = rig.proposals()
+    [approved] = rig.approvals()
+    assert (upgraded.action_id, upgraded.status) == (waiting.action_id, "auto_approved")
+    assert upgraded.event_id != waiting.event_id and "corroborated: 3 of 3 polls" in upgraded.reason
+    assert (approved.action_id, approved.approvers) == (waiting.action_id, ())
+    assert rig.audit_kinds() == [
+        ("proposed", "planner", "pending_approval"),
+        ("approved", "planner", "approved"),
+    ]
+    assert rig.audits()[-1].reasoning.startswith("upgraded from pending approval")
+    assert await rig.records.pending_ids() == []
+    record = await rig.records.proposal(waiting.action_id)
+    assert record is not None and record.status == "auto_approved"
+
+    # A person's approval arriving late changes nothing: the policy approved it already.
+    await rig.command(waiting.action_id, "alice")
+    assert len(rig.approvals()) == 1
+    assert rig.audit_kinds()[-1] == ("refused", "alice", "approve refused")
+
+
+async def test_a_proposal_a_person_decided_is_not_upgraded(rig: Rig) -> None:
+    await rig.rca("peer_loss", corroboration=PARTIAL)
+    [waiting] = rig.proposals()
+    await rig.command(waiting.action_id, "carol", "reject")
+    await rig.rca("peer_loss")
+    assert len(rig.proposals()) == 1 and rig.approvals() == []
+
+
+# ----------------------------------------------------------------------------------------- withdrawal
+
+
+def resolution(incident: str) -> IncidentResolved:
+    return IncidentResolved(
+        chain_id="opmain", incident_id=incident, resolved_at=T0, reason="blocks flow again for 60 s"
+    )
+
+
+async def test_a_resolved_incident_withdraws_its_waiting_remedies_and_refuses_their_approval(
+    rig: Rig,
+) -> None:
+    await rig.rca("sequencer_stall", episode="inc-9")
+    await rig.rca("sequencer_stall", episode="inc-10")
+    stall, other = rig.proposals()
+    for _ in range(2):  # redelivered: withdrawn and audited once
+        await rig.send(subjects.incident_resolved("opmain"), resolution("inc-9"), streams.EVENTS)
+
+    ledger = await rig.records.ledger(stall.action_id)
+    assert (ledger.decision, ledger.why) == ("withdrawn", "incident resolved: blocks flow again for 60 s")
+    assert await rig.records.pending_ids() == [other.action_id]
+    withdrawn = [r for r in rig.audits() if r.kind == "withdrawn"]
+    assert [(r.action_id, r.actor, r.reasoning) for r in withdrawn] == [
+        (stall.action_id, "planner", "incident resolved: blocks flow again for 60 s")
+    ]
+
+    await rig.command(stall.action_id, "alice")
+    assert rig.approvals() == []
+    refused = rig.audits()[-1]
+    assert (refused.kind, refused.actor) == ("refused", "alice")
+    assert refused.reasoning == "the proposal was withdrawn: incident resolved: blocks flow again for 60 s"
+
+    # A diagnosis of the resolved incident handled late (another consumer, a replay) proposes nothing.
+    await rig.rca("peer_loss", episode="inc-9")
+    assert len(rig.proposals()) == 2
+
+
+# ------------------------------------------------------------------------------------------ cooldowns
+
+
+def restart_done(*, dry_run: bool, started: datetime) -> ActionExecuted:
+    return ActionExecuted(
+        chain_id="opmain", action_id="act-earlier", action=RestartComponent(component="op-node"),
+        outcome="dry_run" if dry_run else "succeeded", detail="d", dry_run=dry_run,
+        started_at=started, finished_at=started + timedelta(seconds=30),
     )  # fmt: skip
-    await rig.send(subjects.anomaly_resolved("opmain"), resolved, streams.EVENTS)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["executed", "dry-run"])
+async def test_a_remedy_inside_the_executors_cooldown_is_published_refused(rig: Rig, dry_run: bool) -> None:
+    started = T0 - timedelta(seconds=90)
+    await rig.send(
+        subjects.action_executed("opmain"), restart_done(dry_run=dry_run, started=started), streams.ACTIONS
+    )
+    await rig.rca("sequencer_stall")
     [proposal] = rig.proposals()
-    assert (await rig.records.ledger(proposal.action_id)).decision == "expired"
-    assert rig.audit_kinds()[-1] == ("expired", "planner", "expired")
+    if dry_run:  # a dry run never takes the executor's lock
+        assert proposal.status == "pending_approval"
+        return
+    assert proposal.status == "refused"
+    assert proposal.refusal == "op-node was restarted at 00:58:30; cooldown 600 s until 01:08:30"
+    assert rig.audit_kinds() == [("refused", "planner", "refused")]
+    assert await rig.records.pending_ids() == []
 
 
 def forecast(vcpu: float, i: int) -> PredictionMade:
@@ -248,9 +369,10 @@ async def test_the_scale_down_lull_comes_from_the_settings(
     ("subject", "stream"),
     [
         (subjects.rca_completed("opmain"), streams.EVENTS),
+        (subjects.incident_resolved("opmain"), streams.EVENTS),
         (subjects.action_command("opmain"), streams.ACTIONS),
     ],
-    ids=["rca", "command"],
+    ids=["rca", "incident-resolved", "command"],
 )
 async def test_malformed_input_is_dead_lettered(rig: Rig, subject: str, stream: streams.StreamSpec) -> None:
     await rig.send(subject, b'{"chainId": "opmain", "actionId": 5', stream)

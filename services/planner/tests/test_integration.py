@@ -18,7 +18,13 @@ from nats.aio.msg import Msg
 from sentinai.cli import actions as cli_actions
 from sentinai.cli.main import parser
 from sentinai.common import streams, subjects
-from sentinai.common.decisions import ActionApproved, ActionProposed, RcaCompleted
+from sentinai.common.decisions import (
+    ActionApproved,
+    ActionProposed,
+    Corroboration,
+    IncidentResolved,
+    RcaCompleted,
+)
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
@@ -51,6 +57,9 @@ def rca(cause: RootCauseClass, episode: str) -> RcaCompleted:
         confidence=0.9,
         engine="rules",
         latency_ms=3.0,
+        corroboration=Corroboration(
+            polls=3, required_polls=3, proposal_met=True, auto_met=True, status="corroborated: 3 of 3 polls"
+        ),
     )
 
 
@@ -145,5 +154,58 @@ async def test_rca_to_approval_through_the_cli(
             assert len(lines) == 4  # stall proposed, cpu proposed + auto approved, stall approved by alice
             assert "alice" in lines[0] and "approved" in lines[0]
             assert len(proposed) == 2  # the redelivered stall RCA proposed nothing new
+    finally:
+        await nc.close()
+
+
+async def test_a_resolved_incident_withdraws_its_waiting_remedy_on_a_real_server(
+    nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with running_planner(nats_server.url, monkeypatch):
+            js = nc.jetstream()
+            stall = rca("sequencer_stall", "inc-over")
+            await js.publish(subjects.rca_completed(CHAIN), stall.to_json(), stream=streams.EVENTS.name)
+
+            async def waiting() -> bool:
+                return "pending_approval" in await cli("actions", "list", state_dir=tmp_path)
+
+            await until(waiting)
+            over = IncidentResolved(
+                chain_id=CHAIN,
+                incident_id="inc-over",
+                resolved_at=stall.occurred_at,
+                reason="blocks flow again",
+            )
+            ack = await js.publish(
+                subjects.incident_resolved(CHAIN), over.to_json(), stream=streams.EVENTS.name
+            )
+            assert ack.stream == streams.EVENTS.name
+
+            async def withdrawn() -> bool:
+                return "withdrawn" in await cli("actions", "list", "--all", state_dir=tmp_path)
+
+            await until(withdrawn)
+            assert "no pending proposals" in await cli("actions", "list", state_dir=tmp_path)
+            [line] = [
+                x
+                for x in (await cli("actions", "list", "--all", state_dir=tmp_path)).splitlines()
+                if "withdrawn" in x
+            ]
+            late = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "sentinai.cli.main", "--state-dir", str(tmp_path),
+                 "actions", "approve", line.split()[0], "--by", "alice"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert late.returncode == 2 and "withdrawn: incident resolved: blocks flow again" in late.stderr
+
+            async def audited() -> bool:
+                return "incident resolved: blocks flow again" in await cli(
+                    "audit", "--chain", CHAIN, state_dir=tmp_path
+                )
+
+            await until(audited)
     finally:
         await nc.close()

@@ -23,17 +23,36 @@ from sentinai.common.decisions import (
     ActionProposed,
     ActionRequested,
     AuditRecorded,
+    Corroboration,
+    IncidentResolved,
+    Outcome,
     PredictionMade,
     RcaCompleted,
     requested_action_id,
 )
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import load_policy
-from sentinai.planner import logic
+from sentinai.planner import cooldowns, logic
 from sentinai.planner.logic import Approval
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+
+def grounds(*, proposal: bool = True, auto: bool = True, status: str = "") -> Corroboration:
+    """The rca's verdict on the evidence: met for a proposal and for automatic execution by default."""
+    polls = 3 if auto else 1
+    return Corroboration(
+        polls=polls,
+        required_polls=3,
+        proposal_met=proposal,
+        auto_met=auto,
+        status=status or (f"corroborated: {polls} of 3 polls" if auto else f"{polls} of 3 polls"),
+    )
+
+
+CORROBORATED = grounds()
+PARTIAL = grounds(auto=False)
 
 
 def rca(
@@ -43,10 +62,13 @@ def rca(
     evidence: tuple[str, ...] = (),
     chain: str = "opmain",
     episode: str = "ep-1",
+    corroboration: Corroboration | None = CORROBORATED,
+    at: datetime = T0,
 ) -> RcaCompleted:
     return RcaCompleted(
         chain_id=chain,
-        occurred_at=T0,
+        occurred_at=at,
+        corroboration=corroboration,
         episode_id=episode,
         anomaly_event_id="an-1",
         root_cause=f"diagnosed {cause}",
@@ -525,3 +547,241 @@ def test_the_same_request_redelivered_proposes_the_same_action_id() -> None:
     first = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
     again = logic.plan_request(req, policy=POLICY, now=T0 + timedelta(seconds=5), block_time_s=2.0)
     assert first.action_id == again.action_id
+
+
+# ------------------------------------------------------------------------------------------- evidence
+
+
+@pytest.mark.parametrize(
+    "cause", ["sequencer_stall", "op_geth_cpu_saturation", "jwt_mismatch", "disk_pressure"]
+)
+@pytest.mark.parametrize(
+    "corroboration",
+    [None, grounds(proposal=False, auto=False, status="waiting for corroboration: 1 of 3 polls")],
+    ids=["old-event", "one-poll"],
+)
+def test_an_uncorroborated_diagnosis_proposes_nothing_not_even_a_notification(
+    cause: RootCauseClass, corroboration: Corroboration | None
+) -> None:
+    assert logic.plan_rca(rca(cause, corroboration=corroboration), policy=POLICY, now=T0) == []
+
+
+@pytest.mark.parametrize(
+    "status", ["2 of 3 polls", "waiting for corroboration: 2 of 3 polls"], ids=["bare", "phrased"]
+)
+@pytest.mark.parametrize(
+    ("cause", "kind"),
+    [
+        ("op_geth_cpu_saturation", "scale_cpu"),
+        ("peer_loss", "restart_component"),
+        ("disk_pressure", "notify"),
+    ],
+)
+def test_short_of_the_automatic_bar_an_automatic_tier_waits_for_one_person(
+    cause: RootCauseClass, kind: str, status: str
+) -> None:
+    weak = rca(cause, corroboration=grounds(auto=False, status=status))
+    [proposal] = logic.plan_rca(weak, policy=POLICY, now=T0)
+    assert (proposal.action.kind, proposal.tier) == (kind, "low")
+    assert (proposal.status, proposal.approvals_required) == ("pending_approval", 1)
+    assert proposal.reason.endswith("; waiting for corroboration: 2 of 3 polls")
+    assert proposal.reason.count("waiting for corroboration") == 1
+    approved = logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=T0)
+    assert approved.status == "approved"
+
+
+def test_a_corroborated_diagnosis_says_so_and_runs_by_its_tier() -> None:
+    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    assert scale.status == "auto_approved" and scale.reason.endswith("; corroborated: 3 of 3 polls")
+    [restart] = logic.plan_rca(rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, now=T0)
+    assert (restart.status, restart.approvals_required) == ("pending_approval", 1)  # high: as ever
+
+
+# -------------------------------------------------------------------------------------------- upgrade
+
+
+def test_a_later_corroborated_diagnosis_upgrades_the_waiting_proposal_to_automatic() -> None:
+    [first] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    later = T0 + timedelta(seconds=40)
+    [fresh] = logic.plan_rca(rca("peer_loss", at=later), policy=POLICY, now=later)
+    assert fresh.action_id == first.action_id  # same incident, same remedy: the same action
+    upgraded = logic.upgrade(first, None, fresh)
+    assert upgraded is not None
+    assert (upgraded.status, upgraded.approvals_required, upgraded.occurred_at) == ("auto_approved", 0, later)
+    assert upgraded.reason == fresh.reason and "corroborated" in upgraded.reason
+    # Its own event id (the first one's and the plain re-proposal's are taken); the proposal's
+    # identity (correlation, deadline) stays the first one's.
+    assert upgraded.event_id not in (first.event_id, fresh.event_id)
+    assert (upgraded.correlation_id, upgraded.expires_at) == (first.correlation_id, first.expires_at)
+    assert logic.upgrade(upgraded, None, fresh) is None  # a redelivery: nothing more
+    too_late = first.expires_at
+    [fresh_too_late] = logic.plan_rca(rca("peer_loss", at=too_late), policy=POLICY, now=too_late)
+    assert logic.upgrade(first, None, fresh_too_late) is None  # it expires, it is not revived
+
+
+@pytest.mark.parametrize("decision", ["approved", "rejected", "expired", "withdrawn"])
+def test_a_decided_proposal_is_never_upgraded(decision: logic.Decision) -> None:
+    [first] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [fresh] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0)
+    assert logic.upgrade(first, decision, fresh) is None
+
+
+def test_no_upgrade_while_still_short_of_evidence_for_an_approval_tier_or_in_a_cooldown() -> None:
+    [weak] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [again] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    assert logic.upgrade(weak, None, again) is None
+    [stall] = logic.plan_rca(rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [stall_sure] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    assert stall_sure.status == "pending_approval" and logic.upgrade(stall, None, stall_sure) is None
+    cooling = {"op-node": restarted("op-node", ago_s=30)}
+    [held] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0, cooldowns=cooling)
+    assert held.status == "refused" and logic.upgrade(weak, None, held) is None
+
+
+# ----------------------------------------------------------------------------------------- withdrawal
+
+
+def resolution(incident: str = "ep-1", *, chain: str = "opmain") -> IncidentResolved:
+    return IncidentResolved(
+        chain_id=chain, incident_id=incident, resolved_at=T0, reason="blocks flow again for 60 s"
+    )
+
+
+def test_an_incident_resolution_has_one_event_id_however_it_is_built() -> None:
+    event = resolution()
+    assert event.event_id == IncidentResolved.model_validate_json(event.to_json()).event_id
+    assert event.event_id == resolution().event_id != resolution("ep-2").event_id
+    assert IncidentResolved.model_validate_json(event.to_json()) == event
+    bare = b'{"chainId": "opmain", "incidentId": "ep-1", "resolvedAt": "2026-11-27T01:00:00Z", "reason": "r"}'
+    assert IncidentResolved.model_validate_json(bare).event_id == event.event_id  # a publisher without ids
+    explicit = IncidentResolved(
+        event_id="given", chain_id="opmain", incident_id="ep-1", resolved_at=T0, reason="r"
+    )
+    assert explicit.event_id == "given"
+
+
+def test_only_the_waiting_proposals_of_the_resolved_incident_are_withdrawn() -> None:
+    [stall] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    [other] = logic.plan_rca(rca("sequencer_stall", episode="ep-2"), policy=POLICY, now=T0)
+    [elsewhere] = logic.plan_rca(rca("sequencer_stall", chain="other"), policy=POLICY, now=T0)
+    [automatic] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    found = logic.withdrawable([stall, other, elsewhere, automatic], resolution())
+    assert found == [stall]
+    assert logic.withdrawal_reason(resolution()) == "incident resolved: blocks flow again for 60 s"
+
+
+@pytest.mark.parametrize("command", ["approve", "reject"])
+def test_a_withdrawn_proposal_can_no_longer_be_decided_and_says_why(command: str) -> None:
+    why = logic.withdrawal_reason(resolution())
+    out = logic.apply_command(
+        pending(), [], cmd("alice", command), policy=POLICY, now=T0, decision="withdrawn", why=why
+    )
+    assert (out.status, out.decision) == ("refused", None)
+    assert out.why == "the proposal was withdrawn: incident resolved: blocks flow again for 60 s"
+
+
+# ------------------------------------------------------------------------------------------ cooldowns
+
+
+def restarted(
+    component: str, *, ago_s: float, ttl_s: float = 600, action_id: str = "act-before"
+) -> cooldowns.Cooldown:
+    return cooldowns.Cooldown(component, action_id, "restarted", T0 - timedelta(seconds=ago_s), ttl_s)
+
+
+def executed(
+    action: Action,
+    outcome: Outcome = "succeeded",
+    *,
+    dry_run: bool = False,
+    action_id: str = "act-before",
+) -> ActionExecuted:
+    return ActionExecuted(
+        chain_id="opmain", action_id=action_id, action=action, outcome=outcome, detail="d",
+        dry_run=dry_run, started_at=T0 - timedelta(seconds=60), finished_at=T0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("outcome", "dry_run", "locked"),
+    [("succeeded", False, True), ("failed", False, True), ("rolled_back", False, True),
+     ("refused", False, False), ("dry_run", True, False)],
+)  # fmt: skip
+def test_the_executor_holds_a_cooldown_after_every_real_attempt_and_no_other(
+    outcome: Outcome, dry_run: bool, locked: bool
+) -> None:
+    event = executed(RestartComponent(component="op-node"), outcome, dry_run=dry_run)
+    cooldown = cooldowns.cooldown_after(event, policy=POLICY)
+    if not locked:
+        assert cooldown is None
+        return
+    assert cooldown is not None
+    # Held from the start of the execution (when the executor takes the lock), for the high tier's 600 s.
+    assert (cooldown.component, cooldown.at, cooldown.ttl_s) == ("op-node", T0 - timedelta(seconds=60), 600)
+
+
+def test_the_cooldown_is_the_larger_of_the_approvals_and_the_tiers_and_notifications_take_none() -> None:
+    # A peer-loss restart of op-node is low tier (300 s): the incident on the proposal decides.
+    peer = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0)[0]
+    event = executed(peer.action, action_id=peer.action_id)
+    known, unknown = (
+        cooldowns.cooldown_after(event, policy=POLICY, proposal=peer),
+        cooldowns.cooldown_after(event, policy=POLICY),
+    )
+    assert known is not None and unknown is not None
+    assert (known.ttl_s, unknown.ttl_s) == (300, 600)  # without the record: the rule without an incident
+    note = executed(Notify(severity="low", text="fyi"))
+    assert cooldowns.cooldown_after(note, policy=POLICY) is None
+
+
+def test_a_remedy_the_executor_would_refuse_for_its_cooldown_is_proposed_as_refused_saying_until_when() -> (
+    None
+):
+    cooling = {"op-node": restarted("op-node", ago_s=60)}
+    [proposal] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0, cooldowns=cooling)
+    assert proposal.status == "refused"
+    assert proposal.refusal == "op-node was restarted at 00:59:00; cooldown 600 s until 01:09:00"
+    after = T0 + timedelta(seconds=540)
+    [later] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=after, cooldowns=cooling)
+    assert later.status == "pending_approval" and later.refusal is None
+
+
+def test_the_cooldown_is_per_component_whatever_the_action() -> None:
+    geth = {"op-geth": restarted("op-geth", ago_s=30, ttl_s=300)}
+    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0, cooldowns=geth)
+    assert scale.status == "refused" and scale.refusal is not None
+    assert scale.refusal.startswith("op-geth was restarted at 00:59:30")
+    [restart] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0, cooldowns=geth)
+    assert restart.status == "auto_approved"  # op-node is not cooling
+    # The lock's own action is not refused by it (the executor lets its own lock through).
+    own = {"op-geth": restarted("op-geth", ago_s=30, ttl_s=300, action_id=scale.action_id)}
+    [mine] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0, cooldowns=own)
+    assert mine.status == "auto_approved"
+
+
+def test_a_request_during_a_cooldown_is_refused_and_a_forecast_waits_for_its_end() -> None:
+    cooling = {
+        "op-node": restarted("op-node", ago_s=60),
+        "op-geth": restarted("op-geth", ago_s=60, ttl_s=300),
+    }
+    req = request(RestartComponent(component="op-node"), by="alice", via="rest")
+    refused = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0, cooldowns=cooling)
+    assert refused.status == "refused" and "until 01:09:00" in (refused.refusal or "")
+    memory = logic.ScalingMemory()
+    during = logic.plan_prediction(forecast(1.6), policy=POLICY, now=T0, state=memory, cooldowns=cooling)
+    assert during == []
+    after = T0 + timedelta(seconds=240)
+    [up] = logic.plan_prediction(
+        forecast(1.6, at=240), policy=POLICY, now=after, state=memory, cooldowns=cooling
+    )
+    assert up.action == ScaleCpu(component="op-geth", vcpu=2) and up.status == "auto_approved"
+
+
+def test_an_approval_during_a_cooldown_is_refused_until_it_ends() -> None:
+    cooling = {"op-node": restarted("op-node", ago_s=60)}
+    during = logic.apply_command(pending(), [], cmd("alice"), policy=POLICY, now=T0, cooldowns=cooling)
+    assert (during.status, during.decision) == ("refused", None)
+    assert during.why.startswith("op-node was restarted at 00:59:00; cooldown 600 s until 01:09:00")
+    after = T0 + timedelta(seconds=541)
+    out = logic.apply_command(pending(), [], cmd("alice"), policy=POLICY, now=after, cooldowns=cooling)
+    assert out.status == "approved"

@@ -7,6 +7,7 @@ logfmt for the others) with the message strings the components print.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sentinai.common.events import AnomalyDetected, DetectionRule
@@ -420,3 +421,17 @@ SCENES = {
     "txpool_spam": txpool_spam,
 }
 HARMLESS_ERROR = op("error", "Failed to fetch receipts", err="context canceled", block="0x9c:4411")
+
+
+def timed(ctx: RcaContext, *, poll_s: float = 20.0) -> RcaContext:
+    """The scene as the rca service sees it: samples ``poll_s`` apart, each log line in its own poll
+    (the default, a slow poll, makes every signal of the scene one that has held for a while)."""
+    end = ctx.anomaly.occurred_at.timestamp()
+    metric_times = {
+        c: {m: tuple(end - (len(v) - 1 - i) * poll_s for i in range(len(v))) for m, v in ms.items()}
+        for c, ms in ctx.metrics.items()
+    }
+    log_times = {
+        c: tuple(end - (len(ls) - 1 - i) * poll_s for i in range(len(ls))) for c, ls in ctx.logs.items()
+    }
+    return replace(ctx, metric_times=metric_times, log_times=log_times)

@@ -8,15 +8,18 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
+from sentinai.common.decisions import Hypothesis
 from sentinai.common.net import free_port
-from sentinai.rca import llm, logic
+from sentinai.rca import bus, llm, logic
 from sentinai.rca.llm import LlmConfig
+from sentinai.rca.settings import RcaSettings
 from services.rca.tests import scenes
 from services.rca.tests.scenes import op
 
@@ -61,15 +64,16 @@ class Server:
     fake: FakeLlm
     base_url: str
 
-    def config(self, *, timeout_s: float = 5.0) -> LlmConfig:
+    def config(self, *, deadline_s: float = 2.0) -> LlmConfig:
         return LlmConfig(
-            model=MODEL,
-            api_base=self.base_url,
-            api_key="sk-test",
-            timeout_s=timeout_s,
-            max_tokens=800,
-            fallback_s=2.0,
+            model=MODEL, api_base=self.base_url, api_key="sk-test", max_tokens=800, deadline_s=deadline_s
         )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loaded() -> None:
+    """litellm imported before anything is timed (a cold start is test_llm_import's)."""
+    llm.preload().result(timeout=120)
 
 
 @pytest.fixture
@@ -101,14 +105,14 @@ def answer(**overrides: Any) -> str:
 
 
 async def test_valid_answer_agreeing_with_the_rules_is_credited_to_both(server: Server) -> None:
-    server.fake.content = answer()
+    server.fake.content = answer(riskLevel="low", affectedComponents=["op-geth"], actionPlan="scale op-geth")
     ctx = scenes.sequencer_stall()
     rules = logic.diagnose(ctx)
     outcome = await llm.consult(ctx, rules, config=server.config())
     assert (outcome.engine, outcome.model, outcome.failure) == ("both", MODEL, None)
-    assert outcome.diagnosis.root_cause_class == "sequencer_stall"
     assert outcome.diagnosis.root_cause.startswith("op-node's sequencer backs off")
-    assert outcome.diagnosis.action_plan == rules.action_plan  # the plan text is the catalogue's
+    # Everything but the words is the rules': the model's risk, components and plan are ignored.
+    assert replace(outcome.diagnosis, root_cause=rules.root_cause) == rules
     [request] = server.fake.requests
     assert request["max_tokens"] == 800
     assert request["response_format"] == {"type": "json_object"}
@@ -117,17 +121,62 @@ async def test_valid_answer_agreeing_with_the_rules_is_credited_to_both(server: 
         "You are a Senior Protocol Engineer analyzing Optimism Rollup health."
     )
     assert "sequencer_stall (score 1.00)" in user["content"]
+    assert f"The engine's answer: sequencer_stall (confidence {rules.confidence:.2f})" in user["content"]
 
 
-async def test_the_llm_may_promote_a_candidate_the_rules_have_evidence_for(server: Server) -> None:
-    server.fake.content = answer(rootCauseClass="sequencer_stall", confidence=0.8)
-    ctx = scenes.op_geth_oom()  # sequencer_stall is the runner-up there, with evidence
+async def test_a_supported_runner_up_is_shown_beside_the_rules_answer(server: Server) -> None:
+    server.fake.content = answer(
+        rootCauseClass="sequencer_stall", rootCause="the head is flat", confidence=1.0
+    )
+    ctx = scenes.op_geth_oom()
     rules = logic.diagnose(ctx)
-    [runner_up] = [h for h in rules.hypotheses if h.cause == "sequencer_stall"]
+    # sequencer_stall beside it with evidence enough to be a candidate, whatever the engine's tuning.
+    stall = Hypothesis(
+        cause="sequencer_stall", score=0.55, summary="Sequencer stall", evidence=("head flat",)
+    )
+    rules = replace(rules, hypotheses=(rules.hypotheses[0], stall))
     outcome = await llm.consult(ctx, rules, config=server.config())
-    assert (outcome.engine, outcome.diagnosis.root_cause_class) == ("llm", "sequencer_stall")
-    assert outcome.diagnosis.confidence <= runner_up.score  # never surer than the rules' evidence for it
-    assert "Restart op-node" in outcome.diagnosis.action_plan
+    assert (outcome.engine, outcome.model) == ("rules", MODEL)
+    assert outcome.diagnosis.root_cause_class == rules.root_cause_class == "op_geth_oom"
+    assert outcome.diagnosis.confidence == rules.confidence
+    assert outcome.diagnosis.root_cause.endswith("; the model prefers sequencer_stall: the head is flat")
+    assert outcome.failure is not None and "prefers sequencer_stall" in outcome.failure
+
+
+def test_the_model_may_choose_only_what_the_rules_support() -> None:
+    ctx = scenes.op_geth_oom()
+    rules = logic.diagnose(ctx)
+    stall = Hypothesis(
+        cause="sequencer_stall", score=0.55, summary="Sequencer stall", evidence=("head flat",)
+    )
+    rules = replace(rules, hypotheses=(rules.hypotheses[0], stall))
+    assert llm.supported(rules) == (rules.root_cause_class, "sequencer_stall")
+    system, _ = (m["content"] for m in llm.build_messages(ctx, rules))
+    choices = ", ".join(f'"{c}"' for c in (*llm.supported(rules), "unknown"))
+    assert f"`rootCauseClass` must be one of: {choices}." in system
+    assert '"disk_pressure"' not in system
+
+
+def test_metric_values_are_exact_in_the_prompt() -> None:
+    """{:g} printed a climbing block height 4425610, 4425611 … as 4.42561e+06 throughout: flat."""
+    base = scenes.sequencer_stall()
+    heights = [4_425_600.0 + i for i in range(scenes.N)]
+    ctx = replace(
+        base, metrics={**base.metrics, "op-geth": {**base.metrics["op-geth"], "blockHeight": heights}}
+    )
+    _, user = (m["content"] for m in llm.build_messages(ctx, logic.diagnose(ctx)))
+    [line] = [line for line in user.splitlines() if line.startswith("- op-geth blockHeight:")]
+    assert line == "- op-geth blockHeight: " + ", ".join(str(4_425_610 + i) for i in range(10))
+    assert "e+0" not in user and "e-0" not in user
+
+
+async def test_an_unknown_is_published_without_asking(server: Server) -> None:
+    ctx = scenes.context(scenes.anomaly("op-geth", "gasUsedRatio", 0.9, rule="zscore"))
+    rules = logic.diagnose(ctx)
+    assert rules.root_cause_class == "unknown"
+    outcome = await llm.consult(ctx, rules, config=server.config())
+    assert (outcome.diagnosis, outcome.engine, outcome.model) == (rules, "rules", None)
+    assert server.fake.requests == []
 
 
 @pytest.mark.parametrize(
@@ -139,9 +188,8 @@ async def test_the_llm_may_promote_a_candidate_the_rules_have_evidence_for(serve
         pytest.param(
             answer(rootCauseClass="database_corruption"), "rootCauseClass", id="class-outside-catalogue"
         ),
-        pytest.param(
-            answer(affectedComponents=["kube-system"]), "affectedComponents", id="unknown-component"
-        ),
+        pytest.param(json.dumps({"rootCause": "x", "confidence": 1}), "rootCauseClass", id="no-class"),
+        pytest.param(answer(rootCause="A" * 20_000), "too long", id="huge-answer"),
     ],
 )
 async def test_unusable_answers_fall_back_to_the_rules(server: Server, content: str, why: str) -> None:
@@ -162,16 +210,35 @@ async def test_a_class_without_rule_evidence_is_rejected(server: Server) -> None
     assert outcome.failure is not None and "does not support" in outcome.failure
 
 
-async def test_a_server_slower_than_the_timeout_gives_the_rules_answer_in_time(server: Server) -> None:
+async def test_a_server_slower_than_the_deadline_gives_the_rules_answer_in_time(server: Server) -> None:
     server.fake.content = answer()
     server.fake.sleep_s = 30.0
     ctx = scenes.sequencer_stall()
     rules = logic.diagnose(ctx)
-    started = time.perf_counter()
-    outcome = await llm.consult(ctx, rules, config=server.config(timeout_s=1.0))
-    elapsed = time.perf_counter() - started
+    started = time.monotonic()
+    outcome = await llm.consult(ctx, rules, config=server.config(deadline_s=1.0))
+    elapsed = time.monotonic() - started
     assert (outcome.engine, outcome.diagnosis) == ("rules", rules)
-    assert elapsed < 1.0 + 2.0, elapsed
+    assert outcome.failure == "no answer within the 1 s deadline"
+    assert elapsed < 1.0 + 0.5, elapsed
+
+
+def test_one_deadline_replaces_the_timeout_and_the_fallback() -> None:
+    settings = RcaSettings(llm_model=MODEL)
+    assert settings.llm_deadline_s == 1.5
+    config = llm.config_from(settings)
+    assert config is not None and config.deadline_s == 1.5
+    assert llm.config_from(RcaSettings()) is None
+    for wrong in (0, -1, 2.5, 8):
+        with pytest.raises(ValidationError):
+            RcaSettings(llm_deadline_s=wrong)
+    # The retired variables are ignored.
+    assert RcaSettings(llm_timeout_s=8, llm_fallback_s=2).llm_deadline_s == 1.5
+    with pytest.raises(ValueError, match="positive"):
+        LlmConfig(model=MODEL, deadline_s=0)
+    # What the service runs with.
+    deps = bus.deps_from(RcaSettings(llm_model=MODEL, llm_deadline_s=1.2))
+    assert deps.llm is not None and deps.llm.deadline_s == 1.2
 
 
 async def test_instructions_in_logs_stay_inside_the_untrusted_block_and_change_nothing(
@@ -251,8 +318,8 @@ from services.rca.tests import scenes
 import litellm
 ctx = scenes.sequencer_stall()
 rules = logic.diagnose(ctx)
-config = llm.LlmConfig(model={MODEL!r}, api_base={server.base_url!r}, api_key="sk-test",
-                       timeout_s=5.0, max_tokens=800, fallback_s=2.0)
+config = llm.LlmConfig(model={MODEL!r}, api_base={server.base_url!r}, api_key="sk-test", deadline_s=2.0)
+llm.preload().result(timeout=120)
 outcome = asyncio.run(llm.consult(ctx, rules, config=config))
 tokens = litellm.token_counter(model="gpt-4o", text="Sequencer inserted block")
 haiku = litellm.completion_cost(model="anthropic/claude-haiku-4-5", prompt="a" * 400, completion="b" * 100)

@@ -6,12 +6,13 @@ from datetime import timedelta
 
 import pytest
 
+from sentinai.common.decisions import Corroboration
 from sentinai.common.events import AnomalyResolved
 from sentinai.common.incidents import INCIDENT_CLASSES
 from sentinai.rca import logic
 from sentinai.rca.tracker import IncidentTracker
 from services.rca.tests import scenes
-from services.rca.tests.scenes import CHAIN, HARMLESS_ERROR, SCENES, T0, anomaly, context, geth, op
+from services.rca.tests.scenes import CHAIN, HARMLESS_ERROR, SCENES, T0, anomaly, context, geth, op, timed
 
 
 def test_every_class_of_the_catalogue_has_a_scene() -> None:
@@ -20,7 +21,7 @@ def test_every_class_of_the_catalogue_has_a_scene() -> None:
 
 @pytest.mark.parametrize("expected", list(SCENES))
 def test_each_incident_is_diagnosed_top1_with_quoted_evidence(expected: str) -> None:
-    diagnosis = logic.diagnose(SCENES[expected]())
+    diagnosis = logic.diagnose(timed(SCENES[expected]()))
     ranked = [(h.cause, h.score) for h in diagnosis.hypotheses]
     assert diagnosis.root_cause_class == expected, ranked
     assert diagnosis.hypotheses[0].cause == expected
@@ -61,7 +62,7 @@ def test_evidence_quotes_the_log_lines_and_metric_values(expected: str, quoted: 
     [
         ("sequencer_stall", "high", "Restart op-node (needs approval)"),
         ("jwt_mismatch", "critical", "a restart will not fix it"),
-        ("txpool_spam", "medium", "never restart"),
+        ("txpool_spam", "low", "never restart"),
         ("batcher_failure", "critical", "fund"),  # insufficient funds: a human must act
         ("l1_reorg", "low", "Observe only"),
     ],
@@ -213,14 +214,67 @@ def test_one_rca_per_incident_and_revisions_only_on_a_class_change() -> None:
 
     joined = tracker.detected(second)
     assert joined is not None and not joined.opening and joined.incident_id == opening.incident_id
-    assert not tracker.should_publish(joined, root_cause_class="sequencer_stall", confidence=0.7)
-    assert tracker.should_publish(joined, root_cause_class="sequencer_stall", confidence=0.9)  # much surer
+    assert not tracker.should_publish(joined, root_cause_class="sequencer_stall", confidence=0.65)
+    assert tracker.should_publish(joined, root_cause_class="sequencer_stall", confidence=0.75)  # surer
     tracker.handled(second.event_id)
 
     revised = tracker.detected(third)
     assert revised is not None and revised.incident_id == opening.incident_id
     assert tracker.should_publish(revised, root_cause_class="engine_api_failure", confidence=0.45)
     assert not tracker.should_publish(revised, root_cause_class="disk_pressure", confidence=0.3)  # flapping
+
+
+def _corroboration(*, met: bool) -> Corroboration:
+    return Corroboration(
+        polls=3 if met else 1,
+        required_polls=3,
+        proposal_met=met,
+        auto_met=met,
+        status="corroborated" if met else "waiting for corroboration: 1 of 3 polls",
+    )
+
+
+def test_a_first_answer_under_the_bar_is_revised_upward_not_locked() -> None:
+    """Evidence that accumulates lifts a 0.45 answer over the planner's 0.5 bar: a revision is published."""
+    tracker = IncidentTracker(quiet_s=60, revise_every_s=10)
+    first = anomaly("op-node", "log:engine_api_failure", 1.0, rule="log", event_id="g1")
+    opening = tracker.detected(first)
+    assert opening is not None
+    waiting = _corroboration(met=False)
+    tracker.published(
+        opening, root_cause_class="engine_api_failure", confidence=0.45, corroboration=waiting, now=T0
+    )
+    tracker.handled(first.event_id)
+    due = tracker.due(CHAIN, now=T0 + timedelta(seconds=2), every_s=2)
+    assert due is not None and due.incident_id == opening.incident_id and not due.opening
+    met = _corroboration(met=True)
+    # Too soon after the last publication: rate-limited, not refused for good.
+    too_soon = T0 + timedelta(seconds=4)
+    assert not tracker.should_publish(
+        due, root_cause_class="engine_api_failure", confidence=0.5, corroboration=met, now=too_soon
+    )
+    later = T0 + timedelta(seconds=12)
+    assert tracker.should_publish(
+        due, root_cause_class="engine_api_failure", confidence=0.5, corroboration=met, now=later
+    )
+    tracker.published(
+        due, root_cause_class="engine_api_failure", confidence=0.55, corroboration=met, now=later
+    )
+    # Settled (met and over the bar): telemetry no longer re-diagnoses it.
+    assert tracker.due(CHAIN, now=T0 + timedelta(seconds=30), every_s=2) is None
+
+
+def test_telemetry_re_diagnoses_an_open_incident_at_most_every_interval() -> None:
+    tracker = IncidentTracker(quiet_s=60)
+    first = anomaly("op-geth", "cpuUsage", 99.0, event_id="r1")
+    opening = tracker.detected(first)
+    assert opening is not None
+    tracker.diagnosed(opening, now=T0)
+    assert tracker.due(CHAIN, now=T0 + timedelta(seconds=1), every_s=2) is None
+    due = tracker.due(CHAIN, now=T0 + timedelta(seconds=2), every_s=2)
+    assert due is not None
+    tracker.resolved(resolved_of(context(first), after_s=4))
+    assert tracker.due(CHAIN, now=T0 + timedelta(seconds=10), every_s=2) is None  # nothing open
 
 
 def test_an_inconclusive_opening_is_held_back_until_a_conclusive_diagnosis() -> None:

@@ -86,7 +86,7 @@ def test_the_subscriptions_come_from_the_services_own_wiring(doc: dict[str, Any]
     assert planner == {
         "rca-completed",
         "prediction-made",
-        "anomaly-resolved",
+        "incident-resolved",
         "action-command",
         "action-requested",
         "action-executed",

@@ -8,7 +8,7 @@ import pytest
 
 from sentinai.twin.process import TwinProcess
 
-CHAINS = ("twin", "rollout", "incidents", "deploy", "rpc")
+CHAINS = ("twin", "rollout", "incidents", "deploy", "rpc", "l1")
 
 
 @pytest.fixture(scope="module")

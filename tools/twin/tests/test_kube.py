@@ -7,8 +7,8 @@ from random import Random
 
 import pytest
 
-from sentinai.twin import kube, quantity, sim
-from sentinai.twin.model import ChainConfig, ChainState
+from sentinai.twin import incidents, kube, quantity, sim
+from sentinai.twin.model import DISK_CAPACITY_BYTES, ChainConfig, ChainState
 
 
 @pytest.fixture
@@ -131,3 +131,32 @@ def test_quantity_round_trip() -> None:
     assert quantity.format_usage_cpu(0.85) == "850000000n"
     with pytest.raises(quantity.InvalidQuantityError):
         quantity.parse("12 cores")
+
+
+def test_stats_summary_reports_op_geths_data_volume_from_the_disk_it_has(state: ChainState) -> None:
+    summary = kube.stats_summary(state)
+    assert summary["node"]["nodeName"] == kube.node_name("twin")
+    pods = {p["podRef"]["name"]: p for p in summary["pods"]}
+    assert set(pods) == {state.pods[c].name("twin") for c in state.pods}
+    pod = kube.render_pod(state, kube.initial_workload(state, "op-geth"), "op-geth")
+    geth = pods["op-geth-0"]
+    assert geth["podRef"] == {"name": "op-geth-0", "namespace": "twin", "uid": pod["metadata"]["uid"]}
+    assert pod["spec"]["nodeName"] == kube.node_name("twin")
+    (data,) = [v for v in geth["volume"] if "pvcRef" in v]
+    assert data["pvcRef"] == {"name": "data-op-geth-0", "namespace": "twin"}
+    assert data["capacityBytes"] == DISK_CAPACITY_BYTES
+    assert data["availableBytes"] == state.disk_free_bytes
+    assert data["usedBytes"] + data["availableBytes"] == data["capacityBytes"]
+    # The other pods have only their secret and token volumes: no data volume of their own.
+    assert not any("pvcRef" in v for p in summary["pods"] if p is not geth for v in p["volume"])
+
+
+def test_disk_pressure_fills_op_geths_data_volume() -> None:
+    rng = Random(2)
+    state = sim.initial_state(ChainConfig(chain="twin"), rng)
+    state = sim.inject(state, incidents.make("disk_pressure", {"freeGiB": 1.5}, tick=0))
+    state, _lines = sim.step(state, rng)
+    geth = next(p for p in kube.stats_summary(state)["pods"] if p["podRef"]["name"] == "op-geth-0")
+    (data,) = [v for v in geth["volume"] if v["name"] == "data"]
+    assert data["availableBytes"] == int(1.5 * 2**30)
+    assert data["usedBytes"] / data["capacityBytes"] > 0.99

@@ -6,7 +6,7 @@ from random import Random
 
 import pytest
 
-from sentinai.twin import rpc, sim
+from sentinai.twin import incidents, rpc, sim
 from sentinai.twin.model import ChainConfig, ChainState
 
 
@@ -87,3 +87,50 @@ def test_unknown_method_is_method_not_found(state: ChainState) -> None:
     with pytest.raises(rpc.RpcError) as unknown:
         rpc.call(state, "op-geth", "optimism_syncStatus", [])
     assert unknown.value.code == rpc.METHOD_NOT_FOUND
+
+
+# --- L1: the batcher's and proposer's accounts, the L2OutputOracle ------------------------------------
+
+
+def test_l1_answers_the_batcher_and_proposer_balances(state: ChainState) -> None:
+    cfg = state.config
+    assert call(state, rpc.L1, "eth_getBalance", cfg.batcher_address, "latest") == hex(
+        state.batcher_balance_wei
+    )
+    # Addresses are case-insensitive (a checksummed address is the same account).
+    assert call(
+        state, rpc.L1, "eth_getBalance", cfg.proposer_address.upper().replace("0X", "0x"), "latest"
+    ) == hex(state.proposer_balance_wei)
+    assert call(state, rpc.L1, "eth_getBalance", "0x" + "00" * 20, "latest") == "0x0"
+    assert call(state, rpc.L1, "eth_blockNumber") == hex(state.l1_head)
+    with pytest.raises(rpc.RpcError) as bad:
+        call(state, rpc.L1, "eth_getBalance", "0x1234", "latest")
+    assert bad.value.code == rpc.INVALID_PARAMS
+
+
+def test_the_oracle_answers_latest_block_number_as_one_abi_word(state: ChainState) -> None:
+    oracle = state.config.l2_output_oracle_address
+    word = call(state, rpc.L1, "eth_call", {"to": oracle, "data": rpc.LATEST_BLOCK_NUMBER}, "latest")
+    assert isinstance(word, str) and len(word) == 2 + 64
+    assert int(word, 16) == state.proposed_l2
+    # An account without code answers nothing; an unknown function of the oracle reverts.
+    assert call(state, rpc.L1, "eth_call", {"to": state.config.batcher_address, "data": "0x4599c788"}) == "0x"
+    with pytest.raises(rpc.RpcError, match="execution reverted"):
+        call(state, rpc.L1, "eth_call", {"to": oracle, "data": "0xdeadbeef"}, "latest")
+
+
+def test_l1_reads_follow_the_incidents(state: ChainState) -> None:
+    rng = Random(5)
+    for kind in ("batcher_failure", "proposer_failure"):
+        state = sim.inject(state, incidents.make(kind, None, tick=state.tick))
+    proposed = state.proposed_l2
+    for _ in range(70):
+        state, _lines = sim.step(state, rng)
+    cfg = state.config
+    assert int(call(state, rpc.L1, "eth_getBalance", cfg.batcher_address, "latest"), 16) < 10**15  # type: ignore[arg-type]
+    word = call(
+        state, rpc.L1, "eth_call", {"to": cfg.l2_output_oracle_address, "data": "0x4599c788"}, "latest"
+    )
+    assert int(word, 16) == proposed  # type: ignore[arg-type]
+    assert not rpc.l1_unreachable(state)
+    assert rpc.l1_unreachable(sim.inject(state, incidents.make("l1_rpc_outage", None, tick=state.tick)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from sentinai.common.chains import load_chains
 from sentinai.twin.client import TwinControl
+from sentinai.twin.model import ChainConfig
 from sentinai.twin.process import TwinProcess
 
 pytestmark = pytest.mark.integration
@@ -47,6 +50,7 @@ def result(twin: TwinProcess, chain: str, component: str, method: str, *params: 
 def test_chains_file_points_at_the_twin(twin_server: TwinProcess) -> None:
     entry = yaml.safe_load(twin_server.chains_file.read_text())["chains"][0]
     base = twin_server.base_url
+    twin = ChainConfig(chain="twin")
     assert entry == {
         "id": "twin",
         "l2Rpc": f"{base}/chains/twin/op-geth",
@@ -57,7 +61,15 @@ def test_chains_file_points_at_the_twin(twin_server: TwinProcess) -> None:
         "namespace": "twin",
         "blockTimeS": 2,
         "twinControl": f"{base}/control/chains/twin",
+        "l1Rpc": f"{base}/chains/twin/l1",
+        "batcherAddress": twin.batcher_address,
+        "proposerAddress": twin.proposer_address,
+        "l2OutputOracleAddress": twin.l2_output_oracle_address,
     }
+    # Every chain has accounts and an oracle of its own; the collector's parser takes the file.
+    chains = load_chains(twin_server.chains_file)
+    assert len({c.batcher_address for c in chains}) == len(chains)
+    assert all(c.l2_output_oracle_address and c.l1_rpc for c in chains)
 
 
 def test_official_client_reads_pods_logs_and_metrics(api: client.ApiClient, control: TwinControl) -> None:
@@ -281,6 +293,86 @@ def test_oom_kill_is_visible_through_the_api(
     control.clear("twin")
     control.step("twin", 5)
     assert core.read_namespaced_pod("op-geth-0", "twin").status.container_statuses[0].ready
+
+
+def test_l1_endpoint_answers_balances_and_the_oracle_until_an_l1_outage(
+    twin_server: TwinProcess, control: TwinControl
+) -> None:
+    chain = ChainConfig(chain="l1")
+    state = control.step("l1", 3)
+    batch = httpx.post(
+        f"{twin_server.base_url}/chains/l1/l1",
+        json=[
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getBalance",
+                "params": [chain.batcher_address, "latest"],
+            },
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "eth_getBalance",
+                "params": [chain.proposer_address, "latest"],
+            },
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "eth_call",
+                "params": [{"to": chain.l2_output_oracle_address, "data": "0x4599c788"}, "latest"],
+            },
+        ],
+        timeout=10,
+    ).json()
+    batcher, proposer, proposed = (int(answer["result"], 16) for answer in batch)
+    assert (batcher, proposer) == (state["batcherBalanceWei"], state["proposerBalanceWei"])
+    assert proposed == state["heights"]["proposedL2"]
+    assert result(twin_server, "l1", "l1", "eth_chainId") == "0x384"
+
+    # L1 is the provider's, not a pod of the chain: a chain RPC fault leaves it answering.
+    control.rpc_fault("l1", "down")
+    try:
+        assert rpc(twin_server, "l1", "op-geth", "eth_blockNumber").status_code == 502
+        assert result(twin_server, "l1", "l1", "eth_blockNumber") == hex(state["heights"]["l1Head"])
+    finally:
+        control.rpc_fault("l1", None)
+    control.inject("l1", "l1_rpc_outage")
+    try:
+        down = rpc(twin_server, "l1", "l1", "eth_getBalance", chain.batcher_address, "latest")
+        assert (down.status_code, down.text) == (503, "503 Service Unavailable")
+    finally:
+        control.clear("l1", "l1_rpc_outage")
+    assert result(twin_server, "l1", "l1", "eth_getBalance", chain.batcher_address, "latest").startswith("0x")
+
+
+def test_official_client_reads_the_kubelet_stats_summary_through_the_node_proxy(
+    api: client.ApiClient, control: TwinControl
+) -> None:
+    core = client.CoreV1Api(api)
+    node = core.read_namespaced_pod("op-geth-0", "l1").spec.node_name
+    assert node == "l1-node-1"
+
+    def summary_of(node: str) -> Any:
+        # Raw, as the collector reads it: typed "str", the client would answer a Python dict's repr.
+        # The path goes percent-encoded (stats%2Fsummary), as it does to a real API server.
+        response = core.connect_get_node_proxy_with_path(node, "stats/summary", _preload_content=False)
+        return json.loads(response.data)
+
+    summary = summary_of(node)
+    geth = next(p for p in summary["pods"] if p["podRef"]["name"] == "op-geth-0")
+    (data,) = [v for v in geth["volume"] if v.get("pvcRef")]
+    state = control.state("l1")
+    assert data["availableBytes"] == state["diskFreeBytes"]
+    assert data["capacityBytes"] == state["diskCapacityBytes"]
+
+    with pytest.raises(ApiException) as missing:
+        summary_of("nowhere-node-1")
+    assert missing.value.status == 404
+    control.kube_fault(verb="proxy", status=403, namespace="l1")
+    with pytest.raises(ApiException) as forbidden:
+        summary_of(node)
+    assert forbidden.value.status == 403
+    assert summary_of(node)["node"]["nodeName"] == node
 
 
 def test_wall_clock_advances_the_chain(tmp_path: Path) -> None:

@@ -118,8 +118,11 @@ CASES = [
     Case(
         "batcher_failure",
         "insufficient funds",
-        lambda a, b: b.safe_l2 <= a.batched_to and b.head.number - b.safe_l2 > 60,
-        lambda _a, b: b.head.number - b.safe_l2 <= 60,
+        # The batcher key is empty: its L1 balance is what the collector reads as ≈ 0 ETH.
+        lambda a, b: (
+            b.safe_l2 <= a.batched_to and b.head.number - b.safe_l2 > 60 and b.batcher_balance_wei < 10**15
+        ),
+        lambda _a, b: b.head.number - b.safe_l2 <= 60 and b.batcher_balance_wei > 10**18,
         ticks=70,
     ),
     Case(

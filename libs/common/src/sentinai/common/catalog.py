@@ -1,8 +1,8 @@
 """Metric names shared by the collector (which measures them) and the detector (which judges them).
 
-Units: seconds for times and ages, blocks for heights and lags, percent (0–100) for ``cpuUsage``
-and ``memoryUsage``, gwei for fees. The seed's five headline metrics are ``blockHeight``,
-``cpuUsage``, ``txPoolCount``, ``gasUsedRatio`` and ``blockInterval``.
+Units: seconds for times and ages, blocks for heights and lags, percent (0–100) for ``cpuUsage``,
+``memoryUsage`` and ``diskUsage``, gwei for fees, ETH for balances. The seed's five headline
+metrics are ``blockHeight``, ``cpuUsage``, ``txPoolCount``, ``gasUsedRatio`` and ``blockInterval``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ L1_HEAD_AGE: Final = "l1HeadAge"  # now - head_l1.timestamp, seconds
 UNSAFE_L2_AGE: Final = "unsafeL2Age"  # now - unsafe_l2.timestamp, seconds
 SAFE_L2_AGE: Final = "safeL2Age"  # now - safe_l2.timestamp, seconds
 
+# op-batcher and op-proposer, read on L1 (source "rpc", in the component's own RPC sample)
+BALANCE: Final = "balance"  # the component's L1 account (batcher / proposer key), ETH: eth_getBalance
+PROPOSED_L2: Final = "proposedL2"  # latest L2 block proposed to L1: L2OutputOracle.latestBlockNumber()
+
 # any component's pod, from the Kubernetes API (source "k8s")
 CPU_USAGE: Final = "cpuUsage"  # percent of the CPU request
 CPU_CORES: Final = "cpuCores"
@@ -38,10 +42,11 @@ MEMORY_BYTES: Final = "memoryBytes"
 MEMORY_USAGE: Final = "memoryUsage"  # percent of the memory limit
 RESTARTS: Final = "restarts"  # container restart count
 POD_READY: Final = "podReady"  # 1 ready, 0 not
+DISK_USAGE: Final = "diskUsage"  # op-geth only: percent of its data volume in use (kubelet stats summary)
 
 # Counters and heights only ever grow: a z-score over them is meaningless (every new block would be
 # "3 sigma above baseline"). Their rate and time-since-change are judged instead.
-MONOTONIC: Final = frozenset({BLOCK_HEIGHT, UNSAFE_L2, SAFE_L2, FINALIZED_L2, L1_HEAD, RESTARTS})
+MONOTONIC: Final = frozenset({BLOCK_HEIGHT, UNSAFE_L2, SAFE_L2, FINALIZED_L2, L1_HEAD, PROPOSED_L2, RESTARTS})
 
 # Descriptions use these words (the seed: "CPU spike detected: 87.3% (3.2σ above baseline)").
 LABELS: Final = {
@@ -53,4 +58,6 @@ LABELS: Final = {
     BASE_FEE_GWEI: ("Base fee", " gwei"),
     UNSAFE_SAFE_LAG: ("Unsafe-safe lag", " blocks"),
     L1_HEAD_AGE: ("L1 head age", "s"),
+    BALANCE: ("Balance", " ETH"),
+    DISK_USAGE: ("Disk", "%"),
 }

@@ -4,13 +4,42 @@ Shared by the collector (reads the chain) and the executor (writes to its cluste
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated, Self
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from sentinai.common import subjects
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _address(value: object) -> str:
+    """An L1 account or contract address, lower-cased.
+
+    YAML reads an unquoted ``0x…`` as an integer; an address is exactly 20 bytes, so its leading
+    zeros come back when it is written out again at full width.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**160:
+        value = f"0x{value:040x}"
+    if not isinstance(value, str) or _ADDRESS.fullmatch(value) is None:
+        raise ValueError(f"expected a 0x-prefixed 20-byte hex address, got {value!r}")
+    return value.lower()
+
+
+Address = Annotated[str, BeforeValidator(_address)]
 
 
 class ChainConfigError(ValueError):
@@ -32,11 +61,28 @@ class ChainConfig(BaseModel):
     namespace: str = Field(default="default", min_length=1, max_length=63)
     block_time_s: float = Field(default=2.0, gt=0)
     twin_control: AnyHttpUrl | None = None
+    # Read on L1 (``l1Rpc``): the batcher's and proposer's balances, and the latest L2 block
+    # proposed to the L2OutputOracle.
+    l1_rpc: AnyHttpUrl | None = None
+    batcher_address: Address | None = None
+    proposer_address: Address | None = None
+    l2_output_oracle_address: Address | None = None
 
     @field_validator("id")
     @classmethod
     def _id_is_token(cls, value: str) -> str:
         return subjects.token(value)
+
+    @model_validator(mode="after")
+    def _l1_reads_need_l1_rpc(self) -> Self:
+        named = [
+            to_camel(name)
+            for name in ("batcher_address", "proposer_address", "l2_output_oracle_address")
+            if getattr(self, name) is not None
+        ]
+        if named and self.l1_rpc is None:
+            raise ValueError(f"{', '.join(named)} must be read on L1: set l1Rpc")
+        return self
 
 
 class ChainsFile(BaseModel):

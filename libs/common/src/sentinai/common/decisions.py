@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from sentinai.common.actions import Action
@@ -28,6 +28,7 @@ AuditKind = Literal[
     "rejected",
     "refused",
     "expired",
+    "withdrawn",
     "executing",
     "dry_run",
     "verified",
@@ -52,6 +53,24 @@ class Hypothesis(_Part):
     evidence: tuple[str, ...] = ()
 
 
+class Corroboration(_Part):
+    """How far the diagnosis meets its class's evidence rule (the incident catalogue's, ``incidents.py``).
+
+    A single sample, poll or log line can open an anomaly and an RCA card, never an action: the
+    planner proposes only when ``proposal_met`` and lets a tier auto-execute only when ``auto_met``.
+    """
+
+    polls: int = Field(ge=0)  # polls the class's strongest signal has held
+    required_polls: int = Field(ge=0)
+    held_s: float = Field(default=0.0, ge=0)  # how long that signal has held, in event time
+    required_s: float = Field(default=0.0, ge=0)
+    signals: tuple[str, ...] = ()  # the independent signals seen (metric, log marker, …)
+    required_signals: int = Field(default=1, ge=0)
+    proposal_met: bool
+    auto_met: bool
+    status: str  # for people: "corroborated: …" or "waiting for corroboration: 1 of 3 polls"
+
+
 class RcaCompleted(Event):
     """The seed's RCA shape ``{rootCause, affectedComponents, riskLevel, actionPlan}`` plus its grounds."""
 
@@ -69,6 +88,37 @@ class RcaCompleted(Event):
     model: str | None = None
     latency_ms: float = Field(ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    # None on events from before evidence rules existed: treated as not corroborated.
+    corroboration: Corroboration | None = None
+
+
+def incident_resolved_id(chain_id: str, incident_id: str) -> str:
+    """The one event id of an incident's resolution: republished, it is stored and handled once."""
+    digest = hashlib.sha256(f"incident-resolved|{chain_id}|{incident_id}".encode()).hexdigest()
+    return f"resolved-{digest[:24]}"
+
+
+class IncidentResolved(Event):
+    """An incident is over: the remedies of it still awaiting approval are needed no more.
+
+    ``incident_id`` is the id ``RcaCompleted.episode_id`` and ``ActionProposed.episode_id`` carry.
+    Without an explicit ``eventId`` the id follows from the chain and the incident
+    (``incident_resolved_id``), so every publisher of the same resolution publishes the same event.
+    """
+
+    incident_id: str = Field(min_length=1)
+    resolved_at: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_event_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "eventId" not in data and "event_id" not in data:
+            chain = data.get("chainId", data.get("chain_id"))
+            incident = data.get("incidentId", data.get("incident_id"))
+            if isinstance(chain, str) and isinstance(incident, str):
+                return {**data, "event_id": incident_resolved_id(chain, incident)}
+        return data
 
 
 class PredictionMade(Event):

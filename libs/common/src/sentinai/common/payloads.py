@@ -19,6 +19,7 @@ from sentinai.common.decisions import (
     ActionProposed,
     ActionRequested,
     AuditRecorded,
+    IncidentResolved,
     PredictionMade,
     RcaCompleted,
 )
@@ -107,6 +108,13 @@ FAMILIES: tuple[Family, ...] = (
         streams.EVENTS,
         (CHAIN,),
         "A diagnosis of an incident: root cause, hypotheses, evidence, risk and action plan.",
+    ),
+    Family(
+        subjects.INCIDENT_RESOLVED,
+        IncidentResolved,
+        streams.EVENTS,
+        (CHAIN,),
+        "An incident is over: the planner withdraws its remedies still awaiting approval.",
     ),
     Family(
         subjects.PREDICTION_MADE,

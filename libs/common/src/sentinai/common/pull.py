@@ -45,9 +45,18 @@ BATCH_FAILURES = Counter(
 
 
 def folding(
-    dead: DeadLetters, *, service: str, kind: str, event_type: type[E], add: Callable[[E], object]
+    dead: DeadLetters,
+    *,
+    service: str,
+    kind: str,
+    event_type: type[E],
+    add: Callable[[E], object],
+    after: Callable[[], Awaitable[None]] | None = None,
 ) -> BatchHandler:
-    """A loop's handler that decodes each message (malformed → dead letter) and hands it to ``add``."""
+    """A loop's handler that decodes each message (malformed → dead letter) and hands it to ``add``.
+
+    ``after`` runs once the whole batch is folded in (a failure there naks the batch for redelivery).
+    """
 
     @telemetry.timed(service, kind)
     async def handle(msgs: Sequence[Msg]) -> None:
@@ -55,6 +64,8 @@ def folding(
             event = await dead.decode(event_type, subject=msg.subject, body=msg.data)
             if event is not None:
                 add(event)
+        if after is not None:
+            await after()
         MESSAGES_HANDLED.labels(service, kind).inc(len(msgs))
 
     return handle

@@ -71,6 +71,7 @@ EVENTS = StreamSpec(
         f"{subjects.ANOMALY_DETECTED}.>",
         f"{subjects.ANOMALY_RESOLVED}.>",
         f"{subjects.RCA_COMPLETED}.>",
+        f"{subjects.INCIDENT_RESOLVED}.>",
         f"{subjects.PREDICTION_MADE}.>",
     ),
     max_age_s=14 * DAY,

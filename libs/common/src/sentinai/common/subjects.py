@@ -14,6 +14,7 @@ LOGS_RAW = "logs.raw"
 ANOMALY_DETECTED = "anomaly.detected"
 ANOMALY_RESOLVED = "anomaly.resolved"
 RCA_COMPLETED = "rca.completed"
+INCIDENT_RESOLVED = "incident.resolved"
 PREDICTION_MADE = "prediction.made"
 ACTION_PROPOSED = "action.proposed"
 ACTION_APPROVED = "action.approved"
@@ -32,6 +33,7 @@ ANOMALY_RESOLVED_ALL = f"{ANOMALY_RESOLVED}.*"
 ANOMALY_ALL = "anomaly.>"
 DEAD_LETTER_ALL = f"{DEAD_LETTER}.>"
 RCA_COMPLETED_ALL = f"{RCA_COMPLETED}.*"
+INCIDENT_RESOLVED_ALL = f"{INCIDENT_RESOLVED}.*"
 PREDICTION_MADE_ALL = f"{PREDICTION_MADE}.*"
 ACTION_PROPOSED_ALL = f"{ACTION_PROPOSED}.*"
 ACTION_APPROVED_ALL = f"{ACTION_APPROVED}.*"
@@ -138,6 +140,10 @@ def rca_completed(chain_id: str) -> str:
     return f"{RCA_COMPLETED}.{token(chain_id)}"
 
 
+def incident_resolved(chain_id: str) -> str:
+    return f"{INCIDENT_RESOLVED}.{token(chain_id)}"
+
+
 def prediction_made(chain_id: str) -> str:
     return f"{PREDICTION_MADE}.{token(chain_id)}"
 
@@ -184,6 +190,7 @@ def chain_of(subject: str) -> str | None:
         ANOMALY_DETECTED,
         ANOMALY_RESOLVED,
         RCA_COMPLETED,
+        INCIDENT_RESOLVED,
         PREDICTION_MADE,
         ACTION_PROPOSED,
         ACTION_APPROVED,

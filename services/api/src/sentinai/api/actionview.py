@@ -21,6 +21,7 @@ Status = Literal[
     "approved",
     "rejected",
     "expired",
+    "withdrawn",
     "executing",
     "dry_run",
     "succeeded",
@@ -36,6 +37,7 @@ _RANK: dict[str, int] = {
     "approved": 2,
     "rejected": 5,
     "expired": 5,
+    "withdrawn": 5,
     "executing": 3,
     "dry_run": 4,
     "succeeded": 4,
@@ -112,7 +114,14 @@ class ActionBook:
     # ------------------------------------------------------------------------------------ folding
 
     def apply_proposed(self, proposal: ActionProposed) -> ActionRecord | None:
-        if proposal.action_id in self._actions:
+        known = self._actions.get(proposal.action_id)
+        if known is not None:
+            # The planner publishes a waiting proposal again as automatic once a later diagnosis
+            # meets the evidence for it (an upgrade); any other repeat changes nothing.
+            if known.status in PENDING and proposal.status == "auto_approved":
+                known.proposal = proposal
+                known.advance("auto_approved")
+                return known
             return None
         record = ActionRecord(proposal, proposal.status)
         self._actions[proposal.action_id] = record
@@ -167,7 +176,7 @@ class ActionBook:
                 record.decision_reason = event.reasoning
                 record.advance("approved")
             return True
-        if kind in ("rejected", "expired"):
+        if kind in ("rejected", "expired", "withdrawn"):
             record.decided_by = event.actor
             record.decision_reason = event.reasoning
             return record.advance(kind)

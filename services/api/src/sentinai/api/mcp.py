@@ -161,6 +161,8 @@ def _verdict(view: dict[str, Any] | None) -> str:
         )
     if status == "refused":
         return f"The planner refused it: {view.get('refusal')}."
+    if status == "withdrawn":
+        return f"The planner withdrew it, nobody can approve it any more: {view.get('decisionReason')}."
     if status in ("auto_approved", "executing", "dry_run", "succeeded", "rolled_back", "failed"):
         return f"Tier {tier} needs no approval under the risk policy; its status is {status}."
     return f"Its status is {status} (tier {tier})."

@@ -68,7 +68,8 @@ def write_router(model: ReadModel, commands: Commands, *, guard: Any) -> APIRout
         if record is None:
             raise HTTPException(404, detail=f"no proposal with id {action_id!r}")
         if record.status != "pending_approval":
-            raise HTTPException(409, detail=f"{action_id} is {record.status}, not pending approval")
+            why = f": {record.decision_reason}" if record.decision_reason else ""
+            raise HTTPException(409, detail=f"{action_id} is {record.status}, not pending approval{why}")
         proposal = record.proposal
         cmd = ActionCommand(
             chain_id=proposal.chain_id,

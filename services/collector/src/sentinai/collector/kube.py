@@ -1,12 +1,13 @@
 """Read-only Kubernetes access to one chain's namespace through the official client: pods, pod
-metrics and logs, read as raw JSON.
+metrics, a node's kubelet stats summary and logs, read as raw JSON.
 
 One list of pods and one list of pod metrics per poll cover all components (a set-based label
 selector), and answers are parsed with ``json.loads`` instead of the client's models: per-component
 gets and model deserialisation were most of the collector's CPU. The client blocks, so calls run on
-two threads per chain: a cluster that hangs ties up only its own chain's threads. A poll's pod list
-and metrics list are one job on one thread, and so are a poll's log reads: at hundreds of chains,
-handing each call to a thread and its answer back to the event loop cost more than the calls did.
+two threads per chain: a cluster that hangs ties up only its own chain's threads. A poll's pod list,
+metrics list and stats summary are one job on one thread, and so are a poll's log reads: at
+hundreds of chains, handing each call to a thread and its answer back to the event loop cost more
+than the calls did.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +43,17 @@ class KubeError(RuntimeError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class PodsRead:
+    """One poll's view of the namespace: its pods, their usage, and one pod's node stats summary."""
+
+    pods: list[dict[str, Any]]
+    usage: dict[str, dict[str, Any]]  # PodMetrics by pod name; empty while the API has none
+    # The kubelet stats summary of the node running the pod asked for, or why it could not be read
+    # (its failure costs only the metrics taken from it); ``None`` when none was asked for.
+    summary: dict[str, Any] | Exception | None = None
 
 
 class ThrottledRefresh:
@@ -165,11 +178,47 @@ class KubeReader:
             raise
         return {str(item.get("metadata", {}).get("name", "")): item for item in items}
 
-    async def pods_and_usage(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """The components' pods (labelled ``app.kubernetes.io/name``) as Kubernetes JSON, and their
-        ``metrics.k8s.io`` PodMetrics by pod name (empty while the API has none): one list after
-        the other, as one job on one thread."""
-        return await self._run(lambda: (self._pods(), self._usage()))
+    def _summary(self, node: str) -> dict[str, Any]:
+        what = f"stats summary of node {node}"
+
+        def call() -> dict[str, Any]:
+            # The path is sent percent-encoded (stats%2Fsummary); the API server decodes it.
+            response: Any = self._core.connect_get_node_proxy_with_path(
+                node, "stats/summary", _request_timeout=self.timeout_s, _preload_content=False
+            )
+            try:
+                body = json.loads(response.data)
+            except ValueError as exc:
+                raise KubeError(f"{what}: answer is not JSON: {exc}") from exc
+            if not isinstance(body, dict):
+                raise KubeError(f"{what}: answer is not an object")
+            return body
+
+        return self._guarded(what, call)
+
+    def _summary_of(self, pods: list[dict[str, Any]], component: str) -> dict[str, Any] | Exception:
+        pod = logic.pick_pod(
+            [p for p in pods if p.get("metadata", {}).get("labels", {}).get(COMPONENT_LABEL) == component]
+        )
+        node = None if pod is None else logic.node_of(pod)
+        if node is None:
+            return LookupError(f"no scheduled pod labelled {COMPONENT_LABEL}={component} in {self.namespace}")
+        try:
+            return self._summary(node)
+        except KubeError as exc:
+            return exc
+
+    async def pods_and_usage(self, *, summary_of: str | None = None) -> PodsRead:
+        """The components' pods (labelled ``app.kubernetes.io/name``) as Kubernetes JSON, their
+        ``metrics.k8s.io`` PodMetrics, and (``summary_of`` a component) the kubelet stats summary
+        of the node its pod runs on: one read after the other, as one job on one thread."""
+
+        def job() -> PodsRead:
+            pods, usage = self._pods(), self._usage()
+            summary = None if summary_of is None else self._summary_of(pods, summary_of)
+            return PodsRead(pods=pods, usage=usage, summary=summary)
+
+        return await self._run(job)
 
     def _tail(self, pod: str, container: str, lines: int) -> tuple[str, ...]:
         def call() -> str:

@@ -12,9 +12,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from sentinai.common import catalog, subjects
+from sentinai.common.chains import ChainConfig
 
 Metrics = dict[str, float]
 GWEI = 1e9
+WEI_PER_ETH = 10**18
+# L2OutputOracle.latestBlockNumber(): the first 4 bytes of keccak256("latestBlockNumber()").
+LATEST_BLOCK_NUMBER = "0x4599c788"
 
 
 def hex_int(value: object) -> int:
@@ -159,6 +163,68 @@ def peer_stats_metrics(stats: Mapping[str, Any]) -> Metrics:
     return {catalog.PEER_COUNT: float(hex_int(stats["connected"]))}
 
 
+# ---- L1: the batcher's and proposer's accounts, the output oracle -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class L1Read:
+    """One JSON-RPC call on L1 and the metric of ``component`` its answer becomes."""
+
+    component: str
+    metric: str
+    method: str
+    params: tuple[Any, ...]
+
+
+def l1_reads(chain: ChainConfig) -> tuple[L1Read, ...]:
+    """The L1 calls a chain's config asks for (none without ``l1Rpc``), in one batch's order.
+
+    ``proposedL2`` is read from the L2OutputOracle rather than from op-proposer's own
+    ``refs_number{type="proposed"}`` gauge: the oracle holds what actually landed on L1, while the
+    gauge is also set when the proposal transaction reverted, is gone while op-proposer is down or
+    restarting, and starts empty after a restart: exactly when a flat proposal height matters.
+    """
+    if chain.l1_rpc is None:
+        return ()
+    reads: list[L1Read] = []
+    accounts = (("op-batcher", chain.batcher_address), ("op-proposer", chain.proposer_address))
+    for component, address in accounts:
+        if address is not None:
+            reads.append(L1Read(component, catalog.BALANCE, "eth_getBalance", (address, "latest")))
+    if chain.l2_output_oracle_address is not None:
+        call = {"to": chain.l2_output_oracle_address, "data": LATEST_BLOCK_NUMBER}
+        reads.append(L1Read("op-proposer", catalog.PROPOSED_L2, "eth_call", (call, "latest")))
+    return tuple(reads)
+
+
+def balance_eth(balance: object) -> float:
+    """``eth_getBalance`` (hex wei) in ETH."""
+    return hex_int(balance) / WEI_PER_ETH
+
+
+def abi_uint(data: object) -> int:
+    """The single ``uint256`` an ``eth_call`` of a view function returns, ABI-encoded in 32 bytes."""
+    if not isinstance(data, str) or not data.startswith("0x"):
+        raise ValueError(f"eth_call returned {data!r:.80}, not 0x-prefixed hex data")
+    word = data[2:]
+    if not word:
+        # What a node answers for a call to an address without code.
+        raise ValueError("eth_call returned no data: is there a contract at that address?")
+    if len(word) != 64:
+        raise ValueError(f"eth_call returned {len(word) // 2} bytes, not one 32-byte word")
+    try:
+        return int(word, 16)
+    except ValueError as exc:
+        raise ValueError(f"eth_call returned {data!r:.80}, not hex data") from exc
+
+
+def l1_value(read: L1Read, result: object) -> float:
+    """The metric value of one L1 read's answer."""
+    if read.metric == catalog.BALANCE:
+        return balance_eth(result)
+    return float(abi_uint(result))
+
+
 # ---- Kubernetes --------------------------------------------------------------------------------
 
 _QUANTITY = re.compile(
@@ -252,6 +318,63 @@ def pod_metrics(pod: Mapping[str, Any], usage: Mapping[str, Any] | None, *, comp
         if limit_bytes:
             metrics[catalog.MEMORY_USAGE] = 100.0 * memory / limit_bytes
     return metrics
+
+
+def node_of(pod: Mapping[str, Any]) -> str | None:
+    """The node a pod was scheduled on (``None`` while it is pending)."""
+    node = pod.get("spec", {}).get("nodeName")
+    return str(node) if node else None
+
+
+def _bytes(volume: Mapping[str, Any], key: str) -> float | None:
+    value = volume.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def data_volume_metrics(summary: Mapping[str, Any], *, namespace: str, pod: str) -> Metrics:
+    """The kubelet stats summary of a node (``/api/v1/nodes/{node}/proxy/stats/summary``) →
+    ``diskUsage`` of ``pod``'s data volume.
+
+    The data volume is the pod's PVC-backed volume (the largest, if it has several; the largest of
+    any kind if it has none: the secret and token volumes are tiny). Usage is ``df``'s: used over
+    used + available, so a full disk reads 100 % even when the filesystem reserves blocks for root
+    (what op-geth checks is the space it can still write); used over capacity when the kubelet does
+    not report what is available.
+    """
+    pods = summary.get("pods") if isinstance(summary, Mapping) else None
+    entry = next(
+        (
+            p
+            for p in (pods if isinstance(pods, list) else [])
+            if isinstance(p, Mapping)
+            and isinstance(p.get("podRef"), Mapping)
+            and p["podRef"].get("name") == pod
+            and p["podRef"].get("namespace") == namespace
+        ),
+        None,
+    )
+    if entry is None:
+        raise ValueError(f"the stats summary has no pod {namespace}/{pod}")
+    listed = entry.get("volume")
+    volumes = [
+        v
+        for v in (listed if isinstance(listed, list) else [])
+        if isinstance(v, Mapping)
+        and (_bytes(v, "capacityBytes") or 0) > 0
+        and _bytes(v, "usedBytes") is not None
+    ]
+    if not volumes:
+        raise ValueError(f"the stats summary reports no volume usage for pod {namespace}/{pod}")
+    claimed = [v for v in volumes if v.get("pvcRef")]
+    volume = max(claimed or volumes, key=lambda v: _bytes(v, "capacityBytes") or 0.0)
+    used = _bytes(volume, "usedBytes") or 0.0
+    available = _bytes(volume, "availableBytes")
+    room = used + available if available is not None else 0.0
+    if room <= 0:
+        room = _bytes(volume, "capacityBytes") or 1.0  # > 0: volumes without a capacity were left out
+    return {catalog.DISK_USAGE: 100.0 * used / room}
 
 
 # ---- logs and timing ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""One chain's targets polled once: op-geth, op-node, batcher, proposer RPC and the component pods."""
+"""One chain's targets polled once: op-geth, op-node, batcher, proposer RPC, L1 and the component pods."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 
 from sentinai.collector import logic
-from sentinai.collector.kube import COMPONENT_LABEL, KubeReader
+from sentinai.collector.kube import COMPONENT_LABEL, KubeReader, PodsRead
 from sentinai.collector.rpc import JsonRpc, RpcError
+from sentinai.common import catalog
 from sentinai.common.chains import ChainConfig
 from sentinai.common.events import COMPONENTS, LogBatch, MetricSample, MetricSource
 
@@ -23,6 +24,8 @@ Clock = Callable[[], float]
 _ERROR_KEEP = 2000
 # The clients' own timeouts fire first and say which call hung; this margin only backs them up.
 _GUARD_MARGIN_S = 0.5
+# The component whose data volume ``diskUsage`` measures.
+_DATA_VOLUME_OF = "op-geth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +48,9 @@ class _ChainMemory:
     logs: dict[str, _LogCursor] = field(default_factory=dict)
     # Wall-clock time of the next log read; logs may be read less often than the rest is polled.
     logs_due: float = float("-inf")
-
-
-def _optional(result: Any) -> Any:
-    """A batch result, or ``None`` for a method the node does not offer (anvil has no net_peerCount)."""
-    if isinstance(result, RpcError):
-        log.debug("optional RPC unavailable", extra={"error": str(result)})
-        return None
-    return result
+    # Series (component, metric) a poll could not read while its target answered: each is reported
+    # when it goes missing and when it is back, not on every poll it stays missing.
+    gaps: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _required(result: Any) -> Any:
@@ -65,8 +63,10 @@ class ChainPoller:
     """Polls every configured target of one chain; a failing target becomes a ``targetUp=False`` sample.
 
     A poll costs one HTTP request per RPC endpoint (the methods of one node go in one JSON-RPC
-    batch), one pod list and one pod-metrics list, plus a log tail per component every
-    ``log_interval_s`` (0: every poll).
+    batch; the L1 reads too), one pod list, one pod-metrics list and op-geth's node stats summary,
+    plus a log tail per component every ``log_interval_s`` (0: every poll). A series that cannot be
+    read while its target answers (L1 down, no RBAC for ``nodes/proxy``) is left out of the sample
+    and reported once, when it goes missing.
     """
 
     def __init__(
@@ -99,6 +99,9 @@ class ChainPoller:
             )
             if url is not None
         }
+        self._l1_reads = logic.l1_reads(chain)
+        self._l1 = JsonRpc(http, str(chain.l1_rpc)) if chain.l1_rpc is not None and self._l1_reads else None
+        self._report_unconfigured()
 
     @classmethod
     def open(
@@ -134,11 +137,55 @@ class ChainPoller:
             jobs.append(self._rpc_target(component, now, work(rpc, now)))
         if self._kube is not None:
             jobs.append(self._pods(self._kube, now))
-        parts = await asyncio.gather(*jobs)
+        parts, on_l1 = await asyncio.gather(asyncio.gather(*jobs), self._read_l1())
+        samples = [sample for part in parts for sample in part.samples]
         return Poll(
-            samples=tuple(sample for part in parts for sample in part.samples),
+            samples=tuple(self._with_l1(samples, on_l1, now=now)),
             logs=tuple(batch for part in parts for batch in part.logs),
         )
+
+    # ---- partial reads -------------------------------------------------------------------------
+
+    def _optional(self, component: str, metric: str, result: Any) -> Any:
+        """A batch result, or ``None`` (reported as a gap) for a method the node does not offer:
+        anvil has no net_peerCount."""
+        if isinstance(result, RpcError):
+            self._gap(component, metric, result)
+            return None
+        self._filled(component, metric)
+        return result
+
+    def _gap(self, component: str, metric: str, error: BaseException) -> None:
+        """``metric`` of ``component`` could not be read; said once until it is read again."""
+        key = (component, metric)
+        extra = {"chain": self.chain.id, "component": component, "metric": metric}
+        if key in self._memory.gaps:
+            log.debug("series still unavailable", extra=extra)
+            return
+        self._memory.gaps.add(key)
+        log.warning("series unavailable", extra=extra | {"error": _text(error, self._guard_s)})
+
+    def _filled(self, component: str, metric: str) -> None:
+        if (component, metric) in self._memory.gaps:
+            self._memory.gaps.discard((component, metric))
+            extra = {"chain": self.chain.id, "component": component, "metric": metric}
+            log.info("series available again", extra=extra)
+
+    def _report_unconfigured(self) -> None:
+        """Series the chain config gives no source for: said once, when the poller is made."""
+        chain = self.chain
+        needs = {
+            f"op-batcher {catalog.BALANCE}": ("l1Rpc", "batcherAddress"),
+            f"op-proposer {catalog.BALANCE}": ("l1Rpc", "proposerAddress"),
+            f"op-proposer {catalog.PROPOSED_L2}": ("l1Rpc", "l2OutputOracleAddress"),
+        }
+        have = {f"{r.component} {r.metric}" for r in self._l1_reads}
+        missing = {series: keys for series, keys in needs.items() if series not in have}
+        if missing:
+            log.info(
+                "series not collected: not configured",
+                extra={"chain": chain.id, "series": {s: " + ".join(k) for s, k in missing.items()}},
+            )
 
     # ---- targets -------------------------------------------------------------------------------
 
@@ -147,9 +194,9 @@ class ChainPoller:
             [("eth_getBlockByNumber", ["latest", False]), ("txpool_status", []), ("net_peerCount", [])]
         )
         height, metrics = logic.block_metrics(_required(block))
-        if (status := _optional(txpool)) is not None:
+        if (status := self._optional("op-geth", catalog.TX_POOL_COUNT, txpool)) is not None:
             metrics |= logic.txpool_metrics(status)
-        if (count := _optional(peers)) is not None:
+        if (count := self._optional("op-geth", catalog.PEER_COUNT, peers)) is not None:
             metrics |= logic.peer_count_metrics(count)
         # Only a successful poll moves the tracker: a timed-out one must not look like a stalled head.
         self._memory.head, head = logic.track_head(self._memory.head, height, now=now)
@@ -158,9 +205,53 @@ class ChainPoller:
     async def _op_node(self, rpc: JsonRpc, now: float) -> logic.Metrics:
         status, peers = await rpc.batch([("optimism_syncStatus", []), ("opp2p_peerStats", [])])
         metrics = logic.sync_status_metrics(_required(status), now=now)
-        if (stats := _optional(peers)) is not None:
+        if (stats := self._optional("op-node", catalog.PEER_COUNT, peers)) is not None:
             metrics |= logic.peer_stats_metrics(stats)
         return metrics
+
+    async def _read_l1(self) -> dict[str, logic.Metrics]:
+        """The L1 reads in one batch, as metrics by component; a read that fails is only a gap.
+
+        L1 is not one of the chain's targets: its failure does not make the batcher or proposer
+        look down, it leaves their L1 series out of the poll.
+        """
+        reads = self._l1_reads
+        if self._l1 is None:
+            return {}
+        results: list[Any]
+        try:
+            async with asyncio.timeout(self._guard_s):
+                results = await self._l1.batch([(r.method, list(r.params)) for r in reads])
+        except Exception as exc:  # unreachable, timed out, not JSON-RPC: every L1 series is a gap
+            results = [exc] * len(reads)
+        found: dict[str, logic.Metrics] = {}
+        for read, result in zip(reads, results, strict=True):
+            error = result if isinstance(result, Exception) else None
+            if error is None:
+                try:
+                    value = logic.l1_value(read, result)
+                except ValueError as exc:
+                    error = exc
+            if error is not None:  # a failed or malformed read costs only its own series
+                self._gap(read.component, read.metric, error)
+                continue
+            self._filled(read.component, read.metric)
+            found.setdefault(read.component, {})[read.metric] = value
+        return found
+
+    def _with_l1(
+        self, samples: list[MetricSample], on_l1: dict[str, logic.Metrics], *, now: float
+    ) -> list[MetricSample]:
+        """The L1 metrics of the batcher and proposer added to their RPC samples (made for them
+        when the component's own RPC is not polled). A component that is down keeps its down
+        sample as it is: what was read on L1 about it is not worth a sample that says it is up."""
+        out: list[MetricSample] = []
+        for sample in samples:
+            extra = on_l1.get(sample.component) if sample.source == "rpc" and sample.target_up else None
+            out.append(sample.model_copy(update={"metrics": sample.metrics | extra}) if extra else sample)
+        polled = {s.component for s in samples if s.source == "rpc"}
+        out += [self._sample(c, "rpc", now, m) for c, m in on_l1.items() if c not in polled and m]
+        return out
 
     async def _health(self, rpc: JsonRpc, _now: float) -> logic.Metrics:
         await rpc.call("health_status")
@@ -178,16 +269,18 @@ class ChainPoller:
         return Poll(samples=tuple(self._down(c, "k8s", now, exc) for c in COMPONENTS))
 
     async def _pods(self, kube: KubeReader, now: float) -> Poll:
-        """Every component's pod sample from one pod list and one metrics list; then their logs."""
+        """Every component's pod sample from one pod list, one metrics list and op-geth's node
+        stats summary; then their logs."""
         try:
-            async with asyncio.timeout(self._guard_s):
-                pods, usage = await kube.pods_and_usage()
+            # One more client timeout for the stats summary, read in the same job after the lists.
+            async with asyncio.timeout(self._guard_s + self._timeout_s):
+                read = await kube.pods_and_usage(summary_of=_DATA_VOLUME_OF)
         except Exception as exc:  # any failure of a target is reported, never raised
             return self._all_down(now, exc)
         samples: list[MetricSample] = []
         containers: dict[str, tuple[str, str]] = {}  # component → (pod, container) to read logs of
         for component in COMPONENTS:
-            sample, container = self._pod_sample(kube, component, pods=pods, usage=usage, now=now)
+            sample, container = self._pod_sample(kube, component, read=read, now=now)
             samples.append(sample)
             if container is not None:
                 containers[component] = container
@@ -239,28 +332,45 @@ class ChainPoller:
         return tuple(batches)
 
     def _pod_sample(
-        self,
-        kube: KubeReader,
-        component: str,
-        *,
-        pods: list[dict[str, Any]],
-        usage: dict[str, dict[str, Any]],
-        now: float,
+        self, kube: KubeReader, component: str, *, read: PodsRead, now: float
     ) -> tuple[MetricSample, tuple[str, str] | None]:
         """The component's pod sample, and its (pod, container) when its log can be read."""
         try:
             labelled = [
-                p for p in pods if p.get("metadata", {}).get("labels", {}).get(COMPONENT_LABEL) == component
+                p
+                for p in read.pods
+                if p.get("metadata", {}).get("labels", {}).get(COMPONENT_LABEL) == component
             ]
             pod = logic.pick_pod(labelled)
             if pod is None:
                 raise LookupError(f"no pod labelled {COMPONENT_LABEL}={component} in {kube.namespace}")
             name = str(pod.get("metadata", {}).get("name", ""))
-            metrics = logic.pod_metrics(pod, usage.get(name), component=component)
+            metrics = logic.pod_metrics(pod, read.usage.get(name), component=component)
         except Exception as exc:  # a malformed pod fails its own component only
             return self._down(component, "k8s", now, exc), None
+        if component == _DATA_VOLUME_OF:
+            metrics |= self._disk(read.summary, namespace=kube.namespace, pod=name)
         container = logic.main_container(pod, component)
         return self._sample(component, "k8s", now, metrics), None if container is None else (name, container)
+
+    def _disk(self, summary: dict[str, Any] | Exception | None, *, namespace: str, pod: str) -> logic.Metrics:
+        """``diskUsage`` from the node's stats summary; a summary that could not be read (no RBAC for
+        ``nodes/proxy``, the kubelet unreachable) or says nothing of the pod is only a gap."""
+        problem: BaseException
+        if isinstance(summary, Exception):
+            problem = summary
+        elif summary is None:
+            problem = LookupError("no stats summary was read")
+        else:
+            try:
+                metrics = logic.data_volume_metrics(summary, namespace=namespace, pod=pod)
+            except Exception as exc:  # a malformed summary never fails the pod sample
+                problem = exc
+            else:
+                self._filled(_DATA_VOLUME_OF, catalog.DISK_USAGE)
+                return metrics
+        self._gap(_DATA_VOLUME_OF, catalog.DISK_USAGE, problem)
+        return {}
 
     # ---- samples -------------------------------------------------------------------------------
 

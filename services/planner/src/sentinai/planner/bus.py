@@ -30,13 +30,14 @@ from sentinai.common.decisions import (
     ActionProposed,
     ActionRequested,
     AuditRecorded,
+    IncidentResolved,
     PredictionMade,
     RcaCompleted,
 )
-from sentinai.common.events import AnomalyResolved, Event, utcnow
+from sentinai.common.events import Event, utcnow
 from sentinai.common.policy import Policy
 from sentinai.common.state import StateStore, StateStoreError
-from sentinai.planner import logic
+from sentinai.planner import cooldowns, logic
 from sentinai.planner.records import Ledger, Records
 from sentinai.planner.settings import PlannerSettings
 
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 PROPOSALS = Counter("sentinai_planner_proposals_total", "Proposals published", ["chain", "status", "tier"])
 DECISIONS = Counter("sentinai_planner_commands_total", "Command outcomes", ["chain", "outcome"])
 REPLAYS = Counter("sentinai_planner_replays_total", "Inputs whose proposals were already published")
+LATE = Counter(
+    "sentinai_planner_late_diagnoses_total", "Diagnoses of incidents already resolved: nothing proposed"
+)
 REDELIVERIES = Counter(
     "sentinai_planner_redeliveries_total",
     "Inputs handed back for later: the state store or bus was away",
@@ -97,18 +101,37 @@ class Deps:
 class Planner:
     """The publishing half of the handlers, kept apart so the expiry timer shares it."""
 
-    def __init__(self, broker: NatsBroker, deps: Deps) -> None:
+    def __init__(self, broker: NatsBroker, deps: Deps, *, resolved_memory_s: float = 86_400.0) -> None:
         self.broker = broker
         self.deps = deps
+        self.resolved_memory_s = resolved_memory_s
+        # Each consumer is a single writer, but they run side by side: a proposal's record is read,
+        # decided on and written by one of them at a time, so an approval and a withdrawal (or an
+        # expiry, or an upgrade) of the same proposal never interleave.
+        self.deciding = asyncio.Lock()
 
     async def audit(self, record: AuditRecorded) -> None:
         await publish_event(self.broker, subjects.audit(record.chain_id), record, stream=streams.AUDIT)
 
     async def propose(self, proposal: ActionProposed) -> None:
-        """Publish a proposal once (plus its auto approval) and record it; a replay is a no-op."""
+        """Publish a proposal once (plus its auto approval) and record it; a replay is a no-op.
+
+        The same action id again, now allowed to run by itself while the first still waits, is an
+        upgrade (``logic.upgrade``) rather than a replay.
+        """
+        async with self.deciding:
+            await self._propose(proposal)
+
+    async def _propose(self, proposal: ActionProposed) -> None:
         records = self.deps.records
-        if await records.proposal(proposal.action_id) is not None:
-            REPLAYS.inc()
+        existing = await records.proposal(proposal.action_id)
+        if existing is not None:
+            ledger = await records.ledger(proposal.action_id)
+            upgraded = logic.upgrade(existing, ledger.decision, proposal)
+            if upgraded is None:
+                REPLAYS.inc()
+                return
+            await self.upgrade(upgraded)
             return
         now = proposal.occurred_at
         subject = subjects.action_proposed(proposal.chain_id)
@@ -128,6 +151,23 @@ class Planner:
             await self.approve(proposal, (), now=now, actor="planner", why=f"{proposal.tier} tier: automatic")
         await records.add(proposal)
         PROPOSALS.labels(proposal.chain_id, proposal.status, proposal.tier).inc()
+
+    async def upgrade(self, proposal: ActionProposed) -> None:
+        """Publish a waiting proposal again as automatic, approve it, and record it so.
+
+        Published before recorded, with ids of their own: a redelivery in between finds the proposal
+        still waiting and publishes the same, deduplicated, events again.
+        """
+        await publish_event(
+            self.broker, subjects.action_proposed(proposal.chain_id), proposal, stream=streams.ACTIONS
+        )
+        why = (
+            f"upgraded from pending approval: a later diagnosis met the evidence for automatic "
+            f"execution ({proposal.reason}); {proposal.tier} tier: automatic"
+        )
+        await self.approve(proposal, (), now=proposal.occurred_at, actor="planner", why=why)
+        await self.deps.records.replace(proposal)
+        DECISIONS.labels(proposal.chain_id, "upgraded").inc()
 
     async def approve(
         self, proposal: ActionProposed, approvers: tuple[str, ...], *, now: datetime, actor: str, why: str
@@ -162,6 +202,10 @@ class Planner:
         DECISIONS.labels(proposal.chain_id, "expired").inc()
 
     async def command(self, cmd: ActionCommand) -> None:
+        async with self.deciding:
+            await self._command(cmd)
+
+    async def _command(self, cmd: ActionCommand) -> None:
         records = self.deps.records
         now = self.deps.clock()
         proposal = await records.proposal(cmd.action_id)
@@ -170,7 +214,14 @@ class Planner:
             return
         ledger = await records.ledger(cmd.action_id)
         outcome = logic.apply_command(
-            proposal, ledger.approvers(), cmd, policy=self.deps.policy, now=now, decision=ledger.decision
+            proposal,
+            ledger.approvers(),
+            cmd,
+            policy=self.deps.policy,
+            now=now,
+            decision=ledger.decision,
+            why=ledger.why,
+            cooldowns=await records.cooldowns(proposal.chain_id),
         )
         if outcome.status == "approved" and ledger.announced:
             REPLAYS.inc()  # a redelivered approval whose effects were all published
@@ -245,6 +296,10 @@ class Planner:
 
     async def expire_due(self) -> int:
         """Expire every pending proposal past its deadline; returns how many."""
+        async with self.deciding:
+            return await self._expire_due()
+
+    async def _expire_due(self) -> int:
         records = self.deps.records
         now = self.deps.clock()
         count = 0
@@ -255,16 +310,39 @@ class Planner:
                 count += 1
         return count
 
-    async def resolved(self, event: AnomalyResolved) -> None:
-        """An incident that healed before anyone approved its remedy needs the remedy no more."""
+    async def incident_resolved(self, event: IncidentResolved) -> None:
+        """An incident that is over needs its remedies no more: withdraw those still waiting.
+
+        The incident is remembered first, so a diagnosis of it handled later proposes nothing. Each
+        withdrawal is audited before it is recorded: a redelivery in between finds it still
+        pending and publishes the same, deduplicated, audit record again.
+        """
+        async with self.deciding:
+            await self._withdraw(event)
+
+    async def _withdraw(self, event: IncidentResolved) -> None:
         records = self.deps.records
-        for proposal in await records.pending():
-            if proposal.episode_id != event.episode_id:
-                continue
+        await records.mark_resolved(event, ttl_s=self.resolved_memory_s)
+        now = self.deps.clock()
+        why = logic.withdrawal_reason(event)
+        for proposal in logic.withdrawable(await records.pending(), event):
             ledger = await records.ledger(proposal.action_id)
-            if ledger.decision is None:
-                why = f"the incident resolved after {event.duration_s:.0f}s, before approval"
-                await self.expire(proposal, now=self.deps.clock(), why=why)
+            if ledger.decision is not None:
+                continue
+            await self.audit(
+                logic.audit_event(
+                    "withdrawn",
+                    proposal,
+                    actor="planner",
+                    now=now,
+                    summary=proposal.action.summary(),
+                    outcome="withdrawn",
+                    reasoning=why,
+                )
+            )
+            withdrawn = Ledger.of(ledger.approvers(), decision="withdrawn", why=why, at=now)
+            await records.save_ledger(proposal.action_id, withdrawn)
+            DECISIONS.labels(proposal.chain_id, "withdrawn").inc()
 
     async def fold_audit(self, record: AuditRecorded) -> None:
         records = self.deps.records
@@ -315,7 +393,7 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
     broker = build_broker(settings)
     telemetry.instrument(broker, service=SERVICE)
     dead = DeadLetters(broker, service=SERVICE)
-    planner = Planner(broker, deps)
+    planner = Planner(broker, deps, resolved_memory_s=settings.resolved_memory_s)
     prefix = settings.durable_prefix
     # faststream creates the consumers after its start returns: a durable created for the first time
     # starts a little in the past, so an event published while the planner started is not missed.
@@ -325,6 +403,9 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
 
     async def on_rca(rca: RcaCompleted) -> None:
         now = deps.clock()
+        if await deps.records.is_resolved(rca.chain_id, rca.episode_id):
+            LATE.inc()
+            return
         proposals = logic.plan_rca(
             rca,
             policy=deps.policy,
@@ -333,6 +414,7 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             min_confidence=settings.min_rca_confidence,
             min_notify_confidence=settings.min_notify_confidence,
             block_time_s=settings.block_time_s,
+            cooldowns=await deps.records.cooldowns(rca.chain_id),
         )
         for proposal in logic.admit_scaling(proposals, deps.memory, now=now):
             await planner.propose(proposal)
@@ -348,17 +430,26 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             partway_sustain_s=settings.scale_down_partway_sustain_s,
             action_price_core_h=settings.scale_action_price_core_h,
             lull_memory_s=settings.scale_lull_memory_s,
+            cooldowns=await deps.records.cooldowns(pred.chain_id),
         ):
             await planner.propose(proposal)
 
     async def on_request(request: ActionRequested) -> None:
         proposal = logic.plan_request(
-            request, policy=deps.policy, now=deps.clock(), block_time_s=settings.block_time_s
+            request,
+            policy=deps.policy,
+            now=deps.clock(),
+            block_time_s=settings.block_time_s,
+            cooldowns=await deps.records.cooldowns(request.chain_id),
         )
         await planner.propose(proposal)
 
     async def on_executed(executed: ActionExecuted) -> None:
         logic.record_executed(executed, deps.memory)
+        mine = await deps.records.proposal(executed.action_id)
+        cooldown = cooldowns.cooldown_after(executed, policy=deps.policy, proposal=mine)
+        if cooldown is not None:
+            await deps.records.save_cooldown(executed.chain_id, cooldown)
 
     events, actions = streams.EVENTS, streams.ACTIONS
     consumers: list[tuple[str, str, streams.StreamSpec, str, Any]] = [
@@ -371,11 +462,11 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             (PredictionMade, on_prediction),
         ),
         (
-            "on_resolved",
-            subjects.ANOMALY_RESOLVED_ALL,
+            "on_incident_resolved",
+            subjects.INCIDENT_RESOLVED_ALL,
             events,
-            "resolved",
-            (AnomalyResolved, planner.resolved),
+            "incidents",
+            (IncidentResolved, planner.incident_resolved),
         ),
         ("on_command", subjects.ACTION_COMMAND_ALL, actions, "commands", (ActionCommand, planner.command)),
         ("on_request", subjects.ACTION_REQUESTED_ALL, actions, "requests", (ActionRequested, on_request)),

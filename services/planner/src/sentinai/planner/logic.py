@@ -1,4 +1,11 @@
-"""Pure planning: diagnoses and forecasts become typed, policy-classified proposals; commands decide them."""
+"""Pure planning: diagnoses and forecasts become typed, policy-classified proposals; commands decide them.
+
+Three honesty rules live here. Evidence: a diagnosis that has not met its class's evidence rule
+proposes nothing, and one short of the bar for automatic execution only proposes for approval.
+Cooldown: an action the executor would refuse because it changed the same component moments ago
+is proposed as refused, saying until when. Resolution: remedies of an incident that is over are
+withdrawn while they wait.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,10 @@ import hashlib
 import math
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 
 from sentinai.common import catalog
 from sentinai.common.actions import (
@@ -29,6 +36,7 @@ from sentinai.common.decisions import (
     ActionRequested,
     AuditKind,
     AuditRecorded,
+    IncidentResolved,
     PredictionMade,
     RcaCompleted,
     VerifySpec,
@@ -36,6 +44,7 @@ from sentinai.common.decisions import (
 )
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import Policy, classify
+from sentinai.planner.cooldowns import Cooldown, cooling
 
 MIN_RCA_CONFIDENCE = 0.5
 # A notification changes nothing in the cluster, so a less certain diagnosis may still send one.
@@ -84,7 +93,8 @@ def _remedies(rca: RcaCompleted, *, policy: Policy, current_vcpu: Mapping[str, f
             ),
         ]
     if cause == "batcher_failure":
-        if _mentions(rca, "insufficient funds"):
+        # An empty key (the L1 node's error, or the balance the collector reads) needs a human with funds.
+        if _mentions(rca, "insufficient funds") or _mentions(rca, "op-batcher balance="):
             return [
                 Notify(
                     severity="critical",
@@ -185,14 +195,24 @@ def propose(
     correlation_id: str | None = None,
     proposed_by: str = "planner",
     verify: VerifySpec | None = None,
+    automatic: bool = True,
+    cooldowns: Mapping[str, Cooldown] | None = None,
 ) -> ActionProposed:
-    """Classify ``action`` and wrap it as a proposal: refused, auto-approved, or awaiting approvals."""
+    """Classify ``action`` and wrap it as a proposal: refused, auto-approved, or awaiting approvals.
+
+    ``automatic=False``: the grounds are not yet enough for the policy's automatic approval, so an
+    automatic tier waits for one person instead. ``cooldowns`` (the chain's, by component): an action
+    on a component the executor still holds in its cooldown is refused, saying until when.
+    """
     verdict = classify(action, policy, incident=incident)
     status: Literal["pending_approval", "auto_approved", "refused"] = "pending_approval"
     refusal = verdict.refusal
     required = verdict.approvals_required
     if verdict.auto:
-        status = "auto_approved"
+        if automatic:
+            status = "auto_approved"
+        else:
+            required = 1
     elif refusal is not None:
         # "Forbidden without approval" is a demand, not a refusal, when enough approvals can lift it.
         if classify(action, policy, incident=incident, approvals=required).allowed:
@@ -200,6 +220,10 @@ def propose(
         else:
             status = "refused"
     aid = action_id(chain_id, id_basis or episode_id, action)
+    if status != "refused":
+        held = cooling(action, cooldowns, action_id=aid, cooldown_s=verdict.cooldown_s, now=now)
+        if held is not None:
+            status, refusal = "refused", held.refusal()
     return ActionProposed(
         event_id=event_id("proposed", aid),
         correlation_id=correlation_id or aid,
@@ -222,7 +246,12 @@ def propose(
 
 
 def plan_request(
-    request: ActionRequested, *, policy: Policy, now: datetime, block_time_s: float
+    request: ActionRequested,
+    *,
+    policy: Policy,
+    now: datetime,
+    block_time_s: float,
+    cooldowns: Mapping[str, Cooldown] | None = None,
 ) -> ActionProposed:
     """A person's or agent's request, judged by the same policy as the planner's own remedies.
 
@@ -239,6 +268,7 @@ def plan_request(
         correlation_id=request.correlation_id,
         proposed_by=request.requested_by,
         verify=verify_spec(None, request.action, block_time_s=block_time_s),
+        cooldowns=cooldowns,
     )
 
 
@@ -271,6 +301,9 @@ def verify_spec(incident: RootCauseClass | None, action: Action, *, block_time_s
     )
 
 
+WAITING: Final = "waiting for corroboration"
+
+
 def plan_rca(
     rca: RcaCompleted,
     *,
@@ -281,20 +314,38 @@ def plan_rca(
     min_confidence: float = MIN_RCA_CONFIDENCE,
     min_notify_confidence: float = MIN_NOTIFY_CONFIDENCE,
     block_time_s: float = 2.0,
+    cooldowns: Mapping[str, Cooldown] | None = None,
 ) -> list[ActionProposed]:
-    """Every remedy of ``rca`` as a classified proposal, refused ones included (they are audited)."""
+    """Every remedy of ``rca`` as a classified proposal, refused ones included (they are audited).
+
+    Evidence first: nothing at all (not even a notification) unless the diagnosis met its class's
+    evidence rule for a proposal; short of the rule for automatic execution, every proposal waits
+    for a person and says what it waits for. An event without ``corroboration`` (from before the
+    rules existed) counts as not corroborated.
+    """
+    grounds = rca.corroboration
+    if grounds is None or not grounds.proposal_met:
+        return []
+    status = grounds.status.strip()
+    if not grounds.auto_met:
+        # The rca may already phrase it as waiting; say it once.
+        bare = status[len(WAITING) :].lstrip(" :") if status.lower().startswith(WAITING) else status
+        status = f"{WAITING}: {bare}"
+    reason = f"{rca.root_cause} (confidence {rca.confidence:.2f}, {rca.engine}); {status}"
     return [
         propose(
             action,
             policy=policy,
             now=now,
             chain_id=rca.chain_id,
-            reason=f"{rca.root_cause} (confidence {rca.confidence:.2f}, {rca.engine})",
+            reason=reason,
             incident=rca.root_cause_class,
             episode_id=rca.episode_id,
             correlation_id=rca.correlation_id,
             proposed_by=proposed_by,
             verify=verify_spec(rca.root_cause_class, action, block_time_s=block_time_s),
+            automatic=grounds.auto_met,
+            cooldowns=cooldowns,
         )
         for action in remedies(
             rca,
@@ -304,6 +355,47 @@ def plan_rca(
             min_notify_confidence=min_notify_confidence,
         )
     ]
+
+
+def upgrade(
+    existing: ActionProposed, decision: Decision | None, fresh: ActionProposed
+) -> ActionProposed | None:
+    """``existing`` as the policy allows it now that ``fresh`` (the same action planned again) runs alone.
+
+    A later diagnosis of the same incident names the same remedy under the same action id. While
+    the earlier proposal still waits (pending, undecided) and the new grounds let its tier run
+    automatically, it is re-published as automatic: same action id, the new reason, its own event
+    id. Anything else (decided, expired, refused, still short of evidence, refused for a cooldown
+    now) keeps the earlier proposal as it is: a replay.
+    """
+    if fresh.action_id != existing.action_id or fresh.status != "auto_approved":
+        return None
+    if existing.status != "pending_approval" or decision is not None:
+        return None
+    if fresh.occurred_at >= existing.expires_at:
+        return None  # past its deadline: it expires, it is not revived
+    return fresh.model_copy(
+        update={
+            "event_id": event_id("proposed", existing.action_id, "upgraded"),
+            "correlation_id": existing.correlation_id,
+            "expires_at": existing.expires_at,
+        }
+    )
+
+
+def withdrawable(pending: Iterable[ActionProposed], resolved: IncidentResolved) -> list[ActionProposed]:
+    """The proposals of the resolved incident still waiting for approval: their remedy is needed no more."""
+    return [
+        p
+        for p in pending
+        if p.status == "pending_approval"
+        and p.chain_id == resolved.chain_id
+        and p.episode_id == resolved.incident_id
+    ]
+
+
+def withdrawal_reason(resolved: IncidentResolved) -> str:
+    return f"incident resolved: {resolved.reason}"
 
 
 # ------------------------------------------------------------------------------------------- scaling
@@ -377,6 +469,7 @@ def plan_prediction(
     partway_sustain_s: float = 1800.0,
     action_price_core_h: float = 2.0,
     lull_memory_s: float = 86_400.0,
+    cooldowns: Mapping[str, Cooldown] | None = None,
 ) -> list[ActionProposed]:
     """Scale up on a confident forecast above the current request; down only after a sustained lull.
 
@@ -388,7 +481,8 @@ def plan_prediction(
     ``action_price_core_h`` core-hours each (0: off); the step down is taken only when, judged on
     the lulls this chain had at the lower step within ``lull_memory_s`` that lasted longer than this
     one has so far, taking it now costs less than keeping the cores any longer (``_step_down_pays``).
-    Cooldown: see ``admit_scaling``.
+    Cooldown: see ``admit_scaling``; and while the executor holds the component in its cooldown
+    (``cooldowns``), nothing is proposed: the next forecast after it asks again.
     """
     key = (pred.chain_id, pred.component)
     ladder = sorted(policy.vcpu_ladder)
@@ -445,6 +539,9 @@ def plan_prediction(
         correlation_id=pred.correlation_id,
         verify=verify_spec(None, action, block_time_s=2.0),
     )
+    aid, cooldown_s = proposal.action_id, proposal.cooldown_s
+    if cooling(action, cooldowns, action_id=aid, cooldown_s=cooldown_s, now=now) is not None:
+        return []
     admitted = admit_scaling([proposal], state, now=now)
     if admitted and isinstance(action, ScaleDown):
         state.below_since.pop(key, None)
@@ -541,7 +638,7 @@ def record_executed(executed: ActionExecuted, memory: ScalingMemory) -> None:
 
 # ------------------------------------------------------------------------------------------ approvals
 
-Decision = Literal["approved", "rejected", "expired"]
+Decision = Literal["approved", "rejected", "expired", "withdrawn"]
 OutcomeStatus = Literal["approved", "waiting", "rejected", "refused", "expired"]
 
 
@@ -576,11 +673,16 @@ def apply_command(
     policy: Policy,
     now: datetime,
     decision: Decision | None = None,
+    why: str = "",
+    cooldowns: Mapping[str, Cooldown] | None = None,
 ) -> CommandOutcome:
     """Apply an approve/reject command to a proposal whose state is ``approvals`` and ``decision``.
 
-    Repeating a command that already took effect yields the same outcome again (never a new one),
-    so a redelivered command republishes the same, deduplicated, events.
+    ``why`` is the reason recorded with ``decision``. Repeating a command that already took effect
+    yields the same outcome again (never a new one), so a redelivered command republishes the same,
+    deduplicated, events. The approval that would complete a proposal is refused while the executor
+    holds its component in a cooldown (``cooldowns``): it would refuse the action, which could then
+    never run; the approvers may approve again once the cooldown is over.
     """
     have = tuple(approvals)
     voters = {a.by for a in have}
@@ -596,6 +698,8 @@ def apply_command(
         return outcome("approved", "already approved")
     if decision == "rejected" and cmd.command == "reject":
         return outcome("rejected", "already rejected")
+    if decision == "withdrawn":
+        return outcome("refused", "the proposal was withdrawn" + (f": {why}" if why else ""))
     if decision is not None:
         return outcome("refused", f"the proposal was already {decision}")
     if now >= proposal.expires_at:
@@ -611,6 +715,11 @@ def apply_command(
         return CommandOutcome("waiting", after, required, f"{len(after)}/{required} distinct approvals")
     if verdict.refusal is not None:
         return CommandOutcome("refused", after, required, verdict.refusal)
+    cooldown_s = max(proposal.cooldown_s, verdict.cooldown_s)
+    held = cooling(proposal.action, cooldowns, action_id=proposal.action_id, cooldown_s=cooldown_s, now=now)
+    if held is not None:
+        why_not = f"{held.refusal()}: the executor would refuse it now; approve again after the cooldown"
+        return CommandOutcome("refused", after, required, why_not)
     return CommandOutcome("approved", after, required, f"approved by {', '.join(a.by for a in after)}")
 
 

@@ -1,19 +1,24 @@
 """The planner's records in the StateStore: proposals, their approvals, the pending index, the audit model.
 
-Layout (read by the CLI and the api too): ``proposals.<actionId>`` the proposal as published,
+Layout (read by the CLI and the api too): ``proposals.<actionId>`` the proposal as last published,
 ``approvals.<actionId>`` its ledger (approvers and decision), ``pending.<actionId>`` one key per
 proposal awaiting approval, ``audit.recent`` the last 100 audit records, newest first.
+The planner's own memory besides: ``cooldowns.<chain>.<component>`` the executor's cooldown lock
+as mirrored from ``action.executed``, ``resolved.<digest>`` the incidents that are over.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from sentinai.common.decisions import ActionProposed, AuditRecorded
+from sentinai.common.decisions import ActionProposed, AuditRecorded, IncidentResolved
+from sentinai.common.events import COMPONENTS
 from sentinai.common.state import StateStore
+from sentinai.planner.cooldowns import Cooldown, later
 from sentinai.planner.logic import Approval, Decision
 
 AUDIT_RECENT = "audit.recent"
@@ -30,6 +35,15 @@ def ledger_key(action_id: str) -> str:
 
 def pending_key(action_id: str) -> str:
     return f"pending.{action_id}"
+
+
+def cooldown_key(chain_id: str, component: str) -> str:
+    return f"cooldowns.{chain_id}.{component}"
+
+
+def resolved_key(chain_id: str, incident_id: str) -> str:
+    # An incident id is the rca's to choose: hashed, it is always a valid key.
+    return "resolved." + hashlib.sha256(f"{chain_id}|{incident_id}".encode()).hexdigest()[:32]
 
 
 class _Record(BaseModel):
@@ -67,6 +81,27 @@ class Ledger(_Record):
         )
 
 
+class CooldownRecord(_Record):
+    component: str
+    action_id: str
+    done: str
+    at: AwareDatetime
+    ttl_s: float
+
+    def cooldown(self) -> Cooldown:
+        return Cooldown(self.component, self.action_id, self.done, self.at, self.ttl_s)
+
+    @classmethod
+    def of(cls, cooldown: Cooldown) -> CooldownRecord:
+        return cls(
+            component=cooldown.component,
+            action_id=cooldown.action_id,
+            done=cooldown.done,
+            at=cooldown.at,
+            ttl_s=cooldown.ttl_s,
+        )
+
+
 class Records:
     """Typed access to the planner's keys; every method is one or two StateStore calls.
 
@@ -80,6 +115,8 @@ class Records:
         self.store = store
         self.sole_writer = sole_writer
         self._pending: dict[str, ActionProposed] | None = None
+        # Same reasoning: every proposal and approval reads its chain's cooldowns.
+        self._cooldowns: dict[str, dict[str, Cooldown]] = {}
 
     async def proposal(self, action_id: str) -> ActionProposed | None:
         raw = await self.store.get(proposal_key(action_id))
@@ -98,6 +135,14 @@ class Records:
             if self._pending is not None:
                 self._pending[proposal.action_id] = proposal
         return True
+
+    async def replace(self, proposal: ActionProposed) -> None:
+        """Record a proposal published again with a new status (upgraded): it waits no more."""
+        await self.store.put(proposal_key(proposal.action_id), proposal.to_json())
+        if proposal.status != "pending_approval":
+            await self.store.delete(pending_key(proposal.action_id))
+            if self._pending is not None:
+                self._pending.pop(proposal.action_id, None)
 
     async def save_ledger(self, action_id: str, ledger: Ledger) -> None:
         await self.store.put(ledger_key(action_id), ledger.model_dump_json(by_alias=True).encode())
@@ -124,6 +169,37 @@ class Records:
 
     async def all_ids(self) -> list[str]:
         return [key.removeprefix("proposals.") for key in await self.store.keys("proposals.")]
+
+    async def cooldowns(self, chain_id: str) -> dict[str, Cooldown]:
+        """The chain's cooldown locks by component (expired ones included: ``Cooldown.holds`` tells)."""
+        found = self._cooldowns.get(chain_id)
+        if found is None:
+            found = {}
+            for component in COMPONENTS:
+                raw = await self.store.get(cooldown_key(chain_id, component))
+                if raw is not None:
+                    found[component] = CooldownRecord.model_validate_json(raw).cooldown()
+            if self.sole_writer:
+                self._cooldowns[chain_id] = found
+        return dict(found)
+
+    async def save_cooldown(self, chain_id: str, cooldown: Cooldown) -> None:
+        """Remember the lock the executor took, unless one that ends later is remembered already."""
+        held = (await self.cooldowns(chain_id)).get(cooldown.component)
+        if later(held, cooldown) is held:
+            return
+        body = CooldownRecord.of(cooldown).model_dump_json(by_alias=True).encode()
+        # Saved once the execution is over, so the key outlives the lock; ``holds`` judges it.
+        await self.store.put(cooldown_key(chain_id, cooldown.component), body, ttl_s=cooldown.ttl_s)
+        if chain_id in self._cooldowns:
+            self._cooldowns[chain_id][cooldown.component] = cooldown
+
+    async def mark_resolved(self, resolved: IncidentResolved, *, ttl_s: float) -> None:
+        key = resolved_key(resolved.chain_id, resolved.incident_id)
+        await self.store.put(key, resolved.to_json(), ttl_s=ttl_s)
+
+    async def is_resolved(self, chain_id: str, incident_id: str) -> bool:
+        return await self.store.get(resolved_key(chain_id, incident_id)) is not None
 
     async def recent_audit(self) -> list[AuditRecorded]:
         raw = await self.store.get(AUDIT_RECENT)

@@ -34,6 +34,8 @@ class PlannerSettings(ServiceSettings):
     # A consumer created for the first time also takes the events of this many seconds before start.
     first_start_replay_s: float = Field(default=60.0, ge=0)
     expiry_check_s: float = Field(default=5.0, gt=0)
+    # How long a resolved incident is remembered: a late or replayed diagnosis of it proposes nothing.
+    resolved_memory_s: float = Field(default=86_400.0, gt=0)
     # Verification of "blocks flow again" allows three block times.
     block_time_s: float = Field(default=2.0, gt=0)
     durable_prefix: str = Field(default="planner", pattern=r"^[A-Za-z0-9_-]{1,32}$")

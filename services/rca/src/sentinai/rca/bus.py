@@ -23,13 +23,14 @@ from prometheus_client import Counter, Histogram
 
 from sentinai.common import jsonlog, pull, streams, subjects, telemetry
 from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, build_broker, publish_event
-from sentinai.common.decisions import ActionExecuted, RcaCompleted
+from sentinai.common.decisions import ActionExecuted
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, LogBatch, MetricSample, utcnow
 from sentinai.rca import llm, logic
 from sentinai.rca.context import ContextStore
 from sentinai.rca.llm import LlmConfig, Outcome
+from sentinai.rca.service import Diagnoser, Pending
 from sentinai.rca.settings import RcaSettings
-from sentinai.rca.tracker import IncidentTracker, Trigger
+from sentinai.rca.tracker import IncidentTracker
 
 SERVICE = "rca"
 E = TypeVar("E", bound=Event)
@@ -49,19 +50,11 @@ class Deps:
     tracker: IncidentTracker
     llm: LlmConfig | None = None
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Chains whose telemetry arrived since the last re-diagnosis pass, with the newest event time.
+    touched: dict[str, datetime] = field(default_factory=dict)
 
 
 def deps_from(settings: RcaSettings) -> Deps:
-    llm = None
-    if settings.llm_model is not None:
-        llm = LlmConfig(
-            model=settings.llm_model,
-            api_base=settings.llm_api_base,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            timeout_s=settings.llm_timeout_s,
-            max_tokens=settings.llm_max_tokens,
-            fallback_s=settings.llm_fallback_s,
-        )
     return Deps(
         context=ContextStore(
             metric_window=settings.metric_window,
@@ -70,8 +63,12 @@ def deps_from(settings: RcaSettings) -> Deps:
             metric_horizon_s=settings.metric_horizon_s,
             log_horizon_s=settings.log_horizon_s,
         ),
-        tracker=IncidentTracker(quiet_s=settings.quiet_s, revise_delta=settings.revise_delta),
-        llm=llm,
+        tracker=IncidentTracker(
+            quiet_s=settings.quiet_s,
+            revise_delta=settings.revise_delta,
+            revise_every_s=settings.revise_every_s,
+        ),
+        llm=llm.config_from(settings),
     )
 
 
@@ -100,6 +97,47 @@ def telemetry_consumers(settings: RcaSettings, *, now: datetime) -> tuple[Consum
     return metrics, logs
 
 
+def publisher(broker: NatsBroker, deps: Deps, diagnoser: Diagnoser) -> Callable[..., Awaitable[None]]:
+    """What publishes a diagnosis the tracker let through: the RCA event, its audit line, metrics."""
+
+    async def publish_pending(pending: Pending, *, started: float) -> None:
+        # The LLM, when configured, adds to the rules' answer within one deadline; it never decides.
+        outcome = (
+            Outcome(pending.diagnosis, "rules", None, 0.0)
+            if deps.llm is None
+            else await llm.consult(pending.ctx, pending.diagnosis, config=deps.llm)
+        )
+        event = logic.to_event(
+            outcome.diagnosis,
+            pending.ctx,
+            episode_id=pending.trigger.incident_id,
+            basis=pending.basis,
+            engine=outcome.engine,
+            model=outcome.model,
+            latency_ms=1000 * (time.perf_counter() - started),
+            cost_usd=outcome.cost_usd,
+            now=deps.clock(),
+        )
+        await publish_event(broker, subjects.rca_completed(event.chain_id), event, stream=streams.EVENTS)
+        audit = logic.audit_of(event, llm_refused=outcome.failure)
+        await publish_event(broker, subjects.audit(event.chain_id), audit, stream=streams.AUDIT)
+        diagnoser.published(pending)
+        RCAS.labels(event.chain_id, event.root_cause_class, event.engine).inc()
+        log.info(
+            "rca published",
+            extra={
+                "episodeId": event.episode_id,
+                "rootCauseClass": event.root_cause_class,
+                "confidence": event.confidence,
+                "engine": event.engine,
+                "latencyMs": round(event.latency_ms, 1),
+                "corroboration": event.corroboration.status if event.corroboration else None,
+            },
+        )
+
+    return publish_pending
+
+
 def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
     broker = build_broker(settings)
     telemetry.instrument(broker, service=SERVICE)
@@ -110,6 +148,36 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
     # nak for redelivery; one message per fetch, as faststream 0.7.8 can drop a partly fetched batch.
     retry = AckPolicy.NACK_ON_ERROR
     one = PullSub(batch_size=1, timeout=1.0)
+
+    diagnoser = Diagnoser(
+        context=deps.context,
+        tracker=deps.tracker,
+        block_time_s=settings.block_time_s,
+        rediagnose_s=settings.rediagnose_s,
+    )
+
+    publish_pending = publisher(broker, deps, diagnoser)
+
+    def add_sample(sample: MetricSample) -> None:
+        deps.context.add_sample(sample)
+        seen = deps.touched.get(sample.chain_id)
+        if seen is None or sample.occurred_at > seen:
+            deps.touched[sample.chain_id] = sample.occurred_at
+
+    async def rediagnose() -> None:
+        """Open incidents of the chains just heard from, re-diagnosed when due (confidence grows)."""
+        touched, deps.touched = deps.touched, {}
+        for chain_id, at in touched.items():
+            pending = diagnoser.telemetry(chain_id, now=at)
+            if pending is not None:
+                await publish_pending(pending, started=time.perf_counter())
+        await publish_closed()
+
+    async def publish_closed() -> None:
+        for over in diagnoser.closed():
+            await publish_event(
+                broker, subjects.incident_resolved(over.chain_id), over, stream=streams.EVENTS
+            )
 
     # The context an incident is diagnosed in: samples, log lines and executed actions, replayed
     # from ``replay_s`` ago by a new durable.
@@ -123,7 +191,8 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
                 service=SERVICE,
                 kind="metric_sample",
                 event_type=MetricSample,
-                add=deps.context.add_sample,
+                add=add_sample,
+                after=rediagnose,
             ),
         ),
         pull.Loop(
@@ -172,64 +241,18 @@ def build(settings: RcaSettings, deps: Deps, *, now: datetime) -> Wiring:
         if subject.startswith(subjects.ANOMALY_RESOLVED + "."):
             resolved = await dead.decode(AnomalyResolved, subject=subject, body=msg.body)
             if resolved is not None:
-                deps.context.resolved(resolved)
-                deps.tracker.resolved(resolved)
+                diagnoser.resolved(resolved)
             return
         anomaly = await dead.decode(AnomalyDetected, subject=subject, body=msg.body)
         if anomaly is not None:
-            await diagnose(anomaly)
+            jsonlog.bind(chain=anomaly.chain_id, correlation_id=anomaly.correlation_id)
+            started = time.perf_counter()
+            pending = diagnoser.detected(anomaly)
+            await publish_closed()
+            if pending is not None:
+                await publish_pending(pending, started=started)
+            RCA_SECONDS.observe(time.perf_counter() - started)
+            deps.tracker.handled(anomaly.event_id)
             MESSAGES_HANDLED.labels(SERVICE, "anomaly").inc()
-
-    async def diagnose(anomaly: AnomalyDetected) -> None:
-        jsonlog.bind(chain=anomaly.chain_id, correlation_id=anomaly.correlation_id)
-        deps.context.opened(anomaly)
-        trigger = deps.tracker.detected(anomaly)
-        if trigger is None:
-            return
-        started = time.perf_counter()
-        ctx = deps.context.context(anomaly, block_time_s=settings.block_time_s)
-        rules = logic.diagnose(ctx)
-        # A joining anomaly that does not change the answer is published nowhere and costs no LLM call.
-        if deps.tracker.should_publish(
-            trigger, root_cause_class=rules.root_cause_class, confidence=rules.confidence
-        ):
-            outcome = (
-                Outcome(rules, "rules", None, 0.0)
-                if deps.llm is None
-                else await llm.consult(ctx, rules, config=deps.llm)
-            )
-            await publish(
-                logic.to_event(
-                    outcome.diagnosis,
-                    ctx,
-                    episode_id=trigger.incident_id,
-                    engine=outcome.engine,
-                    model=outcome.model,
-                    latency_ms=1000 * (time.perf_counter() - started),
-                    cost_usd=outcome.cost_usd,
-                    now=deps.clock(),
-                ),
-                trigger,
-                llm_refused=outcome.failure,
-            )
-        RCA_SECONDS.observe(time.perf_counter() - started)
-        deps.tracker.handled(anomaly.event_id)
-
-    async def publish(event: RcaCompleted, trigger: Trigger, *, llm_refused: str | None) -> None:
-        await publish_event(broker, subjects.rca_completed(event.chain_id), event, stream=streams.EVENTS)
-        audit = logic.audit_of(event, llm_refused=llm_refused)
-        await publish_event(broker, subjects.audit(event.chain_id), audit, stream=streams.AUDIT)
-        deps.tracker.published(trigger, root_cause_class=event.root_cause_class, confidence=event.confidence)
-        RCAS.labels(event.chain_id, event.root_cause_class, event.engine).inc()
-        log.info(
-            "rca published",
-            extra={
-                "episodeId": event.episode_id,
-                "rootCauseClass": event.root_cause_class,
-                "confidence": event.confidence,
-                "engine": event.engine,
-                "latencyMs": round(event.latency_ms, 1),
-            },
-        )
 
     return Wiring(broker=broker, loops=loops, consumers=(metrics, logs))

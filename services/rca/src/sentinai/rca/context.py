@@ -16,6 +16,8 @@ from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, M
 from sentinai.rca.evidence import TARGET_UP
 from sentinai.rca.model import RcaContext
 
+LOG_HORIZON_BLOCKS = 40
+
 
 @dataclass(slots=True)
 class ChainHistory:
@@ -74,20 +76,33 @@ class ContextStore:
     def resolved(self, resolved: AnomalyResolved) -> None:
         self.chain(resolved.chain_id).active.pop(resolved.episode_id, None)
 
-    def context(self, anomaly: AnomalyDetected, *, block_time_s: float) -> RcaContext:
-        """A snapshot: later telemetry must not change a diagnosis while it is being made."""
+    def context(
+        self, anomaly: AnomalyDetected, *, block_time_s: float, now: datetime | None = None
+    ) -> RcaContext:
+        """A snapshot as of ``now`` (default: the anomaly's time); later telemetry must not change a
+        diagnosis while it is being made. A re-diagnosis of an open incident passes a later ``now``."""
         history = self.chain(anomaly.chain_id)
-        metrics_since = anomaly.occurred_at - self.metric_horizon
-        logs_since = anomaly.occurred_at - self.log_horizon
+        at = anomaly.occurred_at if now is None else max(now, anomaly.occurred_at)
+        metrics_since = at - self.metric_horizon
+        # Components log on a block cadence (a proposer every few dozen blocks): the horizon covers at
+        # least LOG_HORIZON_BLOCKS of this chain, so two of its lines can corroborate at 12 s blocks too.
+        logs_since = at - max(self.log_horizon, timedelta(seconds=LOG_HORIZON_BLOCKS * block_time_s))
+        metrics = {
+            c: {m: [(t, v) for t, v in window if t >= metrics_since] for m, window in ms.items()}
+            for c, ms in history.metrics.items()
+        }
+        logs = {c: [(t, line) for t, line in tail if t >= logs_since] for c, tail in history.logs.items()}
         return RcaContext(
             chain_id=anomaly.chain_id,
             anomaly=anomaly,
             active=tuple(history.active.values()),
-            metrics={
-                c: {m: tuple(v for t, v in window if t >= metrics_since) for m, window in ms.items()}
-                for c, ms in history.metrics.items()
-            },
-            logs={c: tuple(line for t, line in tail if t >= logs_since) for c, tail in history.logs.items()},
+            metrics={c: {m: tuple(v for _, v in tv) for m, tv in ms.items()} for c, ms in metrics.items()},
+            logs={c: tuple(line for _, line in tail) for c, tail in logs.items()},
             recent_actions=tuple(history.actions),
             block_time_s=block_time_s,
+            metric_times={
+                c: {m: tuple(t.timestamp() for t, _ in tv) for m, tv in ms.items()}
+                for c, ms in metrics.items()
+            },
+            log_times={c: tuple(t.timestamp() for t, _ in tail) for c, tail in logs.items()},
         )

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from sentinai.common import catalog
 from sentinai.common.events import AnomalyDetected
+from sentinai.common.incidents import MARKERS_OF, STALL_BLOCK_TIMES, IncidentClass, Marker
 from sentinai.common.loglines import WARN, line_level
 from sentinai.rca.model import RcaContext
 
 TARGET_UP: Final = "targetUp"
 MAX_QUOTE: Final = 300
 MAX_QUOTES_PER_FACT: Final = 2
-# Batchers post every few minutes; a safe head stuck for longer than this many L2 blocks is not cadence.
-SAFE_STUCK_BLOCKS: Final = 60.0
+# Batchers post every few minutes; a safe head stuck while the unsafe head went on for longer than this
+# is not cadence (in seconds of L2 time, so it means the same at 1 s and at 12 s blocks).
+SAFE_STUCK_S: Final = 120.0
 # Samples that count as "now" for facts that must be current (restarts, a memory peak).
 RECENT: Final = 10
 
@@ -34,9 +36,24 @@ def fmt(value: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """How long a signal has held: the observations (samples, or polls that logged it) and their span."""
+
+    polls: int
+    span_s: float
+
+    def __bool__(self) -> bool:
+        return self.polls > 0
+
+
+NOT_HELD: Final = Held(0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class LogHit:
     quotes: tuple[str, ...]
     count: int
+    held: Held = NOT_HELD
 
 
 def rising(values: Sequence[float], *, min_step: float) -> bool:
@@ -63,15 +80,30 @@ class Case:
 
     score: float = 0.0
     evidence: list[str] = field(default_factory=list)
+    # Independent signals seen (a metric condition, a component's marker lines) and how long each held.
+    signals: dict[str, Held] = field(default_factory=dict)
 
-    def add(self, weight: float, *quotes: str) -> None:
+    def add(self, weight: float, *quotes: str, signal: str | None = None, held: Held | None = None) -> None:
         self.score += weight
         self.evidence.extend(q for q in quotes if q not in self.evidence)
+        if signal is not None:
+            have = self.signals.get(signal, NOT_HELD)
+            new = held or Held(1, 0.0)
+            self.signals[signal] = max(have, new, key=lambda h: (h.polls, h.span_s))
 
-    def log(self, hit: LogHit | None, weight: float) -> None:
+    def log(self, hit: LogHit | None, weight: float, *, signal: str = "log") -> None:
         """A repeated line is a pattern; a single one may be a blip, so it counts for less."""
         if hit is not None:
-            self.add(weight if hit.count >= 2 else 0.7 * weight, *hit.quotes)
+            self.add(weight if hit.count >= 2 else 0.7 * weight, *hit.quotes, signal=signal, held=hit.held)
+
+    def markers(self, facts: Facts, cls: IncidentClass) -> None:
+        """Every catalogue marker of ``cls``, each weighed once; a component's lines are one signal."""
+        for marker in MARKERS_OF[cls]:
+            for component, hit in facts.marker_hits(marker).items():
+                self.log(hit, marker.weight, signal=f"{component} log")
+
+    def strongest(self) -> Held:
+        return max(self.signals.values(), key=lambda h: (h.polls, h.span_s), default=NOT_HELD)
 
     @property
     def capped(self) -> float:
@@ -85,12 +117,22 @@ class Facts:
         self.ctx = ctx
         self.block_time_s = ctx.block_time_s
         logs: dict[str, list[str]] = {component: list(lines) for component, lines in ctx.logs.items()}
+        log_times: dict[str, list[float]] = {}
+        for component, lines in logs.items():
+            times = list((ctx.log_times or {}).get(component, ()))
+            # Without times every line counts as one poll: a tail alone never proves persistence.
+            log_times[component] = times if len(times) == len(lines) else [0.0] * len(lines)
         # The detector quotes the lines that opened a log episode; they count even if the tail moved on.
         for anomaly in self.anomalies():
             if anomaly.rule == "log":
                 tail = logs.setdefault(anomaly.component, [])
-                tail.extend(line for line in anomaly.evidence if line not in tail)
+                times = log_times.setdefault(anomaly.component, [])
+                for line in anomaly.evidence:
+                    if line not in tail:
+                        tail.append(line)
+                        times.append(anomaly.occurred_at.timestamp())
         self.logs = logs
+        self.log_times = log_times
 
     def anomalies(self) -> list[AnomalyDetected]:
         """The chain's active anomalies, the trigger included once."""
@@ -101,6 +143,35 @@ class Facts:
     def series(self, component: str, metric: str) -> list[float]:
         values = self.ctx.metrics.get(component, {}).get(metric, ())
         return [v for v in values if math.isfinite(v)]
+
+    def timed(self, component: str, metric: str) -> list[tuple[float, float]]:
+        """(event time, value) pairs, oldest first; without times, samples one block time apart."""
+        values = self.ctx.metrics.get(component, {}).get(metric, ())
+        times = (self.ctx.metric_times or {}).get(component, {}).get(metric, ())
+        if len(times) != len(values):
+            times = [i * self.block_time_s for i in range(len(values))]
+        return [(t, v) for t, v in zip(times, values, strict=True) if math.isfinite(v)]
+
+    def held(
+        self, component: str, metric: str, holds: Callable[[float], bool], *, recurring: bool = False
+    ) -> Held:
+        """How long ``holds`` has been true of the newest samples of ``metric`` (back to the first miss).
+
+        ``recurring``: every sample in the window where it held counts, spanning first to last — for a
+        condition that comes back (a leak that is killed and grows again), not one that must be unbroken.
+        """
+        timed = self.timed(component, metric)
+        if recurring:
+            times = [t for t, value in timed if holds(value)]
+            return Held(len(times), times[-1] - times[0]) if times else NOT_HELD
+        polls = 0
+        for _, value in reversed(timed):
+            if not holds(value):
+                break
+            polls += 1
+        if polls == 0:
+            return NOT_HELD
+        return Held(polls, timed[-1][0] - timed[-polls][0])
 
     def anomaly(self, metric: str, component: str | None = None) -> AnomalyDetected | None:
         found = [
@@ -126,15 +197,42 @@ class Facts:
         allowed = None if components is None else set(components)
         quotes: list[str] = []
         count = 0
+        polls: set[float] = set()
         for component, lines in self.logs.items():
             if allowed is not None and component not in allowed:
                 continue
-            for line in lines:
+            for line, at in zip(lines, self.log_times.get(component, ()), strict=False):
                 if regex.search(line) and line_level(line) >= min_level:
                     count += 1
+                    polls.add(at)
                     if len(quotes) < MAX_QUOTES_PER_FACT:
                         quotes.append(quote(component, line))
-        return LogHit(tuple(quotes), count) if count else None
+        if not count:
+            return None
+        return LogHit(tuple(quotes), count, Held(len(polls), max(polls) - min(polls)))
+
+    def marker_hits(self, marker: Marker) -> dict[str, LogHit]:
+        """The lines each component logged that carry ``marker``, with the polls they came in."""
+        out: dict[str, LogHit] = {}
+        for component, lines in self.logs.items():
+            quotes: list[str] = []
+            count = 0
+            polls: set[float] = set()
+            for line, at in zip(lines, self.log_times.get(component, ()), strict=False):
+                if marker.matches(line, component=component):
+                    count += 1
+                    polls.add(at)
+                    if len(quotes) < MAX_QUOTES_PER_FACT:
+                        quotes.append(quote(component, line))
+            if count:
+                out[component] = LogHit(tuple(quotes), count, Held(len(polls), max(polls) - min(polls)))
+        return out
+
+    def marker_score(self, cls: IncidentClass) -> float:
+        """The weight of ``cls``'s own log markers seen: how much specific, cause-naming evidence there is."""
+        case = Case()
+        case.markers(self, cls)
+        return case.score
 
     def text_mentions(self, pattern: str) -> str | None:
         """An anomaly description or log line (any level) mentioning ``pattern``, quoted."""
@@ -159,7 +257,7 @@ class Facts:
         """The unsafe head older than 3 block times (the OP Stack stall rule) and not moving, quoted."""
         if self.head_moving():
             return []
-        limit = 3 * self.block_time_s
+        limit = STALL_BLOCK_TIMES * self.block_time_s
         quotes = []
         for component, metric in (
             ("op-geth", catalog.SECONDS_SINCE_HEAD),
@@ -198,7 +296,7 @@ class Facts:
         if stuck < 3:
             return None
         progress = unsafe[-1] - unsafe[-stuck]
-        if progress < SAFE_STUCK_BLOCKS:
+        if progress * self.block_time_s < SAFE_STUCK_S:
             return None
         return f"op-node safeL2 flat at {safe[-1]:.0f} while unsafeL2 advanced {progress:.0f} blocks"
 

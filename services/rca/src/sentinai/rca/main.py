@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faststream.asgi import AsgiFastStream
@@ -10,12 +11,13 @@ from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import TELEMETRY, ensure_streams
-from sentinai.rca import bus
+from sentinai.rca import bus, llm
 from sentinai.rca.settings import RcaSettings
 
 
 def build_app(settings: RcaSettings) -> AsgiFastStream:
-    wiring = bus.build(settings, bus.deps_from(settings), now=utcnow())
+    deps = bus.deps_from(settings)
+    wiring = bus.build(settings, deps, now=utcnow())
     broker = wiring.broker
     pumps = pull.Pumps(bus.SERVICE)
     lag = telemetry.ConsumerLag(
@@ -32,6 +34,9 @@ def build_app(settings: RcaSettings) -> AsgiFastStream:
         await ensure_streams(js, replicas=settings.stream_replicas)
         for config in wiring.consumers:
             await pull.ensure_consumer(js, TELEMETRY.name, config)
+        if deps.llm is not None:
+            # Import litellm (seconds) before the first diagnosis, so none spends its deadline on it.
+            await asyncio.wrap_future(llm.preload())
 
     async def start_pumps() -> None:
         pumps.start(broker.config.connection_state.stream, wiring.loops)

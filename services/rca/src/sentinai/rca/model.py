@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sentinai.common.decisions import ActionExecuted, Hypothesis
+from sentinai.common.decisions import ActionExecuted, Corroboration, Hypothesis
 from sentinai.common.events import AnomalyDetected, Severity
 from sentinai.common.incidents import RootCauseClass
 
@@ -21,6 +21,10 @@ class RcaContext:
     logs: Mapping[str, Sequence[str]]
     recent_actions: Sequence[ActionExecuted] = ()
     block_time_s: float = 2.0
+    # Event times (epoch seconds) parallel to ``metrics`` and ``logs``: how long a signal has held.
+    # Absent (tests, old callers), samples are taken one block time apart and lines as one poll.
+    metric_times: Mapping[str, Mapping[str, Sequence[float]]] | None = None
+    log_times: Mapping[str, Sequence[float]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +37,4 @@ class Diagnosis:
     hypotheses: tuple[Hypothesis, ...]
     evidence: tuple[str, ...]
     confidence: float
+    corroboration: Corroboration | None = None

@@ -2,162 +2,69 @@
 
 Weights follow how specific a fact is: a message only one fault prints (``401 Unauthorized``,
 ``Disk space is running low``) weighs most; a symptom many faults share (a flat head, a growing pool)
-weighs little, so the fault that explains the symptom outranks the symptom's own class. Log strings
-are the ones the OP Stack components print (OPSTACK.md).
+weighs little, so the fault that explains the symptom outranks the symptom's own class. Log markers,
+titles and evidence rules are the incident catalogue's (``sentinai.common.incidents``); each signal a
+signature adds is named, with how long it has held, so the diagnosis can say whether the class's
+evidence rule is met.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from sentinai.common import catalog
-from sentinai.common.events import Severity
-from sentinai.common.incidents import IncidentClass
-from sentinai.common.loglines import INFO
-from sentinai.rca.evidence import RECENT, Case, Facts, flat, fmt, rising
-
-TXPOOL_CAP: Final = 5120.0  # geth legacypool's default pending slots
-
-
-@dataclass(frozen=True, slots=True)
-class ClassSpec:
-    """What the catalogue says about a class: its name for people, its risk, the plan, who is hit."""
-
-    title: str
-    risk: Severity
-    action_plan: str
-    affected: tuple[str, ...]
-
-
-SPECS: Final[Mapping[IncidentClass, ClassSpec]] = {
-    "sequencer_stall": ClassSpec(
-        "Sequencer stall: op-node stopped producing unsafe blocks",
-        "high",
-        "Restart op-node (needs approval); check op-geth engine API health",
-        ("op-node", "op-geth"),
-    ),
-    "l1_rpc_outage": ClassSpec(
-        "L1 RPC outage: op-node cannot read L1, so the safe head stopped",
-        "high",
-        "Switch op-node to a healthy L1 RPC endpoint or restart op-node (needs approval); "
-        "check the L1 provider",
-        ("op-node", "op-batcher", "op-proposer"),
-    ),
-    "batcher_failure": ClassSpec(
-        "Batcher cannot post batches to L1: the safe head falls behind",
-        "medium",
-        "Notify: fund or fix the batcher key (a human must); "
-        "restart op-batcher only if it is funded and still stuck",
-        ("op-batcher", "op-node"),
-    ),
-    "proposer_failure": ClassSpec(
-        "Proposer failure: output roots are not being proposed to L1",
-        "medium",
-        "Restart op-proposer; notify if proposals keep failing (check its L1 balance and RPC)",
-        ("op-proposer",),
-    ),
-    "op_geth_cpu_saturation": ClassSpec(
-        "op-geth CPU saturation: block production slows under load",
-        "low",
-        "Scale op-geth CPU up one ladder step; verify the block interval returns to the block time",
-        ("op-geth",),
-    ),
-    "op_geth_oom": ClassSpec(
-        "op-geth out of memory: the container is OOM-killed and restarts",
-        "high",
-        "Raise op-geth's memory limit (needs approval) and notify; a restart alone will be killed again",
-        ("op-geth",),
-    ),
-    "engine_api_failure": ClassSpec(
-        "Engine API failure: op-node cannot drive op-geth over the engine API (8551)",
-        "medium",
-        "Restart op-geth; check that its engine API (port 8551) is reachable from op-node",
-        ("op-geth", "op-node"),
-    ),
-    "jwt_mismatch": ClassSpec(
-        "JWT mismatch: op-geth rejects op-node's engine API token, op-node crash-loops",
-        "critical",
-        "Notify operators: a restart will not fix it: fix the shared JWT secret of op-node and op-geth",
-        ("op-node", "op-geth"),
-    ),
-    "disk_pressure": ClassSpec(
-        "Disk pressure: op-geth's data volume is nearly full",
-        "critical",
-        "Notify; expand the op-geth data volume or prune (needs approval) before geth shuts down",
-        ("op-geth",),
-    ),
-    "peer_loss": ClassSpec(
-        "P2P peer loss: the node has no peers",
-        "low",
-        "Restart the replica op-node; check static peers, bootnodes and the firewall",
-        ("op-node",),
-    ),
-    "l1_reorg": ClassSpec(
-        "L1 reorg: op-node saw the L1 head change and re-derives",
-        "low",
-        "Observe only: op-node walks back and re-derives by itself; no action unless it repeats deeply",
-        ("op-node",),
-    ),
-    "txpool_spam": ClassSpec(
-        "Tx pool spam: the pool is at its cap, blocks are full and the base fee rises",
-        "medium",
-        "Observe; rate-limit at the RPC edge; never restart (it would drop the pool, not the spam)",
-        ("op-geth",),
-    ),
-}
-UNKNOWN_SPEC: Final = ClassSpec(
-    "Inconclusive: no incident signature is supported by enough evidence",
-    "low",
-    "Observe and collect more evidence; no automatic action",
-    (),
+from sentinai.common.incidents import (
+    SPECS,
+    STALL_BLOCK_TIMES,
+    TXPOOL_CAP,
+    UNKNOWN_SPEC,
+    ClassSpec,
+    IncidentClass,
+    spec_of,
 )
+from sentinai.rca.evidence import RECENT, SAFE_STUCK_S, Case, Facts, Held, flat, fmt, rising
 
-_BY_NAME: Final[Mapping[str, ClassSpec]] = {str(cls): spec for cls, spec in SPECS.items()}
+__all__ = ["SIGNATURES", "SPECS", "UNKNOWN_SPEC", "ClassSpec", "spec_of"]
 
 
-def spec_of(cause: str) -> ClassSpec:
-    """The catalogue entry of a class name; ``unknown`` (or anything else) gets the inconclusive one."""
-    return _BY_NAME.get(cause, UNKNOWN_SPEC)
+def _stall(f: Facts) -> Held:
+    limit = STALL_BLOCK_TIMES * f.block_time_s
+    return max(
+        f.held("op-geth", catalog.SECONDS_SINCE_HEAD, lambda age: age > limit),
+        f.held("op-node", catalog.UNSAFE_L2_AGE, lambda age: age > limit),
+        key=lambda h: (h.polls, h.span_s),
+    )
 
 
 def sequencer_stall(f: Facts) -> Case:
     case = Case()
     if stalled := f.head_stalled():
-        case.add(0.45, *stalled)
+        case.add(0.45, *stalled, signal="head stalled", held=_stall(f))
     for component, metric in (("op-node", catalog.UNSAFE_L2), ("op-geth", catalog.BLOCK_HEIGHT)):
         values = f.series(component, metric)
         if flat(values):
             case.add(0.1, f"{component} {metric} flat at {values[-1]:.0f} over the last 3 samples")
             break
     if pool := f.rising_quote("op-geth", catalog.TX_POOL_COUNT, min_step=20):
-        case.add(0.15, pool)
-    case.log(f.logged(r"Engine failed temporarily, backing off sequencer", components=["op-node"]), 0.35)
-    case.log(
-        f.logged(
-            r"Sequencer temporarily could not seal block|Sequencer encountered reset signal"
-            r"|sequencer has fallen behind safe head|Sequencer has been stopped",
-            components=["op-node"],
-        ),
-        0.25,
-    )
+        case.add(0.15, pool, signal="pool growing")
+    case.markers(f, "sequencer_stall")
     return case
 
 
 def l1_rpc_outage(f: Facts) -> Case:
     case = Case()
     if stale := f.l1_stale():
-        case.add(0.3, stale)
+        case.add(
+            0.3, stale, signal="L1 head stale", held=f.held("op-node", catalog.L1_HEAD_AGE, lambda a: a > 60)
+        )
     l1 = f.series("op-node", catalog.L1_HEAD)
     if flat(l1, points=6):
         case.add(0.1, f"op-node l1Head flat at {l1[-1]:.0f} over the last 6 samples")
     if split := f.safe_flat_unsafe_moving():
-        case.add(0.15, split)
-    case.log(f.logged(r"L1 temporary error", components=["op-node"]), 0.3)
-    case.log(f.logged(r"failed to poll L1 block|l1 heads subscription error"), 0.25)
-    case.log(f.logged(r"Failed to query L1 tip", components=["op-batcher"]), 0.1)
+        case.add(0.15, split, signal="safe head stuck")
+    case.markers(f, "l1_rpc_outage")
     return case
 
 
@@ -167,35 +74,40 @@ def batcher_failure(f: Facts) -> Case:
     lag_weight = 0.15 if f.l1_trouble() else 0.3
     lag = f.series("op-node", catalog.UNSAFE_SAFE_LAG)
     lag_anomaly = f.anomaly(catalog.UNSAFE_SAFE_LAG)
-    if rising(lag, min_step=20) and lag[-1] > 60:
-        case.add(lag_weight, f"op-node unsafeSafeLag growing {lag[0]:.0f} → {lag[-1]:.0f} blocks")
+    # The lag a batcher's normal cadence leaves, in blocks of this chain (two minutes of L2 time).
+    cadence = SAFE_STUCK_S / f.block_time_s
+    if rising(lag, min_step=cadence / 3) and lag[-1] > cadence:
+        case.add(
+            lag_weight,
+            f"op-node unsafeSafeLag growing {lag[0]:.0f} → {lag[-1]:.0f} blocks",
+            signal="lag growing",
+            held=f.held("op-node", catalog.UNSAFE_SAFE_LAG, lambda v: v > cadence),
+        )
     elif lag_anomaly is not None:
-        case.add(lag_weight, f"{lag_anomaly.component}: {lag_anomaly.description}")
+        case.add(lag_weight, f"{lag_anomaly.component}: {lag_anomaly.description}", signal="lag growing")
     if split := f.safe_flat_unsafe_moving():
-        case.add(0.5 * lag_weight, split)
-    batcher = ["op-batcher"]
-    case.log(f.logged(r"insufficient funds", components=batcher), 0.4)
-    case.log(f.logged(r"unable to publish transaction", components=batcher), 0.25)
-    case.log(f.logged(r"Error publishing tx to l1|Transaction failed to send", components=batcher), 0.15)
-    case.log(
-        f.logged(r"transaction is underpriced|replacement is underpriced|nonce too low", components=batcher),
-        0.1,
-    )
-    balance = f.latest("op-batcher", "balance")
+        case.add(0.5 * lag_weight, split, signal="safe head stuck")
+    case.markers(f, "batcher_failure")
+    balance = f.latest("op-batcher", catalog.BALANCE)
     if balance is not None and balance < 0.1:
-        case.add(0.2, f"op-batcher balance={balance:.4f} ETH")
+        case.add(
+            0.2,
+            f"op-batcher balance={balance:.4f} ETH",
+            signal="balance low",
+            held=f.held("op-batcher", catalog.BALANCE, lambda b: b < 0.1),
+        )
     return case
 
 
 def proposer_failure(f: Facts) -> Case:
     case = Case()
-    # The catalogue's defining line: repeated, it names the incident by itself.
-    case.log(f.logged(r"Failed to send proposal transaction", components=["op-proposer"]), 0.6)
-    case.log(f.logged(r"Error getting output", components=["op-proposer"]), 0.2)
-    case.log(f.logged(r"Proposer tx successfully published but reverted", min_level=INFO), 0.3)
-    proposed = f.series("op-proposer", "proposedL2")
-    if flat(proposed, points=6):
-        case.add(0.2, f"op-proposer proposedL2 flat at {proposed[-1]:.0f}")
+    case.markers(f, "proposer_failure")
+    proposed = f.series("op-proposer", catalog.PROPOSED_L2)
+    if flat(proposed, points=6) and case.score:
+        case.add(0.2, f"op-proposer proposedL2 flat at {proposed[-1]:.0f}", signal="proposals flat")
+    balance = f.latest("op-proposer", catalog.BALANCE)
+    if balance is not None and balance < 0.05:
+        case.add(0.2, f"op-proposer balance={balance:.4f} ETH", signal="balance low")
     if f.l1_trouble():
         case.score *= 0.5
     return case
@@ -205,22 +117,32 @@ def op_geth_cpu_saturation(f: Facts) -> Case:
     case = Case()
     cpu = f.latest("op-geth", catalog.CPU_USAGE)
     if cpu is not None and cpu >= 80:
-        case.add(0.35 if cpu >= 90 else 0.2, f"op-geth cpuUsage={cpu:.1f}% of its CPU request")
-        if cpu >= 98:
-            # Pinned at its allocation op-geth is being throttled: saturated by definition, and the
-            # remedy (one ladder step up, auto tier, verified, rolled back on failure) is cheap.
-            case.add(0.2, "op-geth is pinned at its CPU allocation (throttled)")
-        recent = f.series("op-geth", catalog.CPU_USAGE)[-3:]
-        if len(recent) == 3 and min(recent) >= 80:
-            case.add(
-                0.1, f"op-geth cpuUsage ≥ 80% for the last 3 samples ({', '.join(fmt(v) for v in recent)})"
-            )
+        held = f.held("op-geth", catalog.CPU_USAGE, lambda v: v >= 80)
+        case.add(
+            0.35 if cpu >= 90 else 0.2,
+            f"op-geth cpuUsage={cpu:.1f}% of its CPU request",
+            signal="cpu high",
+            held=held,
+        )
+        if held.polls >= 3:
+            shown = ", ".join(fmt(v) for v in f.series("op-geth", catalog.CPU_USAGE)[-3:])
+            case.add(0.1, f"op-geth cpuUsage ≥ 80% for the last {held.polls} samples (… {shown})")
+    late = 1.25 * f.block_time_s
     interval = f.latest("op-geth", catalog.BLOCK_INTERVAL)
-    if interval is not None and interval > 1.25 * f.block_time_s:
-        case.add(0.2, f"op-geth blockInterval={interval:.1f}s (block time {f.block_time_s:g}s)")
+    if interval is not None and interval > late:
+        # Late blocks corroborate a pinned op-geth: the throttling is costing the chain, not just the pod.
+        case.add(
+            0.2,
+            f"op-geth blockInterval={interval:.1f}s (block time {f.block_time_s:g}s)",
+            signal="blocks late",
+            held=f.held("op-geth", catalog.BLOCK_INTERVAL, lambda v: v > late),
+        )
     if pool := f.rising_quote("op-geth", catalog.TX_POOL_COUNT, min_step=20):
-        case.add(0.1, pool)
-    case.log(f.logged(r"Database compacting, degraded performance", components=["op-geth"]), 0.3)
+        case.add(0.1, pool, signal="pool growing")
+    case.markers(f, "op_geth_cpu_saturation")
+    if not case.signals.get("cpu high"):
+        # Without op-geth busy there is no saturation to fix: late blocks alone are someone else's symptom.
+        case.score *= 0.5
     return case
 
 
@@ -230,52 +152,55 @@ def op_geth_oom(f: Facts) -> Case:
     memory = max(
         f.series("op-geth", catalog.MEMORY_USAGE)[-RECENT:], default=f.latest("op-geth", catalog.MEMORY_USAGE)
     )
+    high = f.held("op-geth", catalog.MEMORY_USAGE, lambda v: v >= 85, recurring=True)
     if memory is not None and memory >= 95:
-        case.add(0.45, f"op-geth memoryUsage peaked at {memory:.1f}% of its limit")
+        case.add(
+            0.45, f"op-geth memoryUsage peaked at {memory:.1f}% of its limit", signal="memory high", held=high
+        )
     elif memory is not None and memory >= 85:
-        case.add(0.25, f"op-geth memoryUsage peaked at {memory:.1f}% of its limit")
+        case.add(
+            0.25, f"op-geth memoryUsage peaked at {memory:.1f}% of its limit", signal="memory high", held=high
+        )
     if growth := f.rising_quote("op-geth", catalog.MEMORY_USAGE, min_step=10):
-        case.add(0.1, growth)
+        case.add(0.1, growth, signal="memory growing")
     if restarts := f.restarted("op-geth"):
-        case.add(0.3, restarts)
+        case.add(0.3, restarts, signal="restarts")
     if killed := f.text_mentions(r"OOMKilled|out of memory|exit code 137"):
-        case.add(0.35, killed)
+        case.add(0.35, killed, signal="killed")
     if down := f.down("op-geth"):
-        case.add(0.1, down)
+        case.add(0.1, down, signal="down")
     return case
 
 
 def engine_api_failure(f: Facts) -> Case:
     case = Case()
-    case.log(f.logged(r"Failed to share forkchoice-updated signal"), 0.6)
-    case.log(f.logged(r"Beacon client online, but no consensus updates", components=["op-geth"]), 0.2)
-    case.log(f.logged(r"Served engine_forkchoiceUpdated\S*.*err="), 0.2)
-    case.log(f.logged(r"Derivation process error|Engine temporary error", components=["op-node"]), 0.1)
+    case.markers(f, "engine_api_failure")
     if case.score and (stalled := f.head_stalled()):
-        case.add(0.1, *stalled)
+        case.add(0.1, *stalled, signal="head stalled", held=_stall(f))
     return case
 
 
 def jwt_mismatch(f: Facts) -> Case:
     case = Case()
-    case.log(
-        f.logged(r"401 Unauthorized|signature is invalid|missing token|token is expired|stale token"), 0.6
-    )
-    case.log(f.logged(r"Error initializing the rollup node", components=["op-node"]), 0.1)
+    case.markers(f, "jwt_mismatch")
     # A restarting op-node is what a JWT mismatch looks like, but also what every rollout looks like:
     # it only supports the diagnosis once the 401 itself was seen.
     if case.score and (crash := f.restarted("op-node") or f.down("op-node")):
-        case.add(0.2, crash)
+        case.add(0.2, crash, signal="op-node crash loop")
     return case
 
 
 def disk_pressure(f: Facts) -> Case:
     case = Case()
-    case.log(f.logged(r"Disk space is running low"), 0.6)
-    case.log(f.logged(r"Low disk space\. Gracefully shutting down"), 0.7)
-    disk = f.latest("op-geth", "diskUsage")
+    case.markers(f, "disk_pressure")
+    disk = f.latest("op-geth", catalog.DISK_USAGE)
     if disk is not None and disk >= 90:
-        case.add(0.3, f"op-geth diskUsage={disk:.1f}%")
+        case.add(
+            0.45 if disk >= 95 else 0.3,
+            f"op-geth diskUsage={disk:.1f}%",
+            signal="disk full",
+            held=f.held("op-geth", catalog.DISK_USAGE, lambda v: v >= 90),
+        )
     return case
 
 
@@ -284,37 +209,48 @@ def peer_loss(f: Facts) -> Case:
     for component, weight in (("op-node", 0.45), ("op-geth", 0.15)):
         peers = f.latest(component, catalog.PEER_COUNT)
         if peers is not None and peers <= 0:
-            case.add(weight, f"{component} peerCount=0")
-    case.log(f.logged(r"error reconnecting to static peer|static peer disconnected"), 0.3)
-    case.log(f.logged(r"Looking for peers\s+peercount=0\b", min_level=INFO), 0.2)
+            held = f.held(component, catalog.PEER_COUNT, lambda p: p <= 0)
+            case.add(weight, f"{component} peerCount=0", signal=f"{component} no peers", held=held)
+    case.markers(f, "peer_loss")
     return case
 
 
 def l1_reorg(f: Facts) -> Case:
     case = Case()
-    case.log(f.logged(r"L1 head signal indicates a possible L1 re-org", components=["op-node"]), 0.6)
-    case.log(f.logged(r"Walking back L1Block by hash", components=["op-node"], min_level=INFO), 0.15)
-    case.log(f.logged(r"L2 reorg: existing unsafe block does not match", min_level=INFO), 0.2)
+    case.markers(f, "l1_reorg")
     l1 = f.series("op-node", catalog.L1_HEAD)
     if any(b < a for a, b in itertools.pairwise(l1)):
-        case.add(0.2, f"op-node l1Head went backwards ({' → '.join(fmt(v) for v in l1[-4:])})")
+        case.add(
+            0.2,
+            f"op-node l1Head went backwards ({' → '.join(fmt(v) for v in l1[-4:])})",
+            signal="L1 head back",
+        )
     return case
 
 
 def txpool_spam(f: Facts) -> Case:
     case = Case()
     pool = f.latest("op-geth", catalog.TX_POOL_COUNT)
-    if pool is not None and pool >= 0.9 * TXPOOL_CAP:
-        case.add(0.35, f"op-geth txPoolCount={pool:.0f} (cap {TXPOOL_CAP:.0f})")
-    elif pool is not None and pool >= 0.6 * TXPOOL_CAP:
-        case.add(0.15, f"op-geth txPoolCount={pool:.0f} (cap {TXPOOL_CAP:.0f})")
+    near = 0.6 * TXPOOL_CAP
+    if pool is not None and pool >= near:
+        held = f.held("op-geth", catalog.TX_POOL_COUNT, lambda v: v >= near)
+        weight = 0.35 if pool >= 0.9 * TXPOOL_CAP else 0.15
+        case.add(
+            weight,
+            f"op-geth txPoolCount={pool:.0f} (cap {TXPOOL_CAP:.0f})",
+            signal="pool near cap",
+            held=held,
+        )
+    case.markers(f, "txpool_spam")
+    if not case.score:
+        # Full blocks and a rising base fee with a pool far from its cap are demand, not spam.
+        return case
     ratios = f.series("op-geth", catalog.GAS_USED_RATIO)[-3:]
     if ratios and min(ratios) >= 0.9:
-        case.add(0.25, f"op-geth gasUsedRatio={ratios[-1]:.2f} (full blocks)")
+        case.add(0.25, f"op-geth gasUsedRatio={ratios[-1]:.2f} (full blocks)", signal="full blocks")
     fees = f.series("op-geth", catalog.BASE_FEE_GWEI)
     if fees and fees[-1] > fees[0] and rising(fees, min_step=0.05 * fees[0]):
-        case.add(0.2, f"op-geth baseFeeGwei rising {fees[0]:.3g} → {fees[-1]:.3g}")
-    case.log(f.logged(r"txpool is full", components=["op-geth"], min_level=INFO), 0.3)
+        case.add(0.2, f"op-geth baseFeeGwei rising {fees[0]:.3g} → {fees[-1]:.3g}", signal="base fee rising")
     # A stalled sequencer also fills the pool; that is the stall's symptom, not spam.
     if f.head_stalled():
         case.score *= 0.5

@@ -107,6 +107,10 @@ async def send_command(
     proposal = await conn.records.proposal(action_id)
     if proposal is None:
         raise CliError(f"no proposal with id {action_id!r} (see `sentinai actions list --all`)", code=2)
+    ledger = await conn.records.ledger(action_id)
+    if ledger.decision == "withdrawn":
+        # The planner would refuse it for the same reason; say so rather than "sent".
+        raise CliError(f"{action_id} was withdrawn: {ledger.why}", code=2)
     cmd = ActionCommand(
         chain_id=proposal.chain_id,
         correlation_id=proposal.correlation_id,

@@ -49,7 +49,7 @@ SERVICES: dict[str, str] = {
 SENDS: dict[str, tuple[str, ...]] = {
     "collector": (subjects.METRICS_RAW, subjects.LOGS_RAW),
     "detector": (subjects.ANOMALY_DETECTED, subjects.ANOMALY_RESOLVED, subjects.DEAD_LETTER),
-    "rca": (subjects.RCA_COMPLETED, subjects.AUDIT, subjects.DEAD_LETTER),
+    "rca": (subjects.RCA_COMPLETED, subjects.INCIDENT_RESOLVED, subjects.AUDIT, subjects.DEAD_LETTER),
     "predictor": (subjects.PREDICTION_MADE, subjects.DEAD_LETTER),
     "planner": (subjects.ACTION_PROPOSED, subjects.ACTION_APPROVED, subjects.AUDIT, subjects.DEAD_LETTER),
     "executor": (subjects.ACTION_EXECUTED, subjects.AUDIT, subjects.DEAD_LETTER),

@@ -14,6 +14,7 @@ import httpx
 
 from sentinai.cli import actions as action_commands
 from sentinai.cli import asyncapi as asyncapi_command
+from sentinai.cli import catalogue as catalogue_command
 from sentinai.cli import mcp as mcp_command
 from sentinai.cli import stack
 from sentinai.cli.supervisor import Supervisor
@@ -186,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     action_commands.add_parsers(sub)
     mcp_command.add_parser(sub)
     asyncapi_command.add_parser(sub)
+    catalogue_command.add_parser(sub)
     return root
 
 
@@ -218,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         return mcp_command.main(args)
     if args.command == "asyncapi":
         return asyncapi_command.command(args)
+    if args.command == "catalogue":
+        return catalogue_command.command(args)
     return status_command(args)
 
 

@@ -1,4 +1,4 @@
-"""HTTP surface of the twin: component JSON-RPC, the Kubernetes API subset and the control API.
+"""HTTP surface of the twin: component and L1 JSON-RPC, the Kubernetes API subset and the control API.
 
 Routes are ``async def`` on purpose: they then run on the event loop's thread, the same one the
 clock steps the chains on, so no request ever sees a half-stepped chain.
@@ -87,7 +87,7 @@ def _rpc_error(code: int, message: str, request_id: Any = None) -> dict[str, Any
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
-def _answer(runtime: ChainRuntime, component: Component, request: Any) -> bytes:
+def _answer(runtime: ChainRuntime, component: rpc.Target, request: Any) -> bytes:
     """One JSON-RPC answer, encoded: the result's JSON is reused while the state stands."""
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
         return encode(_rpc_error(rpc.INVALID_REQUEST, "invalid request"))
@@ -110,20 +110,26 @@ def _rpc_routes(app: FastAPI, twin: Twin) -> None:
     async def json_rpc(request: Request) -> Response:
         chain, component = request.path_params["chain"], request.path_params["component"]
         runtime = twin.chain(chain)
-        if runtime is None or component not in COMPONENTS:
+        if runtime is None or (component not in COMPONENTS and component != rpc.L1):
             return JSONResponse(_rpc_error(rpc.SERVER_ERROR, f"no such endpoint: {chain}/{component}"), 404)
-        comp: Component = component
-        match twin.faults.rpc.get(chain):
-            case "down":
-                # What a load balancer answers when the node behind it is gone.
-                return Response(b"502 Bad Gateway: no healthy upstream", 502, media_type="text/plain")
-            case "hang":
-                await twin.faults.hang(chain)
-        pod = runtime.state.pods[comp]
-        if not pod.ready:
-            # The container is restarting or scaled to zero: nothing answers on its port.
-            message = f"{component} unavailable: pod {pod.name(chain)} is not ready"
-            return JSONResponse(_rpc_error(rpc.SERVER_ERROR, message), 503)
+        comp: rpc.Target = component
+        if comp == rpc.L1:
+            # The L1 provider is not part of the chain's deployment: the chain's own RPC faults and
+            # pods leave it alone, an L1 RPC outage takes it away.
+            if rpc.l1_unreachable(runtime.state):
+                return Response(b"503 Service Unavailable", 503, media_type="text/plain")
+        else:
+            match twin.faults.rpc.get(chain):
+                case "down":
+                    # What a load balancer answers when the node behind it is gone.
+                    return Response(b"502 Bad Gateway: no healthy upstream", 502, media_type="text/plain")
+                case "hang":
+                    await twin.faults.hang(chain)
+            pod = runtime.state.pods[comp]
+            if not pod.ready:
+                # The container is restarting or scaled to zero: nothing answers on its port.
+                message = f"{component} unavailable: pod {pod.name(chain)} is not ready"
+                return JSONResponse(_rpc_error(rpc.SERVER_ERROR, message), 503)
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -189,6 +195,7 @@ def _kube_routes(app: FastAPI, twin: Twin) -> None:
     for resource, kind in (("deployments", "Deployment"), ("statefulsets", "StatefulSet")):
         _workload_routes(app, resource=resource, kind=kind)
     _metrics_routes(app)
+    _node_routes(app, twin)
 
 
 def _pod_routes(app: FastAPI) -> None:
@@ -317,6 +324,27 @@ def _metrics_routes(app: FastAPI) -> None:
         if metrics is None:
             raise kube.not_found("pods", name, group="metrics.k8s.io")
         return metrics
+
+
+def _node_routes(app: FastAPI, twin: Twin) -> None:
+    async def node_proxy(request: Request) -> Response:
+        """The API server's proxy to a node's kubelet; the kubelet here serves its stats summary."""
+        await _authorized(request)
+        node = request.path_params["node"]
+        runtime = twin.chain_on_node(node)
+        if runtime is None:
+            raise kube.not_found("nodes", node)
+        fault = twin.faults.take_kube("proxy", runtime.chain)
+        if fault is not None:
+            await _misbehave(fault, resource="nodes", name=node)
+        if request.path_params["path"].strip("/") != "stats/summary":
+            return Response(b"404 page not found\n", 404, media_type="text/plain")
+        return _json(runtime.encoded("stats", runtime.stats_summary))
+
+    # The official client sends the proxied path percent-encoded (stats%2Fsummary); the server
+    # matches on the decoded path, as the API server does.
+    path = "/api/v1/nodes/{node}/proxy/{path:path}"
+    app.add_route(path, node_proxy, methods=["GET"], include_in_schema=False)
 
 
 # --- control -------------------------------------------------------------------------------------

@@ -19,10 +19,12 @@ from pydantic.alias_generators import to_camel
 
 from sentinai.twin import kube
 
-KubeVerb = Literal["get", "patch"]
+# get and patch: of a workload; proxy: the node proxy to a kubelet (its stats summary).
+KubeVerb = Literal["get", "patch", "proxy"]
 RpcMode = Literal["down", "hang"]
 
 REASONS: Final[dict[int, str]] = {
+    403: "Forbidden",
     409: "Conflict",
     429: "TooManyRequests",
     500: "InternalError",

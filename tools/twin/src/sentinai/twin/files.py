@@ -48,6 +48,11 @@ def chains_yaml(*, base_url: str, configs: Sequence[ChainConfig], kubeconfig_pat
             f"    namespace: {chain}",
             f"    blockTimeS: {cfg.block_time_s}",
             f"    twinControl: {base_url}/control/chains/{chain}",
+            f"    l1Rpc: {base_url}/chains/{chain}/l1",
+            # Quoted: YAML reads an unquoted 0x… as an integer.
+            f'    batcherAddress: "{cfg.batcher_address}"',
+            f'    proposerAddress: "{cfg.proposer_address}"',
+            f'    l2OutputOracleAddress: "{cfg.l2_output_oracle_address}"',
         ]
     return "\n".join(lines) + "\n"
 

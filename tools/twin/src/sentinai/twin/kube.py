@@ -1,4 +1,5 @@
-"""Kubernetes objects of a twin chain: workloads, pods, pod metrics, Status errors and patching.
+"""Kubernetes objects of a twin chain: workloads, pods, pod metrics, the kubelet stats summary of its
+node, Status errors and patching.
 
 Everything here is pure: objects are rendered from the simulation state and the stored workload
 specs, and patches (strategic merge, JSON merge, JSON patch) are applied to plain dicts.
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinai.twin import quantity
-from sentinai.twin.model import STATEFUL, ChainState, Component, Pod, Resources, digest
+from sentinai.twin.model import DISK_CAPACITY_BYTES, STATEFUL, ChainState, Component, Pod, Resources, digest
 
 Obj = dict[str, Any]
 
@@ -96,6 +97,11 @@ def timestamp(at: float) -> str:
 
 def _uid(*parts: object) -> str:
     return str(uuid.UUID(digest(*parts)[2:34]))
+
+
+def node_name(chain: str) -> str:
+    """The node a chain's pods are scheduled on: one per chain."""
+    return f"{chain}-node-1"
 
 
 def kind_of(component: Component) -> str:
@@ -293,7 +299,7 @@ def render_pod(state: ChainState, workload: Obj, component: Component) -> Obj:
         owner = {"kind": "ReplicaSet", "name": rs, "uid": _uid(chain, "ReplicaSet", rs)}
     spec = copy.deepcopy(template["spec"])
     spec |= {
-        "nodeName": f"{chain}-node-1",
+        "nodeName": node_name(chain),
         "restartPolicy": "Always",
         "serviceAccountName": "default",
         "schedulerName": "default-scheduler",
@@ -411,6 +417,88 @@ def pod_metrics(state: ChainState, component: Component) -> Obj | None:
                 },
             }
         ],
+    }
+
+
+# --- the kubelet's stats summary (GET /api/v1/nodes/{node}/proxy/stats/summary) --------------------
+
+_NODE_FS_BYTES: Final = 200 * quantity.GI
+_TMPFS_BYTES: Final = 8 * quantity.GI  # what a secret or projected volume's tmpfs reports as capacity
+
+
+def _fs(at: str, *, capacity: int, used: int, inodes: int = 33_554_432) -> Obj:
+    inodes_used = max(1, used // (1 << 20))
+    return {
+        "time": at,
+        "availableBytes": capacity - used,
+        "capacityBytes": capacity,
+        "usedBytes": used,
+        "inodesFree": inodes - inodes_used,
+        "inodes": inodes,
+        "inodesUsed": inodes_used,
+    }
+
+
+def _volumes(state: ChainState, pod: Pod, at: str) -> list[Obj]:
+    chain = state.config.chain
+    token = f"kube-api-access-{digest(chain, pod.component, 'token')[2:7]}"
+    volumes = [{**_fs(at, capacity=_TMPFS_BYTES, used=12_288, inodes=2_097_152), "name": token}]
+    if pod.component in STATEFUL:
+        volumes.append({**_fs(at, capacity=_TMPFS_BYTES, used=4_096, inodes=2_097_152), "name": "jwt-secret"})
+    if pod.component == "op-geth":
+        # The StatefulSet's volumeClaimTemplate "data": the chain database.
+        used = DISK_CAPACITY_BYTES - min(state.disk_free_bytes, DISK_CAPACITY_BYTES)
+        claim = {"name": f"data-{pod.name(chain)}", "namespace": chain}
+        volumes.append({**_fs(at, capacity=DISK_CAPACITY_BYTES, used=used), "name": "data", "pvcRef": claim})
+    return volumes
+
+
+def _pod_stats(state: ChainState, pod: Pod, at: str) -> Obj:
+    chain = state.config.chain
+    cpu = {"time": at, "usageNanoCores": int(pod.cpu_cores * 1e9)}
+    memory = {"time": at, "workingSetBytes": pod.memory_bytes, "usageBytes": pod.memory_bytes}
+    container = {
+        "name": pod.component,
+        "startTime": timestamp(state.time_at(pod.started_tick)),
+        "cpu": cpu,
+        "memory": memory,
+    }
+    return {
+        "podRef": {
+            "name": pod.name(chain),
+            "namespace": chain,
+            "uid": _uid(chain, "pod", pod.component, pod.incarnation),
+        },
+        "startTime": timestamp(state.time_at(pod.created_tick)),
+        # A container that is not running has no stats yet; the pod's volumes are there all the same.
+        "containers": [container] if pod.ready else [],
+        "cpu": cpu,
+        "memory": memory,
+        "volume": _volumes(state, pod, at),
+        "ephemeral-storage": _fs(at, capacity=_NODE_FS_BYTES, used=48 * quantity.MI),
+    }
+
+
+def stats_summary(state: ChainState) -> Obj:
+    """The kubelet's ``Summary`` of the chain's node: the node, then each of its pods with volumes.
+
+    op-geth's ``data`` volume is the chain database: its free space is the simulation's, so a
+    ``disk_pressure`` incident fills it.
+    """
+    at = timestamp(state.now)
+    pods = [p for p in state.pods.values() if p.exists]
+    used_cores = sum(p.cpu_cores for p in pods)
+    used_memory = sum(p.memory_bytes for p in pods)
+    return {
+        "node": {
+            "nodeName": node_name(state.config.chain),
+            "systemContainers": [],
+            "startTime": timestamp(state.config.epoch_s - 86_400),
+            "cpu": {"time": at, "usageNanoCores": int((0.2 + used_cores) * 1e9)},
+            "memory": {"time": at, "workingSetBytes": 900 * quantity.MI + used_memory},
+            "fs": _fs(at, capacity=_NODE_FS_BYTES, used=61 * quantity.GI),
+        },
+        "pods": [_pod_stats(state, pod, at) for pod in pods],
     }
 
 

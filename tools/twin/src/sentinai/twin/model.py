@@ -27,6 +27,8 @@ MIN_BASE_FEE_WEI: Final = 1_000_000
 TXPOOL_PENDING_CAP: Final = 5120  # legacypool GlobalSlots
 RECENT_BLOCKS: Final = 512
 RESTART_TICKS: Final = 3  # a pod is NotReady this many ticks when it is replaced or restarts
+L1_CHAIN_ID: Final = 900  # the OP Stack devnet's L1
+DISK_CAPACITY_BYTES: Final = 512 * 2**30  # op-geth's data volume (its PersistentVolumeClaim)
 L1_INFO_DEPOSITOR: Final = "0xdeaddeaddeaddeaddeaddeaddeaddeaddead0001"
 L1_BLOCK_ADDRESS: Final = "0x4200000000000000000000000000000000000015"
 SEQUENCER_FEE_VAULT: Final = "0x4200000000000000000000000000000000000011"
@@ -71,6 +73,25 @@ class ChainConfig:
     @property
     def chain_id_number(self) -> int:
         return 10_000 + int(digest("chain-id", self.chain)[2:10], 16) % 90_000
+
+    @property
+    def batcher_address(self) -> str:
+        """The batcher's L1 account (its key pays for the batches)."""
+        return _address(self.chain, "batcher")
+
+    @property
+    def proposer_address(self) -> str:
+        """The proposer's L1 account (its key pays for the output proposals)."""
+        return _address(self.chain, "proposer")
+
+    @property
+    def l2_output_oracle_address(self) -> str:
+        """The chain's L2OutputOracle contract on L1."""
+        return _address(self.chain, "L2OutputOracle")
+
+
+def _address(chain: str, role: str) -> str:
+    return "0x" + digest(chain, "address", role)[-40:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +204,9 @@ class ChainState:
     proposed_l2: int = 0
     node_peers: int = 16
     geth_peers: int = 6
-    disk_free_bytes: int = 380 * 2**30
+    disk_free_bytes: int = 380 * 2**30  # of DISK_CAPACITY_BYTES
     batcher_balance_wei: int = 12 * 10**18
+    proposer_balance_wei: int = 5 * 10**18
     sequencer_active: bool = True
     batcher_active: bool = True
     proposer_active: bool = True

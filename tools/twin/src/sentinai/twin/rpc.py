@@ -1,19 +1,21 @@
-"""JSON-RPC methods of op-geth, op-node, op-batcher and op-proposer over the simulated state.
+"""JSON-RPC methods of op-geth, op-node, op-batcher, op-proposer and L1 over the simulated state.
 
 ``call`` is pure: it answers from the state, and admin methods return the changed state. Shapes
-follow the real clients: hex quantities for op-geth, plain integers in op-node block refs.
+follow the real clients: hex quantities for op-geth and L1, plain integers in op-node block refs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sentinai.twin import sim
 from sentinai.twin.model import (
     GAS_LIMIT,
     L1_BLOCK_ADDRESS,
+    L1_CHAIN_ID,
     L1_FINALITY_BLOCKS,
     L1_INFO_DEPOSITOR,
     L1_SAFE_BLOCKS,
@@ -34,6 +36,12 @@ EMPTY_UNCLES: Final = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142f
 EMPTY_TRIE: Final = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"
 EMPTY_REQUESTS: Final = "0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 BASE_TIP_WEI: Final = 100_000
+L1: Final = "l1"
+# The chain's L1 endpoint is served next to its components (``/chains/<chain>/l1``).
+Target = Component | Literal["l1"]
+# L2OutputOracle.latestBlockNumber(): the first 4 bytes of keccak256("latestBlockNumber()").
+LATEST_BLOCK_NUMBER: Final = "0x4599c788"
+_ADDRESS: Final = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 class RpcError(Exception):
@@ -52,7 +60,7 @@ class Answer:
 Method = Callable[[ChainState, Sequence[Any]], Answer]
 
 
-def call(state: ChainState, component: Component, method: str, params: Sequence[Any]) -> Answer:
+def call(state: ChainState, component: Target, method: str, params: Sequence[Any]) -> Answer:
     handler = _METHODS[component].get(method)
     if handler is None:
         raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
@@ -285,9 +293,46 @@ def _switch(component: Component, *, start: bool, noun: str) -> Method:
     return handler
 
 
+# --- L1 --------------------------------------------------------------------------------------------
+
+
+def l1_unreachable(state: ChainState) -> bool:
+    """During an ``l1_rpc_outage`` the chain's L1 provider answers nobody, the collector included."""
+    return state.active("l1_rpc_outage") is not None
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or _ADDRESS.fullmatch(value) is None:
+        raise RpcError(INVALID_PARAMS, f"invalid argument 0: {value!r} is not a hex-encoded 20-byte address")
+    return value.lower()
+
+
+def _get_balance(state: ChainState, params: Sequence[Any]) -> Answer:
+    address = _address(_param(params, 0))
+    cfg = state.config
+    balances = {
+        cfg.batcher_address: state.batcher_balance_wei,
+        cfg.proposer_address: state.proposer_balance_wei,
+    }
+    return Answer(_q(balances.get(address, 0)), state)
+
+
+def _eth_call(state: ChainState, params: Sequence[Any]) -> Answer:
+    call = _param(params, 0)
+    if not isinstance(call, dict):
+        raise RpcError(INVALID_PARAMS, "invalid argument 0: expected a call object")
+    to = _address(call.get("to"))
+    data = str(call.get("data") or call.get("input") or "0x").lower()
+    if to != state.config.l2_output_oracle_address:
+        return Answer("0x", state)  # an account without code returns nothing
+    if data[:10] == LATEST_BLOCK_NUMBER:
+        return Answer("0x" + f"{state.proposed_l2:064x}", state)
+    raise RpcError(SERVER_ERROR, "execution reverted")
+
+
 _VERSION: Final = _const(lambda _s: sim.OP_NODE_VERSION)
 
-_METHODS: Final[dict[Component, dict[str, Method]]] = {
+_METHODS: Final[dict[Target, dict[str, Method]]] = {
     "op-geth": {
         "eth_blockNumber": _const(lambda s: _q(s.head.number)),
         "eth_getBlockByNumber": _get_block_by_number,
@@ -323,5 +368,12 @@ _METHODS: Final[dict[Component, dict[str, Method]]] = {
         "health_status": _VERSION,
         "admin_startProposer": _switch("op-proposer", start=True, noun="proposer is"),
         "admin_stopProposer": _switch("op-proposer", start=False, noun="proposer is"),
+    },
+    L1: {
+        "eth_getBalance": _get_balance,
+        "eth_call": _eth_call,
+        "eth_blockNumber": _const(lambda s: _q(s.l1_head)),
+        "eth_chainId": _const(lambda _s: _q(L1_CHAIN_ID)),
+        "net_version": _const(lambda _s: str(L1_CHAIN_ID)),
     },
 }

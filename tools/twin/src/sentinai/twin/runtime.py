@@ -24,7 +24,7 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _rpc_key(component: Component, method: str, params: Sequence[Any]) -> Hashable:
+def _rpc_key(component: rpc.Target, method: str, params: Sequence[Any]) -> Hashable:
     return ("rpc", component, method, json.dumps(params))
 
 
@@ -95,7 +95,7 @@ class ChainRuntime:
     def set_traffic(self, multiplier: float) -> None:
         self.state = sim.set_traffic(self.state, multiplier)
 
-    def call(self, component: Component, method: str, params: Sequence[Any]) -> Any:
+    def call(self, component: rpc.Target, method: str, params: Sequence[Any]) -> Any:
         key = _rpc_key(component, method, params)
         if self._memo_state is self.state and key in self._memo:
             return self._memo[key]
@@ -105,7 +105,7 @@ class ChainRuntime:
         self.state = answer.state
         return answer.result
 
-    def call_encoded(self, component: Component, method: str, params: Sequence[Any]) -> bytes:
+    def call_encoded(self, component: rpc.Target, method: str, params: Sequence[Any]) -> bytes:
         """:meth:`call`'s result as JSON; a read's is encoded once per state, like its answer."""
         state = self.state
         result = self.call(component, method, params)
@@ -145,6 +145,10 @@ class ChainRuntime:
 
     def pod_metrics(self, component: Component) -> kube.Obj | None:
         return self._memoised(("metrics", component), lambda: kube.pod_metrics(self.state, component))
+
+    def stats_summary(self) -> kube.Obj:
+        """The kubelet stats summary of the chain's node."""
+        return self._memoised("stats", lambda: kube.stats_summary(self.state))
 
     def patch_workload(self, resource: str, name: str, body: bytes, content_type: str) -> kube.Obj:
         component = self.workload(resource, name)
@@ -207,6 +211,10 @@ class Twin:
 
     def chain(self, chain: str) -> ChainRuntime | None:
         return self.chains.get(chain)
+
+    def chain_on_node(self, node: str) -> ChainRuntime | None:
+        """Each chain's pods run on a node of their own."""
+        return next((r for r in self.chains.values() if kube.node_name(r.chain) == node), None)
 
     async def run_clock(self) -> None:
         """Map wall-clock time to ticks: each chain advances one tick per block time ÷ speed."""

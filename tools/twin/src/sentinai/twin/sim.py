@@ -18,6 +18,7 @@ from sentinai.twin.logs import Level, Value, block_id, short_hash
 from sentinai.twin.model import (
     COMPONENTS,
     DEPOSIT_GAS,
+    DISK_CAPACITY_BYTES,
     ELASTICITY,
     GAS_LIMIT,
     GAS_PER_TX,
@@ -48,6 +49,9 @@ MAX_STRETCH: Final = 6.0
 DISK_FREE_NORMAL: Final = 380 * GI
 BATCHER_LOW_BALANCE_WEI: Final = 3 * 10**14
 BATCHER_FUNDED_WEI: Final = 12 * 10**18
+PROPOSAL_COST_WEI: Final = 9 * 10**14  # ~90k gas of proposeL2Output at ~10 gwei
+PROPOSER_LOW_BALANCE_WEI: Final = 5 * 10**17
+PROPOSER_FUNDED_WEI: Final = 5 * 10**18
 
 DEFAULT_RESOURCES: Final[dict[Component, Resources]] = {
     "op-geth": Resources(cpu_request_m=1000, memory_request=4 * GI, memory_limit=8 * GI),
@@ -569,7 +573,10 @@ def _proposer(state: ChainState, t: _Tick) -> ChainState:
         l1blocknum=state.l1_head,
         l2blocknum=state.safe_l2,
     )
-    return replace(state, proposed_l2=state.safe_l2)
+    balance = state.proposer_balance_wei - PROPOSAL_COST_WEI
+    # An operator tops the key up before it runs dry; an empty proposer key is not one of the incidents.
+    balance = balance if balance > PROPOSER_LOW_BALANCE_WEI else PROPOSER_FUNDED_WEI
+    return replace(state, proposed_l2=state.safe_l2, proposer_balance_wei=balance)
 
 
 def _peers_disk(state: ChainState, t: _Tick, rng: Random) -> ChainState:
@@ -606,7 +613,7 @@ def _peers_disk(state: ChainState, t: _Tick, rng: Random) -> ChainState:
             ),
         )
     if fx.disk_free_bytes is not None:
-        disk = fx.disk_free_bytes
+        disk = min(fx.disk_free_bytes, DISK_CAPACITY_BYTES)
         if tick % 5 == 0 and state.pods["op-geth"].ready:
             out.geth(
                 "warn",
@@ -755,7 +762,9 @@ def snapshot(state: ChainState) -> dict[str, object]:
         },
         "peers": {"opNode": state.node_peers, "opGeth": state.geth_peers},
         "diskFreeBytes": state.disk_free_bytes,
+        "diskCapacityBytes": DISK_CAPACITY_BYTES,
         "batcherBalanceWei": state.batcher_balance_wei,
+        "proposerBalanceWei": state.proposer_balance_wei,
         "active": {
             "sequencer": state.sequencer_active,
             "batcher": state.batcher_active,

@@ -226,6 +226,13 @@ function rcaCard(r) {
       el("time", { text: fmtTime(r.occurredAt), attrs: { datetime: r.occurredAt } }),
     ),
     el("p", { cls: "root-cause", testid: "rca-root-cause", text: r.rootCause }),
+    r.corroboration
+      ? el("p", {
+          cls: `corroboration ${r.corroboration.proposalMet ? "met" : "waiting"}`,
+          testid: "rca-corroboration",
+          text: r.corroboration.proposalMet ? `Evidence ${r.corroboration.status}` : `No action yet: ${r.corroboration.status}`,
+        })
+      : null,
     r.actionPlan ? el("p", { cls: "plan", text: `Plan: ${r.actionPlan}` }) : null,
     el("p", { cls: "facts", text: `components ${(r.affectedComponents || []).join(", ") || "–"} · engine ${r.engine}${r.latencyMs !== undefined ? ` · ${fmtNum(r.latencyMs, 0)} ms` : ""}` }),
     hypotheses.length ? el("details", { cls: "hyps", attrs: { open: "" } }, el("summary", { text: `Hypotheses (${hypotheses.length})` }), el("ol", { testid: "rca-hypotheses" }, ...hypotheses)) : null,
