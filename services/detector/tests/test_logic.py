@@ -533,14 +533,14 @@ def test_restart_increase_alerts_and_holds_through_a_crash_loop() -> None:
         pytest.param(
             LF + 'lvl=warn msg="unable to publish transaction" err="insufficient funds for gas"',
             "op-batcher",
-            "log:batcher_cannot_post",
+            "log:batcher_failure",
             "high",
             id="batcher-insufficient-funds",
         ),
         pytest.param(
             LF + 'lvl=warn msg="unable to publish transaction" err="transaction is underpriced"',
             "op-batcher",
-            "log:batcher_cannot_post",
+            "log:batcher_failure",
             "medium",
             id="batcher-underpriced",
         ),
@@ -554,7 +554,7 @@ def test_restart_increase_alerts_and_holds_through_a_crash_loop() -> None:
         pytest.param(
             GETH_WARN + "Database compacting, degraded performance database=/data/geth/chaindata",
             "op-geth",
-            "log:cpu_saturation",
+            "log:op_geth_cpu_saturation",
             "medium",
             id="geth-compacting",
         ),
@@ -749,3 +749,191 @@ def test_chains_and_components_are_separate_series() -> None:
     out = feed(state, [*a, *b, *cpu_series([90.0], start=200, chain="a")])
     [anomaly] = detected(out)
     assert anomaly.chain_id == "a"
+
+
+# ------------------------------------------------------------ episodes last as long as the condition
+
+
+def healthy(mode: str) -> DetectorState:
+    """25 minutes of healthy CPU (50 % ± 2, one poll per 5 s), ending at the mean: no episode open."""
+    state = fresh()
+    feed(state, cpu_series([*noisy(300), 50.0, 50.0, 50.0]), mode=mode)
+    assert state.open_episodes() == []
+    return state
+
+
+HEALTHY_END = 5.0 * 303  # the first poll after ``healthy``
+BACK = [50.5, 49.0, 51.0, 50.0, 49.5, 50.0]  # back at the baseline
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("values", "closes_at"),
+    [
+        pytest.param([108.0] * 120, None, id="sustained-high-cpu-stays-open"),
+        pytest.param([70.0] * 120, None, id="sustained-step-under-the-pin-stays-open"),
+        pytest.param([108.0] * 60 + BACK, 62, id="real-return-to-baseline-closes-it"),
+        pytest.param([108.0] * 60 + [30.0] * 3, 62, id="falling-past-the-baseline-closes-it"),
+        pytest.param([108.0, *BACK], 3, id="one-poll-blip-closes-quickly"),
+    ],
+)
+def test_a_gauge_episode_lasts_as_long_as_its_condition(
+    mode: str, values: list[float], closes_at: int | None
+) -> None:
+    out = feed(healthy(mode), cpu_series(values, start=HEALTHY_END), mode=mode)
+    [anomaly] = [a for a in detected(out) if a.direction == "up"]
+    assert anomaly.value == values[0]
+    closed = resolved(out)
+    if closes_at is None:
+        assert closed == []
+        return
+    [end] = closed
+    assert end.episode_id == anomaly.episode_id
+    assert end.occurred_at == anomaly.occurred_at + timedelta(seconds=5 * closes_at)
+    assert end.description.endswith("(3 clean evaluations)")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cpu_at_95_percent_of_its_request_holds_the_episode_whatever_its_baseline(mode: str) -> None:
+    state = fresh()
+    busy = [*noisy(300, seed=3, level=92.0, sigma=2.5), 92.0, 92.0, 92.0]  # 95.5 % is within 2σ
+    feed(state, cpu_series(busy), mode=mode)
+    pinned = cpu_series([110.0, *[95.5] * 40], start=HEALTHY_END)
+    out = feed(state, pinned, mode=mode)
+    assert [a.value for a in detected(out)] == [110.0]
+    assert resolved(out) == []
+    out = feed(state, cpu_series([93.0] * 3, start=HEALTHY_END + 5 * 41), mode=mode)
+    assert len(resolved(out)) == 1
+
+
+@pytest.mark.parametrize(("mode", "step"), [("zscore", 55.0), ("streaming", 58.0)])
+def test_saturation_supersedes_a_smaller_cpu_rise_still_open(mode: str, step: float) -> None:
+    """A busy-day step (a low or medium finding) still open when op-geth saturates its request."""
+    out = feed(healthy(mode), cpu_series([step] * 20 + [108.0] * 20, start=HEALTHY_END), mode=mode)
+    first, second = detected(out)
+    [superseded] = resolved(out)
+    assert (first.value, second.value) == (step, 108.0)
+    assert first.severity != "high" and second.severity == "high"
+    assert superseded.episode_id == first.episode_id
+    assert superseded.occurred_at == second.occurred_at == T0 + timedelta(seconds=HEALTHY_END + 5 * 20)
+    assert superseded.description.endswith("(superseded: CPU spike detected: 108% (34.7σ above baseline))")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_model_does_not_learn_the_faulty_level_so_the_return_is_no_news(mode: str) -> None:
+    state = healthy(mode)
+    out = feed(state, cpu_series([108.0] * 120 + [50.0] * 40, start=HEALTHY_END), mode=mode)
+    assert [a.value for a in detected(out)] == [108.0]  # no "CPU drop" when it comes back
+    assert len(resolved(out)) == 1
+    component = state.chains["opmain"].components["op-geth"]
+    assert component.windows["cpuUsage"].values().count(108.0) == 1  # the value that opened it
+    if mode == "streaming":
+        assert component.streams["cpuUsage"].hi < 108.0
+
+
+def test_a_step_held_for_rebaseline_s_is_taken_as_the_new_level() -> None:
+    state = healthy("zscore")
+    out = feed(state, cpu_series([70.0] * 100, start=HEALTHY_END), rebaseline_s=300.0)
+    assert len(detected(out)) == 1
+    [closed] = resolved(out)
+    assert closed.duration_s == 300.0
+    assert closed.description == "CPU spike resolved after 300.0s (held 300s: taken as the new level)"
+    # The series starts again from 70 %: its noise is no news, a new step from there is.
+    later = feed(state, cpu_series([70.0] * 5 + [90.0], start=HEALTHY_END + 500), rebaseline_s=300.0)
+    assert [a.value for a in detected(later)] == [90.0]
+
+
+def test_a_pinned_cpu_is_never_taken_as_the_new_level() -> None:
+    state = healthy("zscore")
+    out = feed(state, cpu_series([108.0] * 100, start=HEALTHY_END), rebaseline_s=300.0)
+    assert len(detected(out)) == 1
+    assert resolved(out) == []
+
+
+def test_slow_blocks_keep_a_stall_open_between_heads() -> None:
+    """Blocks every 12 s against a 6 s stall limit: the head is fresh for a moment after each one."""
+    healthy_head = [{"secondsSinceHead": 0.0, "blockInterval": 2.0}] * 20
+    # The interval is the last head's: 2 s until the first slow block lands, 12 s from then on.
+    slow = [
+        {"secondsSinceHead": float(a), "blockInterval": 2.0 if i < 5 else 12.0}
+        for i, a in enumerate([2, 4, 6, 8, 10, 0] * 6)
+    ]
+    polls = [*healthy_head, *slow, *healthy_head[:3]]
+    out = feed(fresh(), [sample(m, at=2 * i, source="rpc") for i, m in enumerate(polls)])
+    [stall] = detected(out)
+    [closed] = resolved(out)
+    assert stall.metric == "secondsSinceHead"
+    assert closed.episode_id == stall.episode_id
+    assert closed.occurred_at == T0 + timedelta(seconds=2 * (len(polls) - 1))
+
+
+# ------------------------------------------------------------------ recovery from a head outage
+
+
+def head(interval: float, rate: float, age: float = 0.0, gas: float = 0.3) -> dict[str, float]:
+    """One op-geth RPC poll: the block-production gauges and one ordinary gauge beside them."""
+    return {"blockInterval": interval, "blockRate": rate, "secondsSinceHead": age, "gasUsedRatio": gas}
+
+
+STEADY = [head(2.0, 0.5)] * 60  # 2 s blocks, polled every 2 s
+STALLED = [head(2.0, 0.0, age=2.0 * (i + 1)) for i in range(30)]  # a 60 s stall
+RECOVERY = [head(63.0, 1.0, gas=0.98), *[head(1.0, 1.0, gas=0.99)] * 4]  # the stall's block, catch-up
+
+
+def rpc_polls(heads: list[dict[str, float]], *, start: float = 0.0) -> list[MetricSample]:
+    return [sample(m, at=start + 2 * i, source="rpc") for i, m in enumerate(heads)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recovery_from_a_stall_opens_no_new_anomaly_and_teaches_no_model(mode: str) -> None:
+    state = fresh()
+    polls = [*STEADY, *STALLED, *RECOVERY, *STEADY[:20]]
+    out = feed(state, rpc_polls(polls), mode=mode)
+    opened = {(a.metric, a.rule) for a in detected(out)}
+    # The stall's own symptoms open before the rule does; the recovery opens nothing.
+    assert opened <= {("blockRate", mode), ("secondsSinceHead", "liveness")}
+    assert ("secondsSinceHead", "liveness") in opened
+    assert all(
+        a.occurred_at < T0 + timedelta(seconds=2 * (len(STEADY) + len(STALLED))) for a in detected(out)
+    )
+    assert state.open_episodes() == []
+    windows = state.chains["opmain"].components["op-geth"].windows
+    assert set(windows["blockInterval"].values()) == {2.0}
+    assert set(windows["gasUsedRatio"].values()) == {0.3}
+    assert 1.0 not in windows["blockRate"].values()
+
+
+def test_catch_up_is_covered_while_the_op_node_head_is_still_old() -> None:
+    """A long outage's catch-up (60 s at twice the block rate) outlasts the grace after op-geth's
+    head moves again; op-node's unsafe head stays older than the limit until it has caught up."""
+    state = fresh()
+    catch_up = [head(63.0, 1.0), *[head(1.0, 1.0)] * 30]
+    geth = rpc_polls([*STEADY, *STALLED, *catch_up])
+    node_ages = [*[2.0] * len(STEADY), *[2.0 * (i + 1) for i in range(len(STALLED) + 1)]]
+    node_ages += [60.0 - 2 * i for i in range(1, len(catch_up))]
+    node = [sample({"unsafeL2Age": age}, at=2 * i, component="op-node") for i, age in enumerate(node_ages)]
+    out = feed(state, [s for pair in zip(geth, node, strict=True) for s in pair])
+    assert {a.metric for a in detected(out)} <= {"blockRate", "secondsSinceHead", "unsafeL2Age"}
+    # Alone, op-geth's samples would take the rest of the catch-up for a rise in the block rate.
+    alone = feed(fresh(), geth)
+    assert "blockRate" in {a.metric for a in detected(alone) if a.direction == "up"}
+
+
+def test_recovery_after_the_sequencing_rpc_was_down_opens_no_new_anomaly() -> None:
+    state = fresh()
+    down = [
+        sample({}, at=120 + 2 * i, source="rpc", target_up=False, error="connection refused")
+        for i in range(15)
+    ]
+    back = rpc_polls([head(31.0, 0.4), *STEADY[:10]], start=150)
+    out = feed(state, [*rpc_polls(STEADY), *down, *back])
+    assert [a.metric for a in detected(out)] == ["targetUp"]
+    assert len(resolved(out)) == 1
+
+
+def test_a_slow_block_after_the_grace_is_news_again() -> None:
+    state = fresh()
+    polls = [*STEADY, *STALLED, *RECOVERY, *STEADY[:10], head(6.0, 0.5)]
+    out = feed(state, rpc_polls(polls))
+    [late] = [a for a in detected(out) if a.metric == "blockInterval"]
+    assert late.value == 6.0

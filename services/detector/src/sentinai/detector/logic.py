@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Protocol
@@ -35,10 +35,18 @@ from sentinai.common.events import (
     MetricSample,
     Severity,
 )
-from sentinai.common.loglines import INFO, WARN, line_level
+from sentinai.common.incidents import MARKERS, Marker, spec_of
+from sentinai.common.loglines import line_level
 from sentinai.detector.settings import DetectorSettings
 from sentinai.detector.streaming import StreamingScorer, StreamingSettings
-from sentinai.detector.windows import ChainState, ComponentState, DetectorState, Episode, RollingWindow
+from sentinai.detector.windows import (
+    Baseline,
+    ChainState,
+    ComponentState,
+    DetectorState,
+    Episode,
+    RollingWindow,
+)
 
 Outcome = AnomalyDetected | AnomalyResolved
 
@@ -63,6 +71,14 @@ RULE_JUDGED: Final = frozenset(
 # third of the scoring time).
 TWINS: Final = frozenset({catalog.CPU_CORES, catalog.MEMORY_BYTES})
 NOT_SCORED: Final = catalog.MONOTONIC | RULE_JUDGED | TWINS
+# Gauges of block production: right after a head outage they show its recovery (one interval that
+# spans the outage, then catch-up blocks faster than the block time), not a new incident.
+BLOCK_PROGRESS: Final = frozenset(
+    {catalog.BLOCK_INTERVAL, catalog.BLOCK_RATE, catalog.SECONDS_SINCE_HEAD, catalog.UNSAFE_L2_AGE}
+)
+STALL_AGES: Final = (catalog.SECONDS_SINCE_HEAD, catalog.UNSAFE_L2_AGE)
+# Components whose RPC being down stops the head as surely as a stall: the sequencing pair.
+SEQUENCING: Final = frozenset({"op-geth", "op-node"})
 
 # Severity bands of the streaming score r / (r + 1): r = 2 and r = 4 times the series' own record.
 MEDIUM_SCORE: Final = 2 / 3
@@ -103,6 +119,7 @@ class Finding:
     summary: str  # names the episode in its resolution ("CPU spike", "Sequencer stall")
     key: str = ""  # episode key when one metric name is measured twice; defaults to the metric
     evidence: tuple[str, ...] = ()
+    baseline: Baseline | None = None  # gauge findings: the window the value departed from
 
     @property
     def episode_key(self) -> str:
@@ -119,6 +136,10 @@ class Scorer(Protocol):
         self, component: ComponentState, metric: str, value: float, *, window: RollingWindow, t: float
     ) -> Finding | None:
         """A finding if ``value`` (at ``t``, epoch seconds) is anomalous; the caller pushes the window."""
+        ...
+
+    def learn(self, component: ComponentState, metric: str, value: float, *, t: float) -> None:
+        """Learn ``value`` without judging it; the caller pushes the window."""
         ...
 
 
@@ -142,6 +163,9 @@ class ZScoreScorer:
             return None
         z = z_score(metric, value, window)
         return deviation_finding(metric, value, z) if abs(z) > self.threshold else None
+
+    def learn(self, component: ComponentState, metric: str, value: float, *, t: float) -> None:
+        return None  # the window is the whole model
 
 
 class StreamingGauges:
@@ -191,6 +215,12 @@ class StreamingGauges:
         else:
             self.model.cool_down(state, t)
         return deviation_finding(metric, value, z, score=score)
+
+    def learn(self, component: ComponentState, metric: str, value: float, *, t: float) -> None:
+        state = component.streams.get(metric)
+        if state is None:
+            state = component.streams[metric] = self.model.new_state()
+        self.model.raw_score(state, value, t)  # the score is dropped: only the learning is wanted
 
 
 def live_streaming_settings(settings: DetectorSettings) -> StreamingSettings:
@@ -278,20 +308,37 @@ def score_gauges(
     scorer: Scorer,
     window: int,
     t: float,
+    settings: DetectorSettings,
 ) -> list[Finding]:
-    """Judge every gauge against its series, then push it: the baseline never contains the point."""
+    """Judge every gauge against its series, then push it: the baseline never contains the point.
+
+    A gauge whose episode is open is not judged (the episode reports it) and learns only values back
+    at the episode's baseline (``at_baseline``): a model that learnt the faulty level would take it
+    for normal within a few polls (the streaming model's range and records widen, the window's mean
+    moves), and then the return to health for news.
+    """
     found: list[Finding] = []
     windows = component.windows
+    held = {key[0]: e.baseline for key, e in component.episodes.items() if e.baseline is not None}
     for metric, value in metrics.items():
         if metric in NOT_SCORED or not math.isfinite(value):
             continue
         series = windows.get(metric)
         if series is None:
             series = windows[metric] = RollingWindow(window)
-        finding = scorer.judge(component, metric, value, window=series, t=t)
+        baseline = held.get(metric)
+        if baseline is None:
+            finding = scorer.judge(component, metric, value, window=series, t=t)
+            if finding is not None:
+                mean = series.mean
+                std = max(series.std, std_floor(metric, mean))
+                baseline = Baseline(mean=mean, std=std, direction=finding.direction, start=value)
+                found.append(replace(finding, baseline=baseline))
+        elif at_baseline(baseline, metric, value, settings=settings):
+            scorer.learn(component, metric, value, t=t)
+        else:
+            continue
         series.push(value)
-        if finding is not None:
-            found.append(finding)
     return found
 
 
@@ -307,7 +354,7 @@ def liveness_findings(
     metrics = sample.metrics
     found: list[Finding] = []
     stall_limit = settings.stall_block_times * settings.block_time_s
-    for metric in (catalog.SECONDS_SINCE_HEAD, catalog.UNSAFE_L2_AGE):
+    for metric in STALL_AGES:
         age = metrics.get(metric)
         if age is not None and age > stall_limit:
             found.append(stall(metric, age, settings=settings))
@@ -476,123 +523,67 @@ def restart_findings(
 # ------------------------------------------------------------------------------------------- logs
 
 
-@dataclass(frozen=True, slots=True)
-class LogSignature:
-    name: str  # the finding's metric is ``log:<name>``
-    summary: str
-    pattern: re.Pattern[str]
-    severity: Severity
-    min_level: int = WARN
-    components: frozenset[str] | None = None  # None: any component
-
-
-def _sig(
-    name: str,
-    summary: str,
-    pattern: str,
-    severity: Severity,
-    *,
-    min_level: int = WARN,
-    components: Iterable[str] | None = None,
-) -> LogSignature:
-    return LogSignature(
-        name=name,
-        summary=summary,
-        pattern=re.compile(pattern),
-        severity=severity,
-        min_level=min_level,
-        components=None if components is None else frozenset(components),
-    )
-
-
-# The incident catalogue's log symptoms, with the exact strings the components print (OPSTACK.md).
-SIGNATURES: Final[tuple[LogSignature, ...]] = (
-    _sig("sequencer_stall", "Sequencer stall", r"Engine failed temporarily", "high"),
-    _sig("l1_rpc_outage", "L1 RPC outage", r"L1 temporary error", "high"),
-    _sig("l1_rpc_outage", "L1 RPC outage", r"failed to poll L1 block", "high"),
-    # A user's transaction failing in op-geth says "insufficient funds" too: only the batcher's count.
-    _sig(
-        "batcher_cannot_post", "Batcher cannot post", r"insufficient funds", "high", components=["op-batcher"]
-    ),
-    _sig(
-        "batcher_cannot_post",
-        "Batcher cannot post",
-        r"unable to publish transaction",
-        "medium",
-        components=["op-batcher"],
-    ),
-    _sig(
-        "batcher_cannot_post",
-        "Batcher cannot post",
-        r"transaction is underpriced",
-        "medium",
-        components=["op-batcher"],
-    ),
-    _sig("proposer_failure", "Proposer failure", r"Failed to send proposal transaction", "medium"),
-    _sig("cpu_saturation", "op-geth CPU saturation", r"Database compacting, degraded performance", "medium"),
-    _sig("engine_api_failure", "Engine API failure", r"Failed to share forkchoice-updated signal", "medium"),
-    _sig("jwt_mismatch", "JWT mismatch", r"401 Unauthorized|signature is invalid", "critical"),
-    _sig("disk_pressure", "Disk pressure", r"Disk space is running low|Low disk space", "critical"),
-    _sig("peer_loss", "Peer loss", r"error reconnecting to static peer", "low"),
-    # geth prints this at info level and pads the message before its fields.
-    _sig("peer_loss", "Peer loss", r"Looking for peers\s+peercount=0\b", "low", min_level=INFO),
-    _sig("l1_reorg", "L1 reorg", r"L1 head signal indicates a possible L1 re-org", "low"),
-    _sig("txpool_spam", "Tx pool full", r"txpool is full", "low", min_level=INFO),
-)
-_ANY_SIGNATURE = re.compile("|".join(f"(?:{s.pattern.pattern})" for s in SIGNATURES))
 MAX_EVIDENCE: Final = 5
 _MAX_LINE: Final = 500
+# Only markers that may open an anomaly; the others only support a diagnosis already open.
+ALARMS: Final[tuple[Marker, ...]] = tuple(m for m in MARKERS if m.alarm)
+_ANY_ALARM = re.compile("|".join(f"(?:{m.pattern.pattern})" for m in ALARMS))
 
 
 @dataclass(slots=True)
 class _Hit:
-    signature: LogSignature
+    marker: Marker
     matched: str
     count: int = 0
     evidence: list[str] = field(default_factory=list)
 
 
 def match_logs(lines: Sequence[str], *, component: str) -> list[Finding]:
-    """One finding per signature name that matched, quoting up to five matching lines."""
+    """One finding per incident class whose markers matched, quoting up to five matching lines.
+
+    Every marker is tried on every line: a line that carries two classes' messages counts for both.
+    """
     hits: dict[str, _Hit] = {}
     for line in lines:
-        if _ANY_SIGNATURE.search(line) is None:
+        if _ANY_ALARM.search(line) is None:
             continue
         level = line_level(line)
-        for signature in SIGNATURES:
-            if level < signature.min_level or (
-                signature.components is not None and component not in signature.components
-            ):
-                continue
-            match = signature.pattern.search(line)
+        counted: set[str] = set()
+        for marker in ALARMS:
+            match = marker.matches(line, component=component, level=level)
             if match is None:
                 continue
-            hit = hits.get(signature.name)
+            hit = hits.get(marker.cls)
             if hit is None:
-                hit = hits[signature.name] = _Hit(signature, match.group(0))
-            elif SEVERITY_RANK[signature.severity] > SEVERITY_RANK[hit.signature.severity]:
-                hit.signature, hit.matched = signature, match.group(0)
+                hit = hits[marker.cls] = _Hit(marker, match.group(0))
+            elif SEVERITY_RANK[marker.severity] > SEVERITY_RANK[hit.marker.severity]:
+                hit.marker, hit.matched = marker, match.group(0)
+            if marker.cls in counted:
+                continue
+            counted.add(marker.cls)
             hit.count += 1
             if len(hit.evidence) < MAX_EVIDENCE:
                 hit.evidence.append(line[:_MAX_LINE])
-            break
-    return [
-        Finding(
-            metric=f"log:{name}",
-            value=float(hit.count),
-            z_score=0.0,
-            direction="up",
-            severity=hit.signature.severity,
-            description=(
-                f'{hit.signature.summary}: {component} logged "{hit.matched}" '
-                f"({hit.count} line{'s' if hit.count != 1 else ''})"
-            ),
-            rule="log",
-            summary=hit.signature.summary,
-            evidence=tuple(hit.evidence),
+    findings = []
+    for cls, hit in hits.items():
+        title = spec_of(cls).title.split(":", 1)[0]
+        findings.append(
+            Finding(
+                metric=f"log:{cls}",
+                value=float(hit.count),
+                z_score=0.0,
+                direction="up",
+                severity=hit.marker.severity,
+                description=(
+                    f'{title}: {component} logged "{hit.matched}" '
+                    f"({hit.count} line{'s' if hit.count != 1 else ''})"
+                ),
+                rule="log",
+                summary=title,
+                evidence=tuple(hit.evidence),
+            )
         )
-        for name, hit in hits.items()
-    ]
+    return findings
 
 
 # --------------------------------------------------------------------------------------- episodes
@@ -617,6 +608,7 @@ def open_episode(
         started_at=now,
         last_seen=now,
         severity=finding.severity,
+        baseline=finding.baseline,
     )
     anomaly = AnomalyDetected(
         event_id=eid,
@@ -666,7 +658,143 @@ def _evaluated(key: str, sample: MetricSample) -> bool:
     """Whether ``sample`` measured what the episode keyed ``key`` watches (silence is not health)."""
     if key.startswith(TARGET_UP):
         return key == f"{TARGET_UP}:{sample.source}"
-    return sample.target_up and key in sample.metrics
+    value = sample.metrics.get(key)
+    return sample.target_up and value is not None and math.isfinite(value)
+
+
+def pinned_level(metric: str, *, settings: DetectorSettings) -> float | None:
+    """A level that is a condition by itself, whatever the series' baseline: a rise holds at or over it."""
+    if metric == catalog.CPU_USAGE:
+        return settings.cpu_saturated_pct
+    if metric == catalog.MEMORY_USAGE:
+        return settings.memory_threshold_pct
+    return None
+
+
+def departure(baseline: Baseline, value: float) -> float:
+    """How many of the baseline's stds ``value`` lies out, positive on the side its episode left on."""
+    z = (value - baseline.mean) / baseline.std
+    return z if baseline.direction == "up" else -z
+
+
+def pinned(baseline: Baseline, metric: str, value: float, *, settings: DetectorSettings) -> bool:
+    """Whether a rise is at or over its pinned level (``pinned_level``)."""
+    level = pinned_level(metric, settings=settings)
+    return baseline.direction == "up" and level is not None and value >= level
+
+
+def departed(baseline: Baseline, metric: str, value: float, *, settings: DetectorSettings) -> bool:
+    """Whether ``value`` is still away from the level a gauge episode left: its condition holds.
+
+    Away is more than ``z_threshold`` of the baseline's stds out on the side the series left on: the
+    deviation both scorers require of a finding, so a value that holds would still be one against the
+    level it departed from, and a value back within that band, or past it on the healthy side, would
+    not. A rise also holds at or over its pinned level, whatever its baseline.
+    """
+    return pinned(baseline, metric, value, settings=settings) or (
+        departure(baseline, value) > settings.z_threshold
+    )
+
+
+def at_baseline(baseline: Baseline, metric: str, value: float, *, settings: DetectorSettings) -> bool:
+    """Whether ``value`` is back within ``z_threshold`` stds of a gauge episode's baseline, either side
+    (and under any pinned level): the values its series may learn while the episode is open."""
+    return abs(departure(baseline, value)) <= settings.z_threshold and not pinned(
+        baseline, metric, value, settings=settings
+    )
+
+
+def successor(episode: Episode, value: float, *, settings: DetectorSettings) -> Finding | None:
+    """The finding that supersedes a gauge episode at ``value``, if any.
+
+    A rise that opened under its pinned level and has reached it, more severe now than when it
+    opened (the z against the same baseline, in the seed's bands), is news that the smaller rise
+    still open must not hide: a busy-day CPU step, then saturation. Memory at its limit needs none:
+    it opens a liveness episode of its own.
+    """
+    baseline, metric = episode.baseline, episode.metric
+    if (
+        baseline is None
+        or metric == catalog.MEMORY_USAGE
+        or not pinned(baseline, metric, value, settings=settings)
+        or pinned(baseline, metric, baseline.start, settings=settings)
+    ):
+        return None
+    z = (value - baseline.mean) / baseline.std
+    finding = replace(deviation_finding(metric, value, z), baseline=replace(baseline, start=value))
+    return finding if SEVERITY_RANK[finding.severity] > SEVERITY_RANK[episode.severity] else None
+
+
+def holds(episode: Episode, sample: MetricSample, *, settings: DetectorSettings) -> bool:
+    """Whether an episode that no finding triggered on ``sample`` still shows its condition.
+
+    A gauge episode holds while its value is away from its baseline (``departed``); its scorer cannot
+    say, having stopped judging the gauge when the episode opened. A stall also holds while the newest
+    block interval is over the stall limit: a head that moves once every 12 s is fresh for a moment
+    after each block but has not recovered from a 6 s limit, and the first block after a stall comes
+    with the whole stall as its interval. Every other rule fires on each sample its condition holds.
+    """
+    metrics = sample.metrics
+    if episode.baseline is not None:
+        return departed(episode.baseline, episode.metric, metrics[episode.metric], settings=settings)
+    if episode.rule == "liveness" and episode.metric in STALL_AGES:
+        interval = metrics.get(catalog.BLOCK_INTERVAL)
+        return interval is not None and interval > settings.stall_block_times * settings.block_time_s
+    return False
+
+
+def new_level(episode: Episode, sample: MetricSample, *, settings: DetectorSettings) -> bool:
+    """Whether a gauge episode that holds has held ``rebaseline_s`` at a level that is no condition by
+    itself (under any pinned level): the series has moved, and its new level is its baseline now."""
+    baseline = episode.baseline
+    if baseline is None or (sample.occurred_at - episode.started_at).total_seconds() < settings.rebaseline_s:
+        return False
+    return not pinned(baseline, episode.metric, sample.metrics[episode.metric], settings=settings)
+
+
+def is_outage(component: str, key: tuple[str, DetectionRule]) -> bool:
+    """Whether the episode keyed ``key`` is a head outage: a stall, or the sequencing pair's RPC down."""
+    name, rule = key
+    return rule == "liveness" and (
+        name in STALL_AGES or (name == f"{TARGET_UP}:rpc" and component in SEQUENCING)
+    )
+
+
+def recovering(chain: ChainState, sample: MetricSample, *, settings: DetectorSettings) -> bool:
+    """Whether ``sample`` carries block production still recovering from a head outage.
+
+    It does while a head outage episode of any component of the chain is open, and for
+    ``recovery_grace_block_times`` after the last one closed: the first block after the outage (an
+    interval that spans it) and the catch-up blocks that follow (faster than the block time) end the
+    incident its liveness episode reported, and are no level for a model to learn.
+    """
+    if sample.metrics.keys().isdisjoint(BLOCK_PROGRESS):
+        return False
+    grace = settings.recovery_grace_block_times * settings.block_time_s
+    for name, component in chain.components.items():
+        if any(is_outage(name, key) for key in component.episodes):
+            return True
+        resolved = component.outage_resolved_at
+        if resolved is not None and (sample.occurred_at - resolved).total_seconds() <= grace:
+            return True
+    return False
+
+
+def announce(component: ComponentState, finding: Finding, *, sample: MetricSample) -> AnomalyDetected | None:
+    """Open an episode for ``finding`` and return its anomaly, or refresh the episode already open."""
+    key = (finding.episode_key, finding.rule)
+    episode = component.episodes.get(key)
+    if episode is not None:
+        refresh_episode(episode, finding, now=sample.occurred_at)
+        return None
+    component.episodes[key], anomaly = open_episode(
+        finding,
+        chain=sample.chain_id,
+        component=sample.component,
+        trigger_event_id=sample.event_id,
+        now=sample.occurred_at,
+    )
+    return anomaly
 
 
 def track_component(
@@ -674,36 +802,46 @@ def track_component(
     findings: Sequence[Finding],
     *,
     sample: MetricSample,
-    resolve_after: int,
+    settings: DetectorSettings,
 ) -> list[Outcome]:
-    """Open, refresh or close the component's metric episodes after one evaluated sample."""
-    out: list[Outcome] = []
+    """Open, refresh or close the component's metric episodes after one evaluated sample.
+
+    An episode closes after ``resolve_after`` evaluations in a row where its condition no longer
+    holds (``holds``); a gauge episode also once it has held long enough to be the series' new level,
+    or when a saturation supersedes it (``successor``), which opens the next one.
+    """
     now = sample.occurred_at
     episodes = component.episodes
-    triggered: set[tuple[str, DetectionRule]] = set()
-    for finding in findings:
-        key = (finding.episode_key, finding.rule)
-        triggered.add(key)
-        episode = episodes.get(key)
-        if episode is None:
-            episodes[key], anomaly = open_episode(
-                finding,
-                chain=sample.chain_id,
-                component=sample.component,
-                trigger_event_id=sample.event_id,
-                now=now,
-            )
-            out.append(anomaly)
-        else:
-            refresh_episode(episode, finding, now=now)
+    out: list[Outcome] = [a for f in findings if (a := announce(component, f, sample=sample)) is not None]
+    triggered = {(f.episode_key, f.rule) for f in findings}
+    successors: list[Finding] = []
+    resolve_after = settings.resolve_after
     for key, episode in list(episodes.items()):
         if key in triggered or not _evaluated(key[0], sample):
             continue
-        episode.clean += 1
-        if episode.clean >= resolve_after:
-            del episodes[key]
+        next_finding = successor(episode, sample.metrics.get(episode.metric, math.nan), settings=settings)
+        if next_finding is not None:
+            successors.append(next_finding)
+            why = f"superseded: {next_finding.description}"
+        elif not holds(episode, sample, settings=settings):
+            episode.clean += 1
+            if episode.clean < resolve_after:
+                continue
             why = f"{resolve_after} clean evaluation{'s' if resolve_after != 1 else ''}"
-            out.append(close_episode(episode, chain=sample.chain_id, now=now, why=why))
+        elif new_level(episode, sample, settings=settings):
+            # The series' model knows only the level it left: it starts again from the new one.
+            component.windows.pop(episode.metric, None)
+            component.streams.pop(episode.metric, None)
+            why = f"held {settings.rebaseline_s:g}s: taken as the new level"
+        else:
+            episode.last_seen = now
+            episode.clean = 0
+            continue
+        del episodes[key]
+        if is_outage(sample.component, key):
+            component.outage_resolved_at = now
+        out.append(close_episode(episode, chain=sample.chain_id, now=now, why=why))
+    out += [a for f in successors if (a := announce(component, f, sample=sample)) is not None]
     return out
 
 
@@ -734,14 +872,23 @@ def evaluate_sample(
         return []
     chain = state.chain(sample.chain_id)
     component = chain.component(sample.component)
-    findings = score_gauges(
-        component, sample.metrics, scorer=scorer, window=state.window, t=sample.occurred_at.timestamp()
+    findings = (
+        []
+        if recovering(chain, sample, settings=settings)
+        else score_gauges(
+            component,
+            sample.metrics,
+            scorer=scorer,
+            window=state.window,
+            t=sample.occurred_at.timestamp(),
+            settings=settings,
+        )
     )
     findings.extend(liveness_findings(component, sample, settings=settings))
     if warmup:
         return []
     out = (
-        track_component(component, findings, sample=sample, resolve_after=settings.resolve_after)
+        track_component(component, findings, sample=sample, settings=settings)
         if findings or component.episodes
         else []
     )

@@ -40,6 +40,16 @@ class DetectorSettings(ServiceSettings):
     restart_hold_s: float = Field(default=300.0, ge=0)
     # Hysteresis: clean evaluations that close a metric episode; quiet seconds that close a log one.
     resolve_after: int = Field(default=3, ge=1)
+    # A CPU rise holds its episode while cpuUsage is at least this share of the request, whatever its
+    # baseline was: the planner verifies a scale-up by cpuUsage falling under the same 95 %.
+    cpu_saturated_pct: float = Field(default=95.0, gt=0)
+    # A gauge episode still open after this long (its value never went back, nor reached a pinned
+    # level) is a new level, not an incident: it closes and the series is learnt afresh from there.
+    rebaseline_s: float = Field(default=900.0, gt=0)
+    # After a head outage (a stall, the sequencing RPC down) resolves, its catch-up (one interval that
+    # spans the outage, then blocks faster than the block time) is neither judged nor learnt for this
+    # many block times: the outage's liveness episode already reported it.
+    recovery_grace_block_times: float = Field(default=5.0, ge=0)
     log_quiet_s: float = Field(default=60.0, gt=0)
     # Consumption: a batch is handed over when full or after batch_timeout_s, whichever comes first.
     batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sentinai.common.dedup import SeenIds
-from sentinai.common.events import DetectionRule, Severity
+from sentinai.common.events import DetectionRule, Direction, Severity
 from sentinai.detector.streaming import StreamState
 
 
@@ -73,6 +73,16 @@ class RollingWindow:
         return self._values[self._next :] + self._values[: self._next]
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The healthy level a gauge episode departed from: its window just before the first finding."""
+
+    mean: float
+    std: float  # floored, as the z-score floors it
+    direction: Direction  # the side the series left it on
+    start: float  # the value that opened the episode
+
+
 @dataclass(slots=True)
 class Episode:
     """One incident of one series or rule: opened by one anomaly, closed by one resolution."""
@@ -86,6 +96,8 @@ class Episode:
     last_seen: datetime
     severity: Severity
     clean: int = 0
+    # Gauge episodes only (rules zscore and streaming): they close on a return to this level.
+    baseline: Baseline | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +114,9 @@ class ComponentState:
     last_restart_at: datetime | None = None
     last_lag: float | None = None
     lag_rising: bool = False
+    # When this component's last head outage (a stall, or its RPC down) was resolved: the chain's
+    # block-production gauges are still catching up for a short grace after it.
+    outage_resolved_at: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -17,9 +17,18 @@ from sentinai.rca.model import RcaContext
 TARGET_UP: Final = "targetUp"
 MAX_QUOTE: Final = 300
 MAX_QUOTES_PER_FACT: Final = 2
-# Batchers post every few minutes; a safe head stuck while the unsafe head went on for longer than this
-# is not cadence (in seconds of L2 time, so it means the same at 1 s and at 12 s blocks).
+# Batchers post every few minutes, or every few dozen blocks: a safe head stuck while the unsafe head
+# went on for longer than both of these is not cadence (at 1 s blocks the time bound decides, at 12 s
+# the block bound).
 SAFE_STUCK_S: Final = 120.0
+SAFE_STUCK_BLOCKS: Final = 60.0
+
+
+def batch_cadence_blocks(block_time_s: float) -> float:
+    """The unsafe-safe lag, in blocks, a healthy batcher's cadence can leave on this chain."""
+    return max(SAFE_STUCK_BLOCKS, SAFE_STUCK_S / block_time_s)
+
+
 # Samples that count as "now" for facts that must be current (restarts, a memory peak).
 RECENT: Final = 10
 
@@ -296,7 +305,7 @@ class Facts:
         if stuck < 3:
             return None
         progress = unsafe[-1] - unsafe[-stuck]
-        if progress * self.block_time_s < SAFE_STUCK_S:
+        if progress < batch_cadence_blocks(self.block_time_s):
             return None
         return f"op-node safeL2 flat at {safe[-1]:.0f} while unsafeL2 advanced {progress:.0f} blocks"
 

@@ -24,7 +24,7 @@ from sentinai.common.incidents import (
     IncidentClass,
     spec_of,
 )
-from sentinai.rca.evidence import RECENT, SAFE_STUCK_S, Case, Facts, Held, flat, fmt, rising
+from sentinai.rca.evidence import RECENT, Case, Facts, Held, batch_cadence_blocks, flat, fmt, rising
 
 __all__ = ["SIGNATURES", "SPECS", "UNKNOWN_SPEC", "ClassSpec", "spec_of"]
 
@@ -74,8 +74,7 @@ def batcher_failure(f: Facts) -> Case:
     lag_weight = 0.15 if f.l1_trouble() else 0.3
     lag = f.series("op-node", catalog.UNSAFE_SAFE_LAG)
     lag_anomaly = f.anomaly(catalog.UNSAFE_SAFE_LAG)
-    # The lag a batcher's normal cadence leaves, in blocks of this chain (two minutes of L2 time).
-    cadence = SAFE_STUCK_S / f.block_time_s
+    cadence = batch_cadence_blocks(f.block_time_s)
     if rising(lag, min_step=cadence / 3) and lag[-1] > cadence:
         case.add(
             lag_weight,
