@@ -28,9 +28,8 @@ from sentinai.planner import logic as planner
 from sentinai.planner.settings import PlannerSettings
 from sentinai.rca import logic as rca
 from sentinai.rca.context import ContextStore
-from sentinai.rca.service import Diagnoser, Pending
+from sentinai.rca.service import Diagnoser, Pending, diagnoser_from
 from sentinai.rca.settings import RcaSettings
-from sentinai.rca.tracker import IncidentTracker
 
 
 @dataclass
@@ -44,25 +43,7 @@ class RcaStage:
 
     @classmethod
     def create(cls, settings: RcaSettings) -> RcaStage:
-        store = ContextStore(
-            metric_window=settings.metric_window,
-            log_lines=settings.log_lines,
-            actions=settings.recent_actions,
-            metric_horizon_s=settings.metric_horizon_s,
-            log_horizon_s=settings.log_horizon_s,
-        )
-        tracker = IncidentTracker(
-            quiet_s=settings.quiet_s,
-            revise_delta=settings.revise_delta,
-            revise_every_s=settings.revise_every_s,
-        )
-        diagnoser = Diagnoser(
-            context=store,
-            tracker=tracker,
-            block_time_s=settings.block_time_s,
-            rediagnose_s=settings.rediagnose_s,
-        )
-        return cls(settings=settings, diagnoser=diagnoser)
+        return cls(settings=settings, diagnoser=diagnoser_from(settings))
 
     @property
     def store(self) -> ContextStore:

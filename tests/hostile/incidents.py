@@ -102,8 +102,10 @@ def cpu_saturation() -> Incident:
     metrics, logs = _overlay(
         {
             "op-geth": {
-                "cpuUsage": [48.0] * 14 + [88.0, 93.0, 96.0, 97.0, 98.0, 97.5],
-                "blockInterval": [2.0] * 14 + [2.2, 2.6, 3.0, 3.4, 3.6, 3.8],
+                # Pinned and late for 22 s: long enough for the class's evidence rule (20 s, 2 signals).
+                "cpuUsage": [48.0] * 8
+                + [88.0, 93.0, 96.0, 97.0, 98.0, 97.5, 98.0, 99.0, 98.5, 97.0, 98.0, 97.5],
+                "blockInterval": [2.0] * 8 + [2.6, 3.0, 3.4, 3.6, 3.8, 3.6, 3.8, 3.9, 3.7, 3.8, 3.6, 3.8],
                 "txPoolCount": ramp(120, 1400),
             }
         },
@@ -125,8 +127,9 @@ def cpu_saturation() -> Incident:
 
 
 def sequencer_stall() -> Incident:
-    age = [1.0] * 12 + [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0]
-    flat = [1000.0 + min(i, 11) for i in range(N)]
+    # Stalled for 18 s, over 3 block times for 16 s: the class's evidence rule (6 block times) is met.
+    age = [1.0] * 9 + [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0]
+    flat = [1000.0 + min(i, 8) for i in range(N)]
     line = op(
         "error",
         "Engine failed temporarily, backing off sequencer",
@@ -148,7 +151,7 @@ def sequencer_stall() -> Incident:
         logs,
         "op-geth",
         "secondsSinceHead",
-        16.0,
+        22.0,
         "liveness",
-        "Sequencer stall: unsafe head flat for 16.0s",
+        "Sequencer stall: unsafe head flat for 22.0s",
     )

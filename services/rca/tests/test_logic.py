@@ -364,3 +364,22 @@ def test_a_new_fault_outranks_the_last_incidents_leftovers() -> None:
     )
     diagnosis = logic.diagnose(mixed)
     assert diagnosis.root_cause_class == "disk_pressure", [(h.cause, h.score) for h in diagnosis.hypotheses]
+
+
+def test_the_incident_is_over_when_what_its_answer_explains_is_over_whatever_noise_joins() -> None:
+    """A stall's restart must be withdrawn once the stall has cleared, even on a chain whose noise
+    keeps opening small anomalies that join the incident."""
+    tracker = IncidentTracker(quiet_s=60)
+    stall = anomaly("op-geth", "secondsSinceHead", 16.0, event_id="s1")
+    opening = tracker.detected(stall)
+    assert opening is not None
+    tracker.published(
+        opening, root_cause_class="sequencer_stall", confidence=0.9, now=T0, supporting=(stall.episode_id,)
+    )
+    tracker.resolved(resolved_of(context(stall), after_s=20))
+    noise = anomaly("op-batcher", "cpuUsage", 26.0, event_id="n1", at=T0 + timedelta(seconds=50))
+    assert tracker.detected(noise) is not None  # joins the incident, stays open
+    assert tracker.close_quiet(CHAIN, now=T0 + timedelta(seconds=70)) is None  # 50 s of calm: not yet
+    over = tracker.close_quiet(CHAIN, now=T0 + timedelta(seconds=81))
+    assert over is not None and over.incident_id == opening.incident_id
+    assert CHAIN not in tracker.incidents

@@ -28,7 +28,7 @@ from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, LogB
 from sentinai.rca import llm, logic
 from sentinai.rca.context import ContextStore
 from sentinai.rca.llm import LlmConfig, Outcome
-from sentinai.rca.service import Diagnoser, Pending
+from sentinai.rca.service import Diagnoser, Pending, diagnoser_from
 from sentinai.rca.settings import RcaSettings
 from sentinai.rca.tracker import IncidentTracker
 
@@ -55,21 +55,8 @@ class Deps:
 
 
 def deps_from(settings: RcaSettings) -> Deps:
-    return Deps(
-        context=ContextStore(
-            metric_window=settings.metric_window,
-            log_lines=settings.log_lines,
-            actions=settings.recent_actions,
-            metric_horizon_s=settings.metric_horizon_s,
-            log_horizon_s=settings.log_horizon_s,
-        ),
-        tracker=IncidentTracker(
-            quiet_s=settings.quiet_s,
-            revise_delta=settings.revise_delta,
-            revise_every_s=settings.revise_every_s,
-        ),
-        llm=llm.config_from(settings),
-    )
+    diagnoser = diagnoser_from(settings)
+    return Deps(context=diagnoser.context, tracker=diagnoser.tracker, llm=llm.config_from(settings))
 
 
 @dataclass(frozen=True)

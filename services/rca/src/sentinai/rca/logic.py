@@ -204,6 +204,7 @@ def diagnose(ctx: RcaContext) -> Diagnosis:
     rules = spec.evidence
     case = next(c for name, c in scored.items() if name == cls)
     corroborated = corroboration(case, rules.proposal, rules.auto, block_time_s=ctx.block_time_s)
+    supporting = tuple(a.episode_id for a in Facts(ctx).anomalies() if _explains(case.evidence, a))
     return Diagnosis(
         root_cause=f"{spec.title} ({top.evidence[0]})" if top.evidence else spec.title,
         root_cause_class=cls,
@@ -218,6 +219,7 @@ def diagnose(ctx: RcaContext) -> Diagnosis:
             else min(UNCORROBORATED_CAP, confidence(top.score, second))
         ),
         corroboration=corroborated,
+        supporting=supporting,
     )
 
 

@@ -38,3 +38,5 @@ class Diagnosis:
     evidence: tuple[str, ...]
     confidence: float
     corroboration: Corroboration | None = None
+    # The anomaly episodes this diagnosis explains: the incident is over when they are.
+    supporting: tuple[str, ...] = ()

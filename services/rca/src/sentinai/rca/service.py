@@ -19,6 +19,7 @@ from sentinai.common.events import AnomalyDetected, AnomalyResolved
 from sentinai.rca import logic
 from sentinai.rca.context import ContextStore
 from sentinai.rca.model import Diagnosis, RcaContext
+from sentinai.rca.settings import RcaSettings
 from sentinai.rca.tracker import IncidentTracker, Trigger
 
 
@@ -92,15 +93,19 @@ class Diagnoser:
             return
         self.latest.pop(incident.incident_id, None)
         last = self.last_resolution.pop(chain_id, "")
-        quiet = (now - incident.quiet_since).total_seconds() if incident.quiet_since else 0.0
+        since = incident.supported_until or incident.quiet_since or now
+        quiet = (now - since).total_seconds()
         self.over.append(
             IncidentResolved(
                 correlation_id=incident.incident_id,
                 occurred_at=now,
                 chain_id=chain_id,
                 incident_id=incident.incident_id,
-                resolved_at=incident.quiet_since or now,
-                reason=f"every anomaly resolved and {quiet:.0f}s of calm since ({last})"[:2000],
+                resolved_at=since,
+                reason=(
+                    f"the anomalies it explained resolved, {quiet:.0f}s of calm since"
+                    + (f" ({last})" if last else "")
+                )[:2000],
             )
         )
 
@@ -125,4 +130,25 @@ class Diagnoser:
             confidence=pending.diagnosis.confidence,
             corroboration=pending.diagnosis.corroboration,
             now=now,
+            supporting=pending.diagnosis.supporting,
         )
+
+
+def diagnoser_from(settings: RcaSettings) -> Diagnoser:
+    """The rca's state and use cases as configured: what the service runs and ``make eval`` scores."""
+    return Diagnoser(
+        context=ContextStore(
+            metric_window=settings.metric_window,
+            log_lines=settings.log_lines,
+            actions=settings.recent_actions,
+            metric_horizon_s=settings.metric_horizon_s,
+            log_horizon_s=settings.log_horizon_s,
+        ),
+        tracker=IncidentTracker(
+            quiet_s=settings.quiet_s,
+            revise_delta=settings.revise_delta,
+            revise_every_s=settings.revise_every_s,
+        ),
+        block_time_s=settings.block_time_s,
+        rediagnose_s=settings.rediagnose_s,
+    )

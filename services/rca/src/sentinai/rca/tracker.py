@@ -44,6 +44,10 @@ class Incident:
     published_auto_met: bool = False
     published_at: datetime | None = None
     diagnosed_at: datetime | None = None
+    # The episodes the published answers explain, and since when none of them is open: the diagnosed
+    # condition is over then, whatever unrelated noise keeps joining the incident.
+    supporting: set[str] = field(default_factory=set)
+    supported_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class IncidentTracker:
             opening = current.published_class is None
         current.open_episodes.add(anomaly.episode_id)
         current.quiet_since = None
+        if anomaly.episode_id in current.supporting:
+            current.supported_until = None
         return Trigger(current.incident_id, opening)
 
     def resolved(self, resolved: AnomalyResolved) -> None:
@@ -98,11 +104,22 @@ class IncidentTracker:
         current.open_episodes.discard(resolved.episode_id)
         if not current.open_episodes:
             current.quiet_since = resolved.occurred_at
+        if current.supporting and not (current.supporting & current.open_episodes):
+            current.supported_until = current.supported_until or resolved.occurred_at
 
     def close_quiet(self, chain_id: str, *, now: datetime) -> Incident | None:
-        """The chain's incident, removed, once all its anomalies resolved ``quiet_s`` ago: it is over."""
+        """The chain's incident, removed, once it is over: every anomaly its answers explain (or, when
+        they explain none, every anomaly of it) resolved ``quiet_s`` ago."""
         current = self.incidents.get(chain_id)
-        if current is None or not self._closable(current, now=now):
+        if current is None:
+            return None
+        cleared = current.supported_until
+        explained_over = (
+            cleared is not None
+            and not (current.supporting & current.open_episodes)
+            and (now - cleared).total_seconds() >= self.quiet_s
+        )
+        if not (explained_over or self._closable(current, now=now)):
             return None
         del self.incidents[chain_id]
         return current
@@ -168,9 +185,15 @@ class IncidentTracker:
         confidence: float,
         corroboration: Corroboration | None = None,
         now: datetime | None = None,
+        supporting: tuple[str, ...] = (),
     ) -> None:
         current = self._find(trigger)
         if current is not None:
+            current.supporting.update(supporting)
+            still_open = current.supporting & current.open_episodes
+            current.supported_until = (
+                None if still_open or not current.supporting else (now or current.opened_at)
+            )
             current.published_class = root_cause_class
             current.published_confidence = confidence
             current.published_proposal_met = corroboration is not None and corroboration.proposal_met
