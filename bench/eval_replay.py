@@ -63,13 +63,15 @@ class RcaStage:
         return event
 
     def telemetry(self, chain_id: str, *, now: datetime) -> RcaCompleted | None:
-        return self._publish(self.diagnoser.telemetry(chain_id, now=now), started=time.perf_counter())
+        started = time.perf_counter()
+        return self._publish(self.diagnoser.telemetry(chain_id, now=now), started=started)
 
     def _publish(self, pending: Pending | None, *, started: float) -> RcaCompleted | None:
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.latencies_ms.append(latency_ms)
+        """The event the service would publish; the latency of each published diagnosis is kept."""
         if pending is None:
             return None
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.latencies_ms.append(latency_ms)
         event = rca.to_event(
             pending.diagnosis,
             pending.ctx,

@@ -96,48 +96,59 @@ def test_cpu_spike_is_scaled_up_automatically_and_verified_then_a_stall_waits_fo
     assert approvers == ["alice"]
 
 
+@pytest.fixture
+def brisk(make_stack: Callable[..., UpStack]) -> UpStack:
+    """Simulation off, with incidents declared over after 20 s of calm instead of a minute."""
+    return make_stack(
+        SCALING_SIMULATION_MODE="false",
+        SENTINAI_LOG_LEVEL="warn",
+        SENTINAI_RCA_QUIET_S="20",
+        SENTINAI_DETECTOR_LOG_QUIET_S="20",
+    )
+
+
 def test_a_burst_and_a_peer_blip_execute_nothing_and_a_cleared_stall_withdraws_its_restart(
-    live: UpStack,
+    brisk: UpStack,
 ) -> None:
     """Evidence before action, on the real stack: one saturated sample or one poll without peers is
     no reason to act, and a remedy still waiting for approval when its incident clears is withdrawn."""
 
     def healthy() -> str | None:
-        body = live.get("/api/health").json()
+        body = brisk.get("/api/health").json()
         fresh = [c["chainId"] for c in body["chains"] if c["fresh"]]
         return fresh[0] if body["status"] == "ok" and fresh else None
 
-    chain = live.eventually(healthy, timeout_s=60, what="a healthy stack")
+    chain = brisk.eventually(healthy, timeout_s=60, what="a healthy stack")
     time.sleep(25)  # the detector's baseline
-    control = f"{live.twin_url}/control/chains/{chain}"
+    control = f"{brisk.twin_url}/control/chains/{chain}"
 
     # A 6 s x4 traffic burst, then a one-poll peer loss: anomalies at most, never an execution.
     assert httpx.post(f"{control}/traffic", json={"multiplier": 4.0}, timeout=5).status_code < 300
     time.sleep(6)
     assert httpx.post(f"{control}/traffic", json={"multiplier": 1.0}, timeout=5).status_code < 300
-    assert live.cli("twin", "inject", "peer_loss").returncode == 0
+    assert brisk.cli("twin", "inject", "peer_loss").returncode == 0
     time.sleep(2)
-    assert live.cli("twin", "clear").returncode == 0
+    assert brisk.cli("twin", "clear").returncode == 0
     time.sleep(40)  # longer than any evidence rule's span at 2 s blocks
-    executed = [r for r in audit(live) if r["kind"] in {"executing", "succeeded", "dry_run"}]
+    executed = [r for r in audit(brisk) if r["kind"] in {"executing", "succeeded", "dry_run"}]
     assert executed == [], executed
-    assert twin_request(live) == 1.0
+    assert twin_request(brisk) == 1.0
 
     # A stall proposes a restart that waits for a human; the stall clears before anyone approves.
-    assert live.cli("twin", "inject", "sequencer_stall").returncode == 0
+    assert brisk.cli("twin", "inject", "sequencer_stall").returncode == 0
 
     def pending_restart() -> str | None:
-        for line in live.cli("actions", "list").stdout.splitlines():
+        for line in brisk.cli("actions", "list").stdout.splitlines():
             if "restart op-node" in line and "pending" in line:
                 return line.split()[0]
         return None
 
-    action_id = live.eventually(pending_restart, timeout_s=90, what="a pending op-node restart")
-    assert live.cli("twin", "clear").returncode == 0
-    # Over once its anomalies resolved (a log episode after a minute without the line) and a minute of calm.
-    live.eventually(
-        lambda: "withdrawn" in story(live, action_id), timeout_s=240, what="the restart withdrawn"
+    action_id = brisk.eventually(pending_restart, timeout_s=90, what="a pending op-node restart")
+    assert brisk.cli("twin", "clear").returncode == 0
+    # Over once its anomalies resolved (a log episode after 20 s without the line) and 20 s of calm.
+    brisk.eventually(
+        lambda: "withdrawn" in story(brisk, action_id), timeout_s=180, what="the restart withdrawn"
     )
-    late = live.cli("actions", "approve", action_id, "--by", "alice", "--reason", "too late")
+    late = brisk.cli("actions", "approve", action_id, "--by", "alice", "--reason", "too late")
     assert late.returncode == 2 and "withdrawn" in late.stderr, (late.stdout, late.stderr)
-    assert "executing" not in story(live, action_id)
+    assert "executing" not in story(brisk, action_id)
