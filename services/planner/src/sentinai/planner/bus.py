@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
 from nats.errors import Error as NatsError
@@ -188,18 +188,24 @@ class Planner:
         ledger = await records.ledger(proposal.action_id)
         decided = Ledger.of(ledger.approvers(), decision="expired", why=why, at=now)
         await records.save_ledger(proposal.action_id, decided)
+        await self._audit_own("expired", proposal, now=now, why=why)
+        DECISIONS.labels(proposal.chain_id, "expired").inc()
+
+    async def _audit_own(
+        self, kind: Literal["expired", "withdrawn"], proposal: ActionProposed, *, now: datetime, why: str
+    ) -> None:
+        """The audit record of a decision the planner takes by itself (no person behind it)."""
         await self.audit(
             logic.audit_event(
-                "expired",
+                kind,
                 proposal,
                 actor="planner",
                 now=now,
                 summary=proposal.action.summary(),
-                outcome="expired",
+                outcome=kind,
                 reasoning=why,
             )
         )
-        DECISIONS.labels(proposal.chain_id, "expired").inc()
 
     async def command(self, cmd: ActionCommand) -> None:
         async with self.deciding:
@@ -329,17 +335,7 @@ class Planner:
             ledger = await records.ledger(proposal.action_id)
             if ledger.decision is not None:
                 continue
-            await self.audit(
-                logic.audit_event(
-                    "withdrawn",
-                    proposal,
-                    actor="planner",
-                    now=now,
-                    summary=proposal.action.summary(),
-                    outcome="withdrawn",
-                    reasoning=why,
-                )
-            )
+            await self._audit_own("withdrawn", proposal, now=now, why=why)
             withdrawn = Ledger.of(ledger.approvers(), decision="withdrawn", why=why, at=now)
             await records.save_ledger(proposal.action_id, withdrawn)
             DECISIONS.labels(proposal.chain_id, "withdrawn").inc()
