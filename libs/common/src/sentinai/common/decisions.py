@@ -210,6 +210,42 @@ class ActionRequested(Event):
     via: Literal["rest", "mcp", "cli"]
 
 
+VerdictKind = Literal["approve", "reject", "request"]
+# Why a verdict went the way it did; the api maps ``unknown_action`` to 404 and any other refusal to 409.
+VerdictCode = Literal[
+    "ok",  # accepted: approved, waiting for more approvals, rejected, proposed or auto-approved
+    "proposer",  # the proposer (or requester) tried to approve its own action
+    "same_principal",  # this principal already approved; a second approval by it does not count
+    "expired",
+    "withdrawn",
+    "not_pending",  # already approved, rejected, executed, auto-approved or refused
+    "policy",  # the policy refuses the action (forbidden, or its approvals cannot lift the refusal)
+    "cooldown",  # the executor still holds the component in its cooldown
+    "unknown_action",
+]
+
+
+class ActionVerdict(Event):
+    """The planner's answer to one ``ActionCommand`` or ``ActionRequested`` (``answers`` is its event id).
+
+    Published on core NATS at ``subjects.action_verdict(chain, answers)`` after the planner has
+    recorded its decision, so a caller that subscribed before sending learns the outcome at once.
+    Nothing is stored: the records and the audit trail stay the system of record.
+    """
+
+    answers: str = Field(min_length=1, max_length=64)
+    action_id: str
+    kind: VerdictKind
+    accepted: bool
+    code: VerdictCode
+    # The action's state after the planner judged: "waiting" (more approvals needed), "approved",
+    # "rejected", "refused", "expired", "withdrawn", "pending_approval", "auto_approved".
+    status: str
+    reason: str
+    approvals: tuple[str, ...] = ()
+    approvals_required: int = Field(default=0, ge=0)
+
+
 def action_id(chain_id: str, basis: str | None, action: Action) -> str:
     """Deterministic: the same action for the same basis (episode, request) of a chain gets the same id."""
     body = action.model_dump_json(by_alias=True)

@@ -7,6 +7,7 @@ watches many chains and consumers filter by wildcard. The design card fixes ``me
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 METRICS_RAW = "metrics.raw"
@@ -21,6 +22,8 @@ ACTION_APPROVED = "action.approved"
 ACTION_EXECUTED = "action.executed"
 ACTION_COMMAND = "action.command"
 ACTION_REQUESTED = "action.requested"
+# Core NATS only (never stored): the planner's verdict on one command or request, for the api waiting on it.
+ACTION_VERDICT = "action.verdict"
 AUDIT = "audit"
 DEAD_LETTER = "deadletter"
 
@@ -40,6 +43,7 @@ ACTION_APPROVED_ALL = f"{ACTION_APPROVED}.*"
 ACTION_EXECUTED_ALL = f"{ACTION_EXECUTED}.*"
 ACTION_COMMAND_ALL = f"{ACTION_COMMAND}.*"
 ACTION_REQUESTED_ALL = f"{ACTION_REQUESTED}.*"
+ACTION_VERDICT_ALL = f"{ACTION_VERDICT}.>"
 AUDIT_ALL = f"{AUDIT}.*"
 
 # A token may not contain NATS separators or wildcards; we also keep it readable in URLs and logs.
@@ -166,6 +170,12 @@ def action_command(chain_id: str) -> str:
 
 def action_requested(chain_id: str) -> str:
     return f"{ACTION_REQUESTED}.{token(chain_id)}"
+
+
+def action_verdict(chain_id: str, event_id: str) -> str:
+    """Where the planner answers the command or request whose ``event_id`` is given (hashed: any id fits)."""
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:32]
+    return f"{ACTION_VERDICT}.{token(chain_id)}.{digest}"
 
 
 def audit(chain_id: str) -> str:
