@@ -72,3 +72,12 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., UpStack]]:
     yield start
     for running in started:
         running.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``): the tests that start a whole
+    `sentinai up` stack share one group, so one worker runs them one after another while the other
+    works through everything else. Two stacks at once on two cores would only slow both."""
+    for item in items:
+        if "make_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("stack"))

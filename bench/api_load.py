@@ -47,7 +47,7 @@ import httpx
 import nats
 from nats.js import JetStreamContext
 
-from sentinai.common import streams, subjects
+from sentinai.common import natsauth, streams, subjects
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, utcnow
 from sentinai.common.net import free_port
 
@@ -99,6 +99,11 @@ class Stack:
 
     def runtime(self) -> dict[str, Any]:
         return dict(json.loads((self.state / "up.json").read_text()))
+
+    def nats_options(self) -> dict[str, Any]:
+        """``nats.connect`` arguments as the stack's NATS admin (the bench publishes what no service may)."""
+        creds = self.runtime().get("natsAdminCreds")
+        return natsauth.connect_options(Path(creds) if creds else None)
 
 
 @contextlib.asynccontextmanager
@@ -188,7 +193,9 @@ def past_episode(chain: str, i: int, *, at_s_ago: float) -> tuple[AnomalyDetecte
     return detected, resolved
 
 
-async def load_backlog(nats_url: str, chains: list[str], *, episodes: int, timeout_s: float) -> float:
+async def load_backlog(
+    nats_url: str, chains: list[str], *, episodes: int, timeout_s: float, options: dict[str, Any]
+) -> float:
     """Publish an hour of past noise episodes and wait until every consumer has taken them in.
 
     The api keeps the newest ``recent_anomalies`` (1000) and every list view walks them, so an empty
@@ -197,7 +204,7 @@ async def load_backlog(nats_url: str, chains: list[str], *, episodes: int, timeo
     covers that work too. Returns the seconds it took.
     """
     started = time.monotonic()
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **options)
     try:
         js = nc.jetstream()
         for i in range(episodes):
@@ -365,7 +372,7 @@ async def sse_latency(stack: Stack, chain: str, *, events: int, gap_s: float) ->
     expected: dict[str, asyncio.Future[float]] = {}
     connected = asyncio.Event()
     listener = asyncio.create_task(listen(stack.api_url, expected, connected))
-    nc = await nats.connect(stack.runtime()["natsUrl"])
+    nc = await nats.connect(stack.runtime()["natsUrl"], **stack.nats_options())
     sent: dict[str, float] = {}
     acks: list[float] = []
     try:
@@ -414,7 +421,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await wait_ready(stack, chains, timeout_s=120)
         ready_s = time.monotonic() - started
         backlog_s = await load_backlog(
-            stack.runtime()["natsUrl"], chains, episodes=args.backlog, timeout_s=300
+            stack.runtime()["natsUrl"],
+            chains,
+            episodes=args.backlog,
+            timeout_s=300,
+            options=stack.nats_options(),
         )
         # Start-up work (imports, replays, the detector's first windows) is not what is measured.
         await asyncio.sleep(args.warmup_s)

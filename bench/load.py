@@ -53,7 +53,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from sentinai.common import subjects
+from sentinai.common import natsauth, subjects
 from sentinai.common.events import AnomalyDetected
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
@@ -274,7 +274,11 @@ async def measure(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any
     injected: set[str] = set()
     try:
         runtime = await asyncio.to_thread(stack.runtime, timeout_s=120)
-        nc = await nats.connect(runtime["natsUrl"])
+        # As the stack's NATS admin when it has users (up.json says where); the ingest-only stack has none.
+        creds = runtime.get("natsAdminCreds")
+        nc = await nats.connect(
+            runtime["natsUrl"], **natsauth.connect_options(Path(creds) if creds else None)
+        )
         js = nc.jetstream()
         twin = httpx.AsyncClient(base_url=runtime["twinUrl"], timeout=10)
 

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import nats
 
+from sentinai.common import natsauth
 from sentinai.common.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +54,9 @@ class Bus:
     def __init__(self) -> None:
         self.events: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
 
-    async def watch(self, url: str) -> nats.NATS:
-        nc = await nats.connect(url)
+    async def watch(self, url: str, *, creds: str | None) -> nats.NATS:
+        """Subscribe as the stack's NATS admin (``creds``: ``up.json``'s ``natsAdminCreds``)."""
+        nc = await nats.connect(url, **natsauth.connect_options(Path(creds) if creds else None))
 
         async def on_msg(msg: Any) -> None:
             self.events[msg.subject].append((time.time(), json.loads(msg.data)))
@@ -193,7 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not await wait_for(up_json.exists, timeout_s=60):
             raise SystemExit("stack did not start within 60s")
         runtime = json.loads(up_json.read_text())
-        nc = await bus.watch(runtime["natsUrl"])
+        nc = await bus.watch(runtime["natsUrl"], creds=runtime.get("natsAdminCreds"))
         await wait_healthy(f"http://127.0.0.1:{api_port}", chains=len(chains), timeout_s=90)
         # Let the detector's windows fill (its minimum points) before judging anything.
         await asyncio.sleep(args.warmup_s)

@@ -13,6 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,8 +77,36 @@ def healthcheck_url(command: str) -> tuple[int, str]:
 
 
 def test_compose_runs_every_service_the_bus_and_the_twin() -> None:
-    assert set(compose()["services"]) == {*SERVICES, "nats", "redis", "twin"}
+    assert set(compose()["services"]) == {*SERVICES, "nats", "nats-provision", "redis", "twin"}
     assert "-js" in service("nats")["command"]
+
+
+def test_nats_has_users_and_each_service_gets_its_own_credentials_only() -> None:
+    nats = service("nats")
+    command = nats["command"]
+    assert command[command.index("--config") + 1] == "/run/secrets/nats_auth"
+    assert nats["secrets"] == ["nats_auth"]
+    files = {name: spec["file"] for name, spec in compose()["secrets"].items()}
+    assert files["nats_auth"].endswith("/auth.conf")
+    # Every credentials file comes from one folder under .state/, which git ignores.
+    assert {str(Path(f).parent) for f in files.values()} == {".state/compose-nats"}
+    assert ".state/" in (ROOT / ".gitignore").read_text().splitlines()
+    for name in SERVICES:
+        spec = service(name)
+        assert spec["secrets"] == [f"nats_{name}"], name
+        assert spec["environment"]["SENTINAI_NATS_CREDS"] == f"/run/secrets/nats_{name}"
+        assert Path(files[f"nats_{name}"]).name == f"{name}.creds"
+    holders = [n for n, spec in compose()["services"].items() if "nats_admin" in spec.get("secrets", [])]
+    assert holders == ["nats-provision"]
+    provision = service("nats-provision")
+    assert provision["entrypoint"] + provision["command"] == [
+        "python",
+        "-m",
+        "sentinai.common.natsauth",
+        "provision",
+    ]
+    assert provision["environment"]["SENTINAI_NATS_CREDS"] == "/run/secrets/nats_admin"
+    assert provision["restart"] == "on-failure" and provision["user"] == "10001:10001"
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
@@ -145,11 +174,15 @@ def test_the_api_is_published_and_writes_need_a_key_from_the_shell() -> None:
 @pytest.mark.parametrize("name", sorted({*SERVICES, "twin"}))
 def test_services_start_after_what_they_need_is_healthy(name: str) -> None:
     depends = service(name).get("depends_on", {})
-    needs = {"nats", "redis"} | ({"twin"} if name in ("collector", "executor") else set())
+    needs = {"nats", "redis", "nats-provision"} | ({"twin"} if name in ("collector", "executor") else set())
     if name == "twin":
         needs = set()
     assert set(depends) == needs
     for dependency, condition in depends.items():
+        if dependency == "nats-provision":
+            # A one-shot step: the services start once it has made the streams.
+            assert condition == {"condition": "service_completed_successfully"}
+            continue
         assert condition == {"condition": "service_healthy"}
         assert "healthcheck" in service(dependency)
 

@@ -21,6 +21,7 @@ from deploy_support import (
 )
 from kustomize_lite import Doc, build, ident, kustomize_command, render, render_with_binary
 
+from sentinai.cli import natsusers
 from sentinai.common.chains import parse_chains
 
 K8S = ROOT / "deploy" / "k8s"
@@ -171,9 +172,20 @@ def test_dry_run_is_the_default_and_secrets_come_from_secrets(overlay: str) -> N
     assert api["SENTINAI_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "sentinai-api-key"
     rca = env_of(pod_spec(one(docs, "Deployment", "rca"))["containers"][0])
     assert rca["SENTINAI_RCA_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    # The per-person key file is a path into a Secret volume, never a value in the manifest.
+    assert api["SENTINAI_API_KEYS_FILE"]["value"].startswith("/etc/sentinai/keys/")
+    api_pod = pod_spec(one(docs, "Deployment", "api"))
+    volumes = {v["name"]: v for v in api_pod["volumes"]}
+    assert volumes["api-keys"]["secret"] == {
+        "secretName": "sentinai-api-keys",
+        "optional": True,
+        "defaultMode": 288,
+    }
     for doc in workloads(docs):
         for container in pod_spec(doc)["containers"]:
             for env in container.get("env", []):
+                if env["name"].endswith("_FILE"):
+                    continue  # a path to a mounted Secret, checked above
                 assert "KEY" not in env["name"] or "valueFrom" in env, (ident(doc), env["name"])
 
 
@@ -431,3 +443,108 @@ def test_the_shard_copy_differs_from_the_base_collector_only_in_its_shard() -> N
         {"name": "SENTINAI_COLLECTOR_SHARDS", "value": "2"},
     ]
     assert copy_ == expected
+
+
+def _secret_volumes(doc: Doc) -> dict[str, Doc]:
+    """Volume name → its ``secret`` source, for a workload's pod."""
+    return {v["name"]: v["secret"] for v in pod_spec(doc).get("volumes", []) if "secret" in v}
+
+
+def _mounted_secrets(doc: Doc) -> set[str]:
+    return {secret["secretName"] for secret in _secret_volumes(doc).values()}
+
+
+def _pods(docs: list[Doc]) -> list[Doc]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_pod_mounts_its_own_nats_user_and_no_other(overlay: str) -> None:
+    docs = rendered(overlay)
+    for doc in workloads(docs):
+        service = service_of(doc)
+        if service not in SERVICES:
+            continue
+        (container,) = pod_spec(doc)["containers"]
+        creds = Path(env_of(container)["SENTINAI_NATS_CREDS"]["value"])
+        assert creds == Path(f"/etc/sentinai/nats/{service}.creds"), ident(doc)
+        nats_secrets = {s for s in _mounted_secrets(doc) if s.startswith("nats-creds-")}
+        assert nats_secrets == {f"nats-creds-{service}"}, ident(doc)
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(creds.parent))
+        assert mount["readOnly"] is True
+        assert _secret_volumes(doc)[mount["name"]]["defaultMode"] == 0o440
+    # The admin's credentials go to the provisioning Job and nowhere else.
+    holders = [ident(d) for d in _pods(docs) if "nats-creds-admin" in _mounted_secrets(d)]
+    assert holders == [("Job", "sentinai", "nats-provision")]
+    assert not [ident(d) for d in _pods(docs) if "nats-creds-integrations" in _mounted_secrets(d)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_takes_its_users_from_a_secret_and_a_job_provisions_the_streams(overlay: str) -> None:
+    docs = rendered(overlay)
+    config = one(docs, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert "include ./auth/auth.conf" in config
+    nats = one(docs, "StatefulSet", "nats")
+    assert "nats-auth" in _mounted_secrets(nats)
+    mounts = {m["mountPath"] for m in pod_spec(nats)["containers"][0]["volumeMounts"]}
+    assert "/etc/nats/auth" in mounts
+    job = one(docs, "Job", "nats-provision")
+    spec = pod_spec(job)
+    (container,) = spec["containers"]
+    assert container["command"] == ["python", "-m", "sentinai.common.natsauth", "provision"]
+    assert env_of(container)["SENTINAI_NATS_CREDS"]["value"] == "/etc/sentinai/nats/admin.creds"
+    partitions = len([d for d in workloads(docs) if service_of(d) == "detector"])
+    assert env_of(container)["SENTINAI_DETECTOR_PARTITIONS"]["value"] == str(partitions)
+    assert container["envFrom"] == [{"configMapRef": {"name": "sentinai-env"}}]
+    assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["capabilities"]["drop"] == ["ALL"]
+    assert set(container["resources"]["limits"]) >= {"cpu", "memory"}
+    # It may reach NATS like the services (the egress policy selects every SentinAI pod).
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sentinai"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_secrets_nats_users_renders_are_the_ones_the_manifests_mount(
+    overlay: str, tmp_path: Path
+) -> None:
+    secrets = list(yaml.safe_load_all(natsusers.k8s_secrets(tmp_path / "auth")))
+    for doc in secrets:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    made = {d["metadata"]["name"]: d for d in secrets}
+    docs = rendered(overlay)
+    mounted = {s for d in _pods(docs) for s in _mounted_secrets(d) if s.startswith("nats-")} - {"nats-tls"}
+    assert mounted <= made.keys()
+    assert made.keys() - mounted == {"nats-creds-integrations"}  # for an integration, not deployed here
+    for doc in _pods(docs):
+        for container in pod_spec(doc)["containers"]:
+            creds = env_of(container).get("SENTINAI_NATS_CREDS")
+            if creds is not None:
+                path = Path(creds["value"])
+                user = path.stem
+                assert path.name in made[f"nats-creds-{user}"]["stringData"], ident(doc)
+                assert f"# SentinAI NATS user: {user}" in made[f"nats-creds-{user}"]["stringData"][path.name]
+    assert "authorization {" in made["nats-auth"]["stringData"]["auth.conf"]
+
+
+def test_eks_serves_nats_over_tls_and_every_client_checks_the_certificate() -> None:
+    docs = rendered("eks")
+    config = one(docs, "ConfigMap", "nats-config")["data"]
+    assert "include ./tls.conf" in config["nats.conf"]
+    assert "cert_file: /etc/nats/tls/tls.crt" in config["tls.conf"]
+    env = one(docs, "ConfigMap", "sentinai-env")["data"]
+    assert env["SENTINAI_NATS_URL"].startswith("tls://")
+    ca = Path(env["SENTINAI_NATS_TLS_CA"])
+    assert "SENTINAI_NATS_TLS_CA" in accepted_env("planner")
+    nats = one(docs, "StatefulSet", "nats")
+    assert {i["key"] for i in _secret_volumes(nats)["tls"]["items"]} == {"tls.crt", "tls.key"}
+    clients = [d for d in _pods(docs) if d["kind"] != "StatefulSet"]
+    assert len(clients) == 10  # seven services (three detectors) and the provisioning Job
+    for doc in clients:
+        (container,) = pod_spec(doc)["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(ca.parent))
+        secret = _secret_volumes(doc)[mount["name"]]
+        # The CA only: a client pod never holds the server's key.
+        assert secret["secretName"] == "nats-tls" and secret["items"] == [{"key": "ca.crt", "path": ca.name}]
+    local = one(rendered("local"), "ConfigMap", "sentinai-env")["data"]
+    assert local["SENTINAI_NATS_URL"].startswith("nats://")

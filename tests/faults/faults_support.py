@@ -8,12 +8,15 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from upstack import eventually
 
+from sentinai.common import natsauth
 from sentinai.common.net import wait_for_port
 from sentinai.common.procs import stop_group
 from sentinai.common.streams import ensure_streams
@@ -33,8 +36,22 @@ def healthz(port: int) -> bool:
         return False
 
 
-async def _stream_messages(url: str, stream: str, subject: str | None) -> list[tuple[str, bytes]]:
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+def admin_creds(stack: Any) -> Path | None:
+    """The NATS admin's credentials of a `sentinai up` stack (``up.json``), ``None`` for an open server."""
+    creds = stack.runtime().get("natsAdminCreds")
+    return Path(creds) if creds else None
+
+
+async def _connect(url: str, creds: Path | None) -> NatsClient:
+    return await nats.connect(
+        url, connect_timeout=5, max_reconnect_attempts=1, **natsauth.connect_options(creds)
+    )
+
+
+async def _stream_messages(
+    url: str, stream: str, subject: str | None, creds: Path | None
+) -> list[tuple[str, bytes]]:
+    nc = await _connect(url, creds)
     try:
         js = nc.jetstream()
         try:
@@ -54,9 +71,14 @@ async def _stream_messages(url: str, stream: str, subject: str | None) -> list[t
         await nc.close()
 
 
-def stream_messages(url: str, stream: str, subject: str | None = None) -> list[tuple[str, bytes]]:
-    """Every message ``stream`` holds (those whose subject starts with ``subject``), oldest first."""
-    return asyncio.run(_stream_messages(url, stream, subject))
+def stream_messages(
+    url: str, stream: str, subject: str | None = None, *, creds: Path | None = None
+) -> list[tuple[str, bytes]]:
+    """Every message ``stream`` holds (those whose subject starts with ``subject``), oldest first.
+
+    ``creds``: a NATS user that may read every stream (the stack's admin), for a server with users.
+    """
+    return asyncio.run(_stream_messages(url, stream, subject, creds))
 
 
 async def _stream_counts(url: str) -> dict[str, int]:
@@ -73,8 +95,8 @@ def stream_counts(url: str) -> dict[str, int]:
     return asyncio.run(_stream_counts(url))
 
 
-async def _undrained(url: str) -> dict[str, tuple[int, int]]:
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+async def _undrained(url: str, creds: Path | None) -> dict[str, tuple[int, int]]:
+    nc = await _connect(url, creds)
     try:
         js = nc.jetstream()
         left: dict[str, tuple[int, int]] = {}
@@ -93,15 +115,17 @@ async def _undrained(url: str) -> dict[str, tuple[int, int]]:
         await nc.close()
 
 
-def undrained(url: str) -> dict[str, tuple[int, int]]:
+def undrained(url: str, *, creds: Path | None = None) -> dict[str, tuple[int, int]]:
     """Durable consumers with messages not yet delivered or not yet acked: name → (pending, ack pending)."""
-    return asyncio.run(_undrained(url))
+    return asyncio.run(_undrained(url, creds))
 
 
-def wait_drained(url: str, *, timeout_s: float) -> None:
+def wait_drained(url: str, *, timeout_s: float, creds: Path | None = None) -> None:
     """Every durable consumer catches up: at one look, nothing pending and nothing awaiting an ack."""
     eventually(
-        lambda: undrained(url) == {} or None, timeout_s=timeout_s, what="all durable consumers drained"
+        lambda: undrained(url, creds=creds) == {} or None,
+        timeout_s=timeout_s,
+        what="all durable consumers drained",
     )
 
 

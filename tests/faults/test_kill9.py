@@ -27,9 +27,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from faults_support import health_port, healthz, kill_9, stream_messages, wait_drained
+from faults_support import admin_creds, health_port, healthz, kill_9, stream_messages, wait_drained
 from upstack import UpStack, alive, eventually
 
+from sentinai.api.keys import ENV_PRINCIPAL
 from sentinai.twin.client import TwinControl
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,10 @@ def healthy(stack: UpStack) -> bool:
 
 
 def events(stack: UpStack, stream: str, subject: str) -> list[dict[str, Any]]:
-    return [json.loads(body) for _, body in stream_messages(stack.nats_url, stream, subject)]
+    return [
+        json.loads(body)
+        for _, body in stream_messages(stack.nats_url, stream, subject, creds=admin_creds(stack))
+    ]
 
 
 def effects_once(stack: UpStack) -> dict[str, int]:
@@ -113,7 +117,7 @@ def back_up(story: Story, name: str, old: int) -> int:
 
 def invariants(story: Story) -> None:
     stack = story.stack
-    wait_drained(stack.nats_url, timeout_s=45)
+    wait_drained(stack.nats_url, timeout_s=45, creds=admin_creds(stack))
     counts = eventually(
         lambda: (c := effects_once(stack))["missing"] == 0 and c,
         timeout_s=90,
@@ -139,10 +143,10 @@ def test_kill_9_and_restart(story: Story, name: str) -> None:
     stack = story.stack
     twin = TwinControl(stack.twin_url)
     if name == "collector":
-        before = len(stream_messages(stack.nats_url, "TELEMETRY", "metrics.raw.twin."))
+        before = len(events(stack, "TELEMETRY", "metrics.raw.twin."))
         restart(story, name)
         eventually(
-            lambda: len(stream_messages(stack.nats_url, "TELEMETRY", "metrics.raw.twin.")) > before + 8,
+            lambda: len(events(stack, "TELEMETRY", "metrics.raw.twin.")) > before + 8,
             timeout_s=30,
             what="samples flowing again",
         )
@@ -174,15 +178,17 @@ def test_kill_9_and_restart(story: Story, name: str) -> None:
         old = stack.child_pids()["planner"]
         kill_9(old)
         # Approved while the planner is dead: the command waits in JetStream for its restart.
-        answer = stack.post(f"/api/actions/{action_id}/approve", {"by": "alice", "reason": "wedged"})
-        assert answer.status_code == 202, answer.text
+        answer = stack.post(f"/api/actions/{action_id}/approve", {"reason": "wedged"})
+        # 202: judged later; 200: the restarted planner took it from JetStream within the api's wait.
+        assert answer.status_code in (200, 202), answer.text
         back_up(story, "planner", old)
 
         def approved_once() -> list[dict[str, Any]]:
             return [e for e in events(stack, "ACTIONS", "action.approved.twin") if e["actionId"] == action_id]
 
         (approved,) = eventually(approved_once, timeout_s=30, what="the approval carried out by the planner")
-        assert approved["approvers"] == ["alice"]
+        # The writer is the key's principal: the stack's SENTINAI_API_KEY is the operator's.
+        assert approved["approvers"] == [ENV_PRINCIPAL]
         done = eventually(
             lambda: [
                 e for e in events(stack, "ACTIONS", "action.executed.twin") if e["actionId"] == action_id
@@ -205,11 +211,10 @@ def _kill_executor_mid_verification(story: Story, twin: TwinControl) -> None:
         {
             "chainId": "twin",
             "action": {"kind": "scale_cpu", "component": "op-geth", "vcpu": 2},
-            "requestedBy": "faults-test",
             "reason": "headroom before a load test",
         },
     )
-    assert answer.status_code == 202, answer.text
+    assert answer.status_code in (200, 202), answer.text  # verdict at once, or later
     action_id = answer.json()["actionId"]
     eventually(
         lambda: workload(stack, "statefulsets", "op-geth")["metadata"]["generation"] > geth,

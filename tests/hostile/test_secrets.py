@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,8 @@ from hostile_support import read_stream
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from upstack import UpStack
+
+from sentinai.common import natsauth
 
 pytestmark = pytest.mark.integration
 
@@ -124,9 +127,9 @@ async def _mcp(url: str) -> list[str]:
     return [tools.model_dump_json(), *(r.model_dump_json() for r in results)]
 
 
-async def _every_stream(url: str) -> dict[str, list[str]]:
-    """Stream name → every message it holds, as text (subject, headers, body)."""
-    nc = await nats.connect(url)
+async def _every_stream(url: str, creds: str | None) -> dict[str, list[str]]:
+    """Stream name → every message it holds, as text (subject, headers, body); ``creds``: the admin's."""
+    nc = await nats.connect(url, **natsauth.connect_options(Path(creds) if creds else None))
     try:
         js = nc.jetstream()
         return {
@@ -165,7 +168,7 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[UpStack, redteam.Fa
         what="the pending op-node restart",
     )
     action_id = pending[0]["actionId"]
-    body = {"by": "alice", "reason": "stall confirmed"}
+    body = {"reason": "stall confirmed"}
     # A wrong key and a key in the wrong header are refused without echoing anything back.
     assert (
         answers.post(f"/api/actions/{action_id}/approve", body, **{"x-api-key": API_KEY[:-1]}).status_code
@@ -175,8 +178,11 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[UpStack, redteam.Fa
         answers.post(f"/api/actions/{action_id}/approve", body, authorization=f"Bearer {API_KEY}").status_code
         == 401
     )
-    assert (
-        answers.post(f"/api/actions/{action_id}/approve", body, **{"x-api-key": API_KEY}).status_code == 202
+    # The planner's verdict (200), or 202 when it has not answered within the api's wait; the outcome
+    # below is what counts.
+    assert answers.post(f"/api/actions/{action_id}/approve", body, **{"x-api-key": API_KEY}).status_code in (
+        200,
+        202,
     )
     done = stack.eventually(
         lambda: (view := answers.get(f"/api/actions/{action_id}").json())["outcome"] and view,
@@ -193,7 +199,7 @@ def test_no_secret_in_logs_events_audit_or_answers(up: tuple[UpStack, redteam.Fa
     answers.get("/api/audit", format="csv")
     assert fake.requests, "the rca consulted the LLM"
 
-    messages = asyncio.run(_every_stream(stack.nats_url))
+    messages = asyncio.run(_every_stream(stack.nats_url, stack.runtime().get("natsAdminCreds")))
     stack.stop()
     places = {
         "process output": "".join(stack.output),

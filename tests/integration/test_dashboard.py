@@ -6,16 +6,33 @@ import functools
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 from upstack import UpStack
 
+from sentinai.api.app import create_app
+from sentinai.api.readmodel import ReadModel
+from sentinai.api.settings import ApiSettings
+from sentinai.common.actions import RestartComponent
+from sentinai.common.decisions import (
+    ActionCommand,
+    ActionProposed,
+    ActionRequested,
+    ActionVerdict,
+    AuditRecorded,
+    VerdictCode,
+)
+from sentinai.common.events import MetricSample, utcnow
 from sentinai.common.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -187,13 +204,17 @@ def test_operator_watches_the_twin_sees_a_stall_and_approves_the_restart_with_th
     assert action_id in _pending_ids(stack)
     expect(pending).to_have_count(1, timeout=5_000)
 
-    page.get_by_test_id("operator-input").fill("alice", timeout=5_000)
+    # Nobody types a name: the approval is recorded as the key's owner (SENTINAI_API_KEY: "operator").
+    expect(page.get_by_test_id("approver-identity")).to_contain_text("key's owner", timeout=5_000)
     page.get_by_test_id("api-key-input").fill(key, timeout=5_000)
     pending.get_by_test_id("approve-button").click(timeout=5_000)
     mine = f'[data-action-id="{action_id}"]'
     expect(page.locator(f'[data-testid="pending-action"]{mine}')).to_have_count(0, timeout=30_000)
     expect(page.locator(f'[data-testid="history-action"]{mine}')).to_be_visible(timeout=30_000)
-    expect(page.get_by_test_id("audit-trail")).to_contain_text("alice", timeout=30_000)
+    approved_by_key_owner = page.get_by_test_id("audit-item").filter(
+        has=page.locator(".actor", has_text=re.compile("^operator$"))
+    )
+    expect(approved_by_key_owner).not_to_have_count(0, timeout=30_000)
     assert action_id not in _pending_ids(stack)
 
     assert page.evaluate("window.__notReloaded === true")
@@ -258,3 +279,174 @@ def _cost_page_counts_vcpu_hours(browser: Browser, stack: UpStack) -> None:
     cost.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth", timeout=5_000)
     assert _overflowing(cost) == []
     assert cost_errors == []
+
+
+# ------------------------------------------------------------------ writes as the api answers them
+
+
+class ScriptedPlanner:
+    """The api's ``Commands`` port answering as the planner does: one verdict per action id
+    (``None``: no answer in time), and for a refusal the audit record the planner writes."""
+
+    def __init__(self, model: ReadModel, answers: dict[str, tuple[bool, VerdictCode, str, str] | None]):
+        self.model = model
+        self.answers = answers
+        self.commands: list[ActionCommand] = []
+
+    async def command(self, cmd: ActionCommand) -> ActionVerdict | None:
+        self.commands.append(cmd)
+        answer = self.answers[cmd.action_id]
+        if answer is None:
+            return None
+        accepted, code, status, reason = answer
+        if not accepted:
+            self.model.apply_audit(
+                AuditRecorded(
+                    chain_id=cmd.chain_id,
+                    kind="refused",
+                    actor="planner",
+                    action_id=cmd.action_id,
+                    summary=f"{cmd.command} by {cmd.by} refused",
+                    reasoning=reason,
+                )
+            )
+        return ActionVerdict(
+            chain_id=cmd.chain_id,
+            answers=cmd.event_id,
+            action_id=cmd.action_id,
+            kind=cmd.command,
+            accepted=accepted,
+            code=code,
+            status=status,
+            reason=reason,
+            approvals=(),
+            approvals_required=1,
+        )
+
+    async def request(self, req: ActionRequested) -> ActionVerdict | None:
+        raise AssertionError(f"the dashboard has no request form, yet it sent {req!r}")
+
+
+def _model_with_pending(*components: str) -> ReadModel:
+    """A twin chain with one sample and one restart proposal per component, all waiting for approval."""
+    model = ReadModel(keep_anomalies=10)
+    now = utcnow()
+    model.apply_sample(
+        MetricSample(chain_id="twin", component="op-geth", source="rpc", metrics={"blockHeight": 7})
+    )
+    for component in components:
+        model.apply_proposed(
+            ActionProposed(
+                chain_id="twin",
+                action_id=f"act-{component}",
+                action=RestartComponent(component=component),
+                tier="high",
+                approvals_required=1,
+                cooldown_s=600,
+                status="pending_approval",
+                reason=f"{component} stalled",
+                proposed_by="bob",
+                incident="sequencer_stall",
+                episode_id=f"ep-{component}",
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+    return model
+
+
+@contextmanager
+def _serving_api(model: ReadModel, commands: ScriptedPlanner, settings: ApiSettings) -> Iterator[str]:
+    """The real api app (routes, guard, dashboard files) on a free loopback port, in a thread."""
+
+    async def connected() -> bool:
+        return True
+
+    app = create_app(model, settings=settings, nats_connected=connected, commands=commands)
+    port = free_port()
+    # The dashboard holds an SSE stream open: shutdown must not wait for it.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_read_only_api_shows_a_banner_and_offers_no_way_to_approve(browser: Browser) -> None:
+    model = _model_with_pending("op-node")
+    planner = ScriptedPlanner(model, {})
+    settings = ApiSettings(api_key=secrets.token_urlsafe(16), read_only_mode=True)
+    with _serving_api(model, planner, settings) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        errors = _page_errors(page)
+        page.goto(api + "/", timeout=15_000)
+        expect(page.get_by_test_id("read-only-banner")).to_be_visible(timeout=15_000)
+        expect(page.get_by_test_id("read-only-banner")).to_contain_text("Read-only mode")
+        # What waits is still shown; nothing on the page can approve, reject or take a key.
+        card = page.get_by_test_id("pending-action").filter(has_text="op-node stalled")
+        expect(card).to_be_visible(timeout=15_000)
+        expect(page.get_by_test_id("approve-button")).to_have_count(0)
+        expect(page.get_by_test_id("reject-button")).to_have_count(0)
+        expect(page.get_by_test_id("key-form")).to_be_hidden()
+        page.close()
+    assert planner.commands == []
+    assert errors == []
+
+
+def test_the_planners_verdict_is_shown_refusals_with_their_reason(browser: Browser) -> None:
+    key = secrets.token_urlsafe(16)
+    model = _model_with_pending("op-node", "op-batcher", "op-proposer")
+    refusal = "bob proposed this action and cannot approve it"
+    planner = ScriptedPlanner(
+        model,
+        {
+            "act-op-node": (False, "proposer", "pending_approval", refusal),
+            "act-op-batcher": None,
+            "act-op-proposer": (True, "ok", "rejected", "rejected by operator"),
+        },
+    )
+    with _serving_api(model, planner, ApiSettings(api_key=key)) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        errors = _page_errors(page)
+        page.goto(api + "/", timeout=15_000)
+        expect(page.get_by_test_id("read-only-banner")).to_be_hidden(timeout=15_000)
+        # The name field is gone: the page says whose name is recorded.
+        expect(page.get_by_test_id("operator-input")).to_have_count(0)
+        expect(page.get_by_test_id("approver-identity")).to_contain_text("key's owner")
+        page.get_by_test_id("api-key-input").fill(key, timeout=5_000)
+
+        def card(component: str) -> Any:
+            return page.locator(f'[data-testid="pending-action"][data-action-id="act-{component}"]')
+
+        card("op-node").get_by_test_id("approve-button").click(timeout=5_000)
+        message = card("op-node").get_by_test_id("action-message")
+        expect(message).to_have_text(f"Refused: {refusal}", timeout=10_000)
+        # The card, re-read after the refusal, carries the reason the api recorded for the action.
+        expect(card("op-node").get_by_test_id("action-refusal")).to_contain_text(refusal, timeout=10_000)
+
+        card("op-batcher").get_by_test_id("approve-button").click(timeout=5_000)
+        undecided = card("op-batcher").get_by_test_id("action-message")
+        expect(undecided).to_contain_text("No verdict yet", timeout=10_000)
+        expect(undecided).to_contain_text("has not answered within")
+
+        card("op-proposer").get_by_test_id("reject-button").click(timeout=5_000)
+        expect(card("op-proposer").get_by_test_id("action-message")).to_have_text(
+            re.compile("^Rejected: rejected by operator"), timeout=10_000
+        )
+        page.close()
+    # Every write was made as the key's owner; the page sent no name of its own.
+    assert [(c.action_id, c.command, c.by) for c in planner.commands] == [
+        ("act-op-node", "approve", "operator"),
+        ("act-op-batcher", "approve", "operator"),
+        ("act-op-proposer", "reject", "operator"),
+    ]
+    assert errors == []

@@ -1,9 +1,14 @@
-"""An AI agent on the running stack through MCP: streamable HTTP at ``<api>/mcp``, and `sentinai mcp`."""
+"""An AI agent on the running stack through MCP: streamable HTTP at ``<api>/mcp``, and `sentinai mcp`.
+
+The agent uses bob's key: its requests are bob's, and whatever their tier they wait for a person
+other than bob.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from sentinai.api.keys import KeyStore
+
 pytestmark = pytest.mark.integration
 
 SENTINAI = str(Path(sys.executable).parent / "sentinai")
@@ -27,10 +34,11 @@ TOOLS = {
     "sentinai.executeAction",
     "sentinai.getAuditTrail",
 }
-RESTART_OP_NODE = {
+# Medium tier: the policy would run it by itself, were it not an agent's request.
+RESTART_OP_BATCHER = {
     "chainId": "twin",
-    "action": {"kind": "restart_component", "component": "op-node"},
-    "reason": "integration test: an agent asks for an op-node restart",
+    "action": {"kind": "restart_component", "component": "op-batcher"},
+    "reason": "integration test: an agent asks for an op-batcher restart",
     "requestedBy": "integration-agent",
 }
 
@@ -42,14 +50,14 @@ def _data(result: CallToolResult) -> dict[str, Any]:
     return body
 
 
-async def _over_http(url: str) -> tuple[set[str], dict[str, Any], dict[str, Any]]:
+async def _over_http(url: str, key: str) -> tuple[set[str], dict[str, Any], dict[str, Any]]:
     async with (
-        httpx2.AsyncClient(headers={"x-api-key": KEY}, timeout=30) as http,
+        httpx2.AsyncClient(headers={"x-api-key": key}, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         names = {t.name for t in (await client.list_tools()).tools}
         metrics = _data(await client.call_tool("sentinai.getMetrics", {"chain": "twin"}))
-        proposal = _data(await client.call_tool("sentinai.executeAction", RESTART_OP_NODE))
+        proposal = _data(await client.call_tool("sentinai.executeAction", RESTART_OP_BATCHER))
     return names, metrics, proposal
 
 
@@ -68,30 +76,51 @@ def _block_height(stack: Any) -> Any:
     return chains[0]["metrics"].get("blockHeight") if chains else None
 
 
-def test_an_agent_reads_and_proposes_over_mcp_but_cannot_get_in_without_the_key(
-    make_stack: Callable[..., Any],
+def test_an_agents_request_waits_for_a_human_other_than_its_key_and_nobody_gets_in_without_one(
+    make_stack: Callable[..., Any], tmp_path: Path
 ) -> None:
-    stack = make_stack(SENTINAI_API_KEY=KEY)
+    store = KeyStore(tmp_path / "api-keys.json")
+    _, alice = store.add("alice", "approver")
+    _, bob = store.add("bob", "operator")
+    stack = make_stack(SENTINAI_API_KEY=KEY, SENTINAI_API_KEYS_FILE=str(store.path))
     stack.eventually(lambda: _block_height(stack), timeout_s=60, what="a twin block height in /api/metrics")
 
-    # (a) streamable HTTP with the key: the five tools, live metrics, and a proposal the planner holds.
-    names, metrics, proposal = asyncio.run(asyncio.wait_for(_over_http(f"{stack.api}/mcp"), 60))
+    # (a) streamable HTTP with bob's key: the five tools, live metrics, and a request the planner holds.
+    names, metrics, proposal = asyncio.run(asyncio.wait_for(_over_http(f"{stack.api}/mcp", bob), 60))
     assert names == TOOLS
     assert metrics["chains"][0]["chainId"] == "twin"
     assert isinstance(metrics["chains"][0]["metrics"]["blockHeight"], int | float)
     action_id = proposal["actionId"]
-    assert action_id and proposal["requestedBy"] == "mcp:integration-agent"
+    assert (proposal["status"], proposal["requestedBy"], proposal["agent"]) == (
+        "pending_approval",
+        "bob",
+        "integration-agent",
+    )
+    assert "cannot approve" in proposal["next"]
 
-    def pending_view() -> dict[str, Any] | None:
-        listed = stack.get("/api/actions", chain="twin", status="pending").json()["actions"]
-        return next((a for a in listed if a["actionId"] == action_id), None)
+    def view() -> dict[str, Any]:
+        found: dict[str, Any] = stack.get(f"/api/actions/{action_id}").json()
+        return found
 
-    view = stack.eventually(pending_view, timeout_s=30, what=f"{action_id} pending in /api/actions")
-    assert view["status"] == "pending_approval"
-    assert view["proposedBy"] == "mcp:integration-agent"
-    assert view["tier"] == "high" and view["approvalsRequired"] >= 1
-    # Nothing in MCP approved it: it stays pending until a human acts.
-    assert view["approvals"] == []
+    shown = stack.eventually(
+        lambda: stack.get(f"/api/actions/{action_id}").status_code == 200 and view(),
+        timeout_s=30,
+        what=f"{action_id} in /api/actions",
+    )
+    assert (shown["tier"], shown["proposedBy"], shown["status"]) == ("medium", "bob", "pending_approval")
+    assert "integration-agent" in shown["reason"] and shown["approvals"] == []
+    # Nothing runs it by itself: a few seconds on, it still waits.
+    time.sleep(3)
+    assert view()["status"] == "pending_approval" and view()["outcome"] is None
+
+    # bob's own key cannot approve his agent's request; alice's can.
+    approve = f"{stack.api}/api/actions/{action_id}/approve"
+    own = httpx.post(approve, json={}, headers={"x-api-key": bob}, timeout=15)
+    assert own.status_code == 409 and own.json()["verdict"]["code"] == "proposer", own.text
+    human = httpx.post(approve, json={"reason": "checked"}, headers={"x-api-key": alice}, timeout=15)
+    assert human.status_code == 200 and human.json()["status"] == "approved", human.text
+    done = stack.eventually(lambda: view()["outcome"] and view(), timeout_s=60, what="the restart's outcome")
+    assert done["approvals"][0]["by"] == "alice"
 
     # (b) no key or a wrong key: refused before any MCP handling, with a message.
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}

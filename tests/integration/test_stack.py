@@ -7,23 +7,26 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from upstack import alive
 
-from sentinai.common import subjects
+from sentinai.common import natsauth, subjects
 
 pytestmark = pytest.mark.integration
 
 
 def _anomalies_on_the_bus(stack: Any) -> list[dict[str, Any]]:
-    """Read anomaly.detected.twin straight from JetStream, as any other consumer would."""
-    nats_url = json.loads((stack.state_dir / "up.json").read_text())["natsUrl"]
+    """Read anomaly.detected.twin straight from JetStream, as the operator's tools do (as ``admin``)."""
+    runtime = json.loads((stack.state_dir / "up.json").read_text())
 
     async def read() -> list[dict[str, Any]]:
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(
+            runtime["natsUrl"], **natsauth.connect_options(Path(runtime["natsAdminCreds"]))
+        )
         try:
             sub = await nc.jetstream().subscribe(subjects.anomaly_detected("twin"), ordered_consumer=True)
             found = []
@@ -75,6 +78,14 @@ def test_up_watch_inject_sequencer_stall_and_stop_cleanly(make_stack: Callable[.
     assert found[0]["chain"] == "twin" and found[0]["severity"] in {"high", "critical"}
 
     assert any(e["chainId"] == "twin" for e in _anomalies_on_the_bus(stack))
+    # Nobody reaches the stack's NATS without credentials, and every service kept to its own rights.
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        asyncio.run(nats.connect(stack.nats_url, max_reconnect_attempts=0, allow_reconnect=False))
+    denied = ("Publish Violation", "Subscription Violation")
+    violations = [
+        line for line in stack.output if line.startswith("nats ") and any(d in line for d in denied)
+    ]
+    assert violations == [], violations
 
     status = stack.cli("status")
     assert "twin" in status.stdout

@@ -141,3 +141,15 @@ def test_a_bad_policy_file_is_a_clear_error(tmp_path: Path, text: str, message: 
 def test_a_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read policy"):
         load_policy(tmp_path / "absent.yaml")
+
+
+def test_agents_requests_need_a_human_unless_the_policy_says_otherwise(tmp_path: Path) -> None:
+    assert POLICY.agent_requests_need_human
+    path = tmp_path / "policy.yaml"
+    tiers = "".join(
+        f"  {t}: {{approvals: 0, cooldown_s: 60}}\n" for t in ("low", "medium", "high", "critical")
+    )
+    path.write_text(f"tiers:\n{tiers}rules: []\n")
+    assert load_policy(path).agent_requests_need_human  # unset: the safe default
+    path.write_text(f"tiers:\n{tiers}rules: []\nagent_requests_need_human: false\n")
+    assert not load_policy(path).agent_requests_need_human

@@ -1,12 +1,14 @@
 """The api's consumers fold bus events into the read model; malformed ones are dead-lettered.
 
 Samples are handed to the pull loop's handler as a fetch returns them; the loop itself runs on a
-real nats-server in the integration tests.
+real nats-server in the integration tests. Commands go to a real nats-server (the planner's
+verdicts on them: ``test_verdicts.py``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from faststream.nats import NatsMessage, TestNatsBroker
 from nats.aio.msg import Msg
@@ -16,7 +18,10 @@ from sentinai.api import bus
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common import streams, subjects
+from sentinai.common.bus import build_broker, start_broker
+from sentinai.common.decisions import ActionCommand
 from sentinai.common.events import AnomalyDetected, MetricSample
+from sentinai.common.natsserver import EmbeddedNats
 
 
 async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_dead_letter() -> None:
@@ -76,3 +81,24 @@ async def test_a_dropped_samples_consumer_is_recreated_after_the_last_sample_see
         DeliverPolicy.BY_START_SEQUENCE,
         42,
     )
+
+
+async def test_with_no_planner_answering_a_command_waits_its_timeout_and_stays_on_the_stream(
+    nats_server: EmbeddedNats,
+) -> None:
+    broker = build_broker(ApiSettings(nats_url=nats_server.url))
+    await start_broker(broker)
+    try:
+        commands = bus.BusCommands(broker, timeout_s=0.5)
+        cmd = ActionCommand(chain_id="twin", action_id="act-1", command="approve", by="alice")
+        started = time.monotonic()
+        verdict = await commands.command(cmd)
+        waited = time.monotonic() - started
+        stored = await broker.config.connection_state.stream.get_last_msg(
+            streams.ACTIONS.name, subjects.action_command("twin")
+        )
+    finally:
+        await broker.stop()
+    assert verdict is None and 0.5 <= waited < 3
+    # Not lost: the planner judges it when it is back.
+    assert ActionCommand.model_validate_json(stored.data or b"").event_id == cmd.event_id

@@ -1,8 +1,9 @@
 """The MCP tools as an agent meets them: through the SDK client, over a REST API served on a real port.
 
-The REST side here is a small FastAPI app with canned, contract-shaped answers (the real stack is
-exercised in tests/integration/test_mcp.py); it records what the tools sent, checks the API key like
-the api does and answers unknown chains with a 404 and a message.
+The REST side here is a small FastAPI app with canned, contract-shaped answers (the real api and
+planner: test_verdicts.py and tests/integration/test_mcp.py); it records what the tools sent and
+with which key, checks the key like the api does, answers a request with a verdict (or a refusal,
+or nothing in time) and unknown chains with a 404 and a message.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import JSONResponse
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -32,10 +32,12 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent
 from starlette.routing import Route
 
+from sentinai.api.keys import KeyStore
 from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.common.net import free_port
 
 KEY = "test-key-0123456789"
+NOTE = "sent to the planner, which has not answered within 5 s; it will still judge it"
 TOOLS = {
     "sentinai.getMetrics",
     "sentinai.getRca",
@@ -61,19 +63,25 @@ RCA = {
     "latencyMs": 12.0,
 }
 TIERS = {"restart_component": ("high", 1), "notify": ("low", 0)}
+Serve = Callable[[Any], AbstractContextManager[str]]
 
 
 @dataclass
 class FakeApi:
     """The REST contract's shapes, canned; remembers every request the tools made."""
 
-    key: str | None
+    # token → principal name: the keys the api would accept.
+    keys: dict[str, str]
     seen: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     proposals: list[dict[str, Any]] = field(default_factory=list)
-    # The x-sentinai-via header of every request the tools filed (the audit trail's door label).
+    # The x-sentinai-via header and the x-api-key of every request the tools filed.
     vias: list[str | None] = field(default_factory=list)
-    # False: the planner has not published a verdict yet (GET /api/actions does not show the request).
+    used_keys: list[str | None] = field(default_factory=list)
+    # False: the planner does not answer in time (202, and GET /api/actions does not show it).
     planner_answers: bool = True
+    # A reason: the planner refuses every request with it (409).
+    planner_refuses: str | None = None
+    read_only: bool = False
 
     def app(self, lifespan: Any = None) -> FastAPI:
         app = FastAPI(lifespan=lifespan)
@@ -128,40 +136,70 @@ class FakeApi:
             item = {"eventId": "au-1", "chainId": "twin", "kind": "proposed", "actor": "planner"}
             return {"items": [item], "total": 1, "offset": offset, "limit": limit}
 
-        @app.get("/api/actions")
-        async def actions(chain: str | None = None, status: str = "pending") -> dict[str, Any]:
-            chain_ok(chain)
-            return {"actions": list(reversed(self.proposals))}
+        @app.get("/api/actions/{action_id}")
+        async def action(action_id: str) -> dict[str, Any]:
+            for view in self.proposals:
+                if view["actionId"] == action_id:
+                    return view
+            raise HTTPException(404, detail=f"no proposal with id {action_id!r}")
 
-        @app.post("/api/actions", status_code=202)
+        @app.post("/api/actions", status_code=200)
         async def request_action(
             body: dict[str, Any],
             x_api_key: str | None = Header(default=None),
             x_sentinai_via: str | None = Header(default=None),
-        ) -> dict[str, Any]:
-            if not self.key:
-                raise HTTPException(401, detail="no API key is configured (set SENTINAI_API_KEY)")
-            if x_api_key != self.key:
-                raise HTTPException(401, detail="missing or wrong x-api-key header")
+        ) -> Any:
+            if self.read_only:
+                raise HTTPException(
+                    403, detail="read-only mode (SENTINAI_READ_ONLY_MODE=true): every write is refused"
+                )
+            if not self.keys:
+                raise HTTPException(401, detail="no API key is configured: writes are refused")
+            by = self.keys.get(x_api_key or "")
+            if by is None:
+                raise HTTPException(401, detail="wrong x-api-key: no active key matches it")
             chain_ok(body["chainId"])
             self.seen.append(("POST", "/api/actions", body))
             self.vias.append(x_sentinai_via)
+            self.used_keys.append(x_api_key)
             action_id = f"act-{len(self.proposals):016d}"
             tier, approvals = TIERS.get(body["action"]["kind"], ("critical", 2))
             if not self.planner_answers:
-                return {"actionId": action_id, "command": "request", "eventId": "ev-1", "note": "queued"}
+                note = f"{NOTE}: watch /api/actions/{action_id} or /api/audit"
+                return JSONResponse(
+                    {"actionId": action_id, "kind": "request", "eventId": "ev-1", "by": by, "note": note},
+                    status_code=202,
+                )
+            status = (
+                "refused" if self.planner_refuses else "pending_approval" if approvals else "auto_approved"
+            )
             self.proposals.append(
                 {
                     "actionId": action_id,
                     "chainId": body["chainId"],
                     "action": body["action"],
                     "tier": tier,
-                    "status": "pending_approval" if approvals else "auto_approved",
+                    "status": status,
                     "approvalsRequired": approvals,
-                    "proposedBy": body["requestedBy"],
+                    "proposedBy": by,
+                    "reason": body["reason"],
                 }
             )
-            return {"actionId": action_id, "command": "request", "eventId": "ev-1", "note": "queued"}
+            verdict = {
+                "actionId": action_id,
+                "kind": "request",
+                "accepted": not self.planner_refuses,
+                "code": "policy" if self.planner_refuses else "ok",
+                "status": status,
+                "reason": self.planner_refuses or f"{tier} tier: {approvals} approval(s)",
+                "approvals": [],
+                "approvalsRequired": approvals,
+                "eventId": "ev-1",
+                "by": by,
+            }
+            if self.planner_refuses:
+                return JSONResponse({"detail": self.planner_refuses, "verdict": verdict}, status_code=409)
+            return verdict
 
         return app
 
@@ -169,34 +207,14 @@ class FakeApi:
         return [body for method, _, body in self.seen if method == "POST"]
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture
 def fake() -> FakeApi:
-    return FakeApi(key=KEY)
+    return FakeApi(keys={KEY: "operator"})
 
 
 @pytest.fixture
-def rest_url(fake: FakeApi) -> Iterator[str]:
-    with serving(fake.app()) as url:
+def rest_url(fake: FakeApi, serve: Serve) -> Iterator[str]:
+    with serve(fake.app()) as url:
         yield url
 
 
@@ -312,7 +330,7 @@ async def test_arguments_outside_the_schema_are_refused_before_any_call(rest_url
 # -------------------------------------------------------------------------------------- proposals
 
 
-async def test_execute_action_proposes_through_rest_and_reports_the_tier(
+async def test_execute_action_proposes_as_the_keys_owner_and_reports_the_verdict(
     rest_url: str, fake: FakeApi
 ) -> None:
     args = {
@@ -323,21 +341,25 @@ async def test_execute_action_proposes_through_rest_and_reports_the_tier(
     }
     async with tools_client(rest_url) as client:
         result = data(await client.call_tool("sentinai.executeAction", args))
+    # The agent's name goes into the reason; the requester of record is the key's owner.
     assert fake.posted() == [
         {
             "chainId": "twin",
             "action": {"kind": "restart_component", "component": "op-node"},
-            "requestedBy": "mcp:claude",
-            "reason": "sequencer stalled for 30s",
+            "reason": "sequencer stalled for 30s [agent: claude]",
         }
     ]
     assert result["actionId"] == "act-0000000000000000"
-    assert result["status"] == "pending_approval" and result["tier"] == "high"
-    assert result["requestedBy"] == "mcp:claude" and result["summary"] == "restart op-node"
-    assert "1 human approval" in result["next"] and "cannot approve" in result["next"]
+    assert (result["status"], result["code"], result["tier"]) == ("pending_approval", "ok", "high")
+    assert (result["requestedBy"], result["agent"]) == ("operator", "claude")
+    assert result["summary"] == "restart op-node"
+    assert "1 human approval" in result["next"] and "other than operator" in result["next"]
+    assert "cannot approve" in result["next"]
 
 
-async def test_the_requester_defaults_to_mcp_agent(rest_url: str, fake: FakeApi) -> None:
+async def test_the_agent_defaults_to_mcp_agent_and_the_request_is_labelled_mcp(
+    rest_url: str, fake: FakeApi
+) -> None:
     args = {
         "chainId": "twin",
         "action": {"kind": "notify", "severity": "low", "text": "fyi"},
@@ -345,9 +367,21 @@ async def test_the_requester_defaults_to_mcp_agent(rest_url: str, fake: FakeApi)
     }
     async with tools_client(rest_url) as client:
         result = data(await client.call_tool("sentinai.executeAction", args))
-    assert fake.posted()[0]["requestedBy"] == "mcp:mcp-agent"
+    assert fake.posted()[0]["reason"] == "test [agent: mcp-agent]"
     assert fake.vias == ["mcp"]
-    assert result["status"] == "auto_approved" and "needs no approval" in result["next"]
+    # A policy that lets agents' low-tier requests run alone: the result says it ran without a human.
+    assert result["status"] == "auto_approved" and "without a human" in result["next"]
+
+
+async def test_a_planner_refusal_is_an_answer_with_its_reason_not_a_crash(
+    rest_url: str, fake: FakeApi
+) -> None:
+    fake.planner_refuses = "forbidden: namespace-wide deletion removes the whole chain deployment"
+    args = {"chainId": "twin", "action": {"kind": "delete_namespace", "namespace": "op"}, "reason": "x"}
+    async with tools_client(rest_url) as client:
+        result = data(await client.call_tool("sentinai.executeAction", args))
+    assert (result["status"], result["code"]) == ("refused", "policy")
+    assert result["next"] == f"The planner refused it: {fake.planner_refuses}."
 
 
 @pytest.mark.parametrize(
@@ -390,7 +424,19 @@ async def test_a_rest_refusal_reaches_the_agent_verbatim(rest_url: str) -> None:
         result = await client.call_tool("sentinai.executeAction", args)
     assert result.is_error
     assert "POST" in text(result) and "HTTP 401" in text(result)
-    assert "missing or wrong x-api-key header" in text(result)
+    assert "wrong x-api-key" in text(result)
+
+
+async def test_in_read_only_mode_execute_action_is_a_tool_error_saying_so(
+    rest_url: str, fake: FakeApi
+) -> None:
+    fake.read_only = True
+    args = {"chainId": "twin", "action": {"kind": "restart_component", "component": "op-node"}, "reason": "x"}
+    async with tools_client(rest_url) as client:
+        result = await client.call_tool("sentinai.executeAction", args)
+        reading = await client.call_tool("sentinai.getMetrics", {})
+    assert result.is_error and "HTTP 403" in text(result) and "read-only mode" in text(result)
+    assert not reading.is_error
 
 
 async def test_an_unreachable_api_is_a_tool_error_naming_the_url() -> None:
@@ -408,14 +454,16 @@ async def test_without_a_verdict_in_time_the_agent_still_gets_the_id(rest_url: s
         result = data(await client.call_tool("sentinai.executeAction", args))
     assert time.monotonic() - started < 5
     assert result["actionId"] == "act-0000000000000000" and result["status"] == "requested"
-    assert "has not published its verdict" in result["next"] and "cannot approve" in result["next"]
+    assert result["requestedBy"] == "operator" and NOTE in result["next"]
+    assert "whatever its tier" in result["next"] and "cannot approve" in result["next"]
 
 
 # ------------------------------------------------------------------------- streamable HTTP mount
 
 
-def mounted_app(fake: FakeApi, *, api_key: str | None) -> FastAPI:
-    """The api's own wiring: REST routes, MCP over them in-process, ``/mcp`` behind the key."""
+def mounted_app(fake: FakeApi, keys: KeyStore) -> FastAPI:
+    """The api's own wiring: REST routes, MCP over them in-process with the caller's key, ``/mcp``
+    behind the key store."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -423,15 +471,15 @@ def mounted_app(fake: FakeApi, *, api_key: str | None) -> FastAPI:
             yield
 
     app = fake.app(lifespan=lifespan)
-    backend = RestBackend.connect("http://api", api_key=api_key, transport=httpx.ASGITransport(app=app))
+    backend = RestBackend.connect("http://api", api_key=None, transport=httpx.ASGITransport(app=app))
     mcp_app, mcp_lifespan = streamable_http_app(build_mcp_server(backend))
-    app.router.routes.append(Route("/mcp", endpoint=require_api_key(mcp_app, api_key)))
+    app.router.routes.append(Route("/mcp", endpoint=require_api_key(mcp_app, keys)))
     return app
 
 
 @pytest.fixture
-def mounted(fake: FakeApi) -> Iterator[str]:
-    with serving(mounted_app(fake, api_key=KEY)) as url:
+def mounted(fake: FakeApi, serve: Serve) -> Iterator[str]:
+    with serve(mounted_app(fake, KeyStore(None, env_key=KEY))) as url:
         yield url
 
 
@@ -459,15 +507,31 @@ async def test_streamable_http_with_the_key_lists_and_calls_tools(
         }
         proposal = data(await client.call_tool("sentinai.executeAction", args))
     assert body["chains"][0]["metrics"]["blockHeight"] == 1234
-    assert proposal["status"] == "pending_approval"
-    assert fake.posted()[0]["requestedBy"] == "mcp:mcp-agent"
+    assert (proposal["status"], proposal["requestedBy"]) == ("pending_approval", "operator")
+    assert fake.used_keys == [KEY]  # the caller's own key, passed on to REST
+
+
+async def test_over_http_each_caller_requests_as_the_owner_of_its_own_key(
+    fake: FakeApi, serve: Serve, tmp_path: Path
+) -> None:
+    keys = KeyStore(tmp_path / "api-keys.json", env_key=KEY)
+    _, alice = keys.add("alice", "operator")
+    fake.keys[alice] = "alice"
+    args = {"chainId": "twin", "action": {"kind": "restart_component", "component": "op-node"}, "reason": "x"}
+    with serve(mounted_app(fake, keys)) as url:
+        async with http_client(f"{url}/mcp", {"x-api-key": alice}) as client:
+            as_alice = data(await client.call_tool("sentinai.executeAction", args))
+        async with http_client(f"{url}/mcp", {"x-api-key": KEY}) as client:
+            as_operator = data(await client.call_tool("sentinai.executeAction", args))
+    assert (as_alice["requestedBy"], as_operator["requestedBy"]) == ("alice", "operator")
+    assert fake.used_keys == [alice, KEY]
 
 
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
         pytest.param({}, "missing x-api-key header", id="no-key"),
-        pytest.param({"x-api-key": "nope"}, "wrong API key", id="wrong-key"),
+        pytest.param({"x-api-key": "nope"}, "wrong x-api-key", id="wrong-key"),
     ],
 )
 async def test_streamable_http_without_the_right_key_is_401(
@@ -488,12 +552,14 @@ async def test_streamable_http_without_the_right_key_is_401(
             await client.list_tools()
 
 
-async def test_with_no_key_configured_mcp_over_http_is_refused(fake: FakeApi) -> None:
-    with serving(mounted_app(fake, api_key=None)) as url:
+async def test_with_no_key_configured_mcp_over_http_is_refused(fake: FakeApi, serve: Serve) -> None:
+    with serve(mounted_app(fake, KeyStore(None))) as url:
         async with httpx.AsyncClient(timeout=5) as http:
             response = await http.post(f"{url}/mcp", json={}, headers={"x-api-key": "anything"})
     assert response.status_code == 401
-    assert "no API key is configured" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "no API key is configured: MCP over HTTP is refused" in detail
+    assert "sentinai keys add NAME --role operator" in detail
 
 
 # -------------------------------------------------------------------------------------------- stdio
@@ -532,8 +598,8 @@ async def test_sentinai_mcp_finds_the_running_stack_and_its_key(
     args = {"chainId": "twin", "action": {"kind": "restart_component", "component": "op-node"}, "reason": "x"}
     async with Client(params) as client:
         result = data(await asyncio.wait_for(client.call_tool("sentinai.executeAction", args), 20))
-    assert result["status"] == "pending_approval"
-    assert fake.posted()[0]["requestedBy"] == "mcp:mcp-agent"
+    assert (result["status"], result["requestedBy"]) == ("pending_approval", "operator")
+    assert fake.posted()[0]["reason"] == "x [agent: mcp-agent]"
 
 
 def test_sentinai_mcp_without_a_stack_says_what_to_do(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sentinai.api.hub import Hub
 from sentinai.api.readmodel import ReadModel
-from sentinai.common.decisions import PredictionMade
+from sentinai.common.actions import ExecDebug
+from sentinai.common.decisions import ActionProposed, AuditRecorded, PredictionMade
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, MetricSample
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -169,3 +171,65 @@ def test_predictions_are_kept_in_time_order_once_each_with_the_newest_as_latest(
     model.apply_prediction(forecast(4, 0))  # older than everything kept: history, not the latest
     latest = model.insights.latest_prediction("c1")
     assert latest is not None and latest.event_id == "p3"
+
+
+def refused(n: int, *, at: datetime, by: str, why: str) -> AuditRecorded:
+    return AuditRecorded(
+        event_id=f"audit-refused-{n}",
+        chain_id="c1",
+        occurred_at=at,
+        kind="refused",
+        actor=by,
+        action_id="act-debug",
+        summary="exec into op-geth: ps",
+        outcome="approve refused",
+        reasoning=why,
+    )
+
+
+async def test_an_actions_refusal_shows_the_planners_latest_reason_without_changing_its_status() -> None:
+    hub = Hub()
+    model = ReadModel(keep_anomalies=10, hub=hub)
+    async with hub.subscribe(chain_id=None) as live:
+        _refusals(model)
+        pushed = []
+        while not live.queue.empty():
+            update = live.queue.get_nowait()
+            if update.kind == "action":
+                pushed.append(update.data["refusal"])
+    # The dashboard hears of each refusal as it happens, and of nothing stale.
+    assert pushed == [None, OWN, TWICE]
+
+
+OWN = "bob proposed this action and cannot approve it"
+TWICE = "alice already approved act-debug; a second approval by the same person does not count"
+
+
+def _refusals(model: ReadModel) -> None:
+    model.apply_proposed(
+        ActionProposed(
+            chain_id="c1",
+            occurred_at=T0,
+            action_id="act-debug",
+            action=ExecDebug(component="op-geth", command="ps"),
+            tier="critical",
+            approvals_required=2,
+            cooldown_s=1800,
+            status="pending_approval",
+            reason="requested by bob via rest: look around",
+            proposed_by="bob",
+            expires_at=T0 + timedelta(hours=1),
+        )
+    )
+
+    def view() -> dict[str, object]:
+        [record] = model.actions.records(chain="c1", status="all")
+        return record.view()
+
+    assert view()["refusal"] is None
+    model.apply_audit(refused(1, at=T0 + timedelta(seconds=5), by="bob", why=OWN))
+    assert (view()["refusal"], view()["status"]) == (OWN, "pending_approval")
+    model.apply_audit(refused(2, at=T0 + timedelta(seconds=9), by="ALICE", why=TWICE))
+    model.apply_audit(refused(1, at=T0 + timedelta(seconds=5), by="bob", why=OWN))  # a replay
+    model.apply_audit(refused(0, at=T0 + timedelta(seconds=1), by="bob", why="older"))  # arrives late
+    assert (view()["refusal"], view()["status"]) == (TWICE, "pending_approval")

@@ -1,4 +1,4 @@
-"""The operator's routes: RCA, predictions, actions, decisions, audit; guarded writes to the planner."""
+"""The operator's routes: RCA, predictions, actions, decisions, audit; writes as the key's principal."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -125,13 +126,13 @@ def model() -> ReadModel:
     return m
 
 
-def settings(**overrides: Any) -> ApiSettings:
-    return ApiSettings(api_key=KEY, **overrides)
+def settings(keys: Any, **overrides: Any) -> ApiSettings:
+    return ApiSettings(api_keys_file=keys.path, api_key=KEY, **overrides)
 
 
 @pytest.fixture
-async def client(model: ReadModel, sent: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(model, sent, settings()) as c:
+async def client(model: ReadModel, sent: Any, keys: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(model, sent, settings(keys)) as c:
         yield c
 
 
@@ -143,24 +144,30 @@ def _client(model: ReadModel, sent: Any, cfg: ApiSettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
 
 
-APPROVE = {"by": "alice", "reason": "stall confirmed on the node"}
+APPROVE = {"reason": "stall confirmed on the node"}
+REQUEST = {
+    "chainId": "twin",
+    "action": {"kind": "notify", "severity": "low", "text": "hi"},
+    "reason": "test",
+}
 
 
 # ------------------------------------------------------------------------------------------ writes
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "message"),
+    ("who", "status", "message"),
     [
-        ({}, 401, "missing or wrong x-api-key"),
-        ({"x-api-key": "nope"}, 401, "missing or wrong x-api-key"),
-        ({"x-api-key": KEY}, 202, None),
+        (None, 401, "missing x-api-key header"),
+        ("nope", 401, "wrong x-api-key"),
+        ("alice", 200, None),
     ],
-    ids=["no-key", "wrong-key", "right-key"],
+    ids=["no-key", "wrong-key", "alices-key"],
 )
-async def test_approving_needs_the_key(
-    client: httpx.AsyncClient, sent: Any, headers: dict[str, str], status: int, message: str | None
+async def test_approving_needs_a_key_and_is_recorded_as_its_owner(
+    client: httpx.AsyncClient, sent: Any, keys: Any, *, who: str | None, status: int, message: str | None
 ) -> None:
+    headers = {} if who is None else keys.of(who) if who in keys.tokens else {"x-api-key": who}
     resp = await client.post("/api/actions/act-pending/approve", json=APPROVE, headers=headers)
     assert resp.status_code == status
     if message:
@@ -174,69 +181,83 @@ async def test_approving_needs_the_key(
             "alice",
             "twin",
         )
-        assert resp.json()["eventId"] == cmd.event_id
+        body = resp.json()
+        assert (body["eventId"], body["by"], body["accepted"], body["status"]) == (
+            cmd.event_id,
+            "alice",
+            True,
+            "approved",
+        )
 
 
-async def test_with_no_key_configured_writes_are_refused_not_open(model: ReadModel, sent: Any) -> None:
-    async with _client(model, sent, ApiSettings()) as c:
-        resp = await c.post("/api/actions/act-pending/approve", json=APPROVE, headers={"x-api-key": ""})
+async def test_the_env_key_writes_as_operator(client: httpx.AsyncClient, sent: Any) -> None:
+    resp = await client.post("/api/actions/act-pending/reject", json=APPROVE, headers={"x-api-key": KEY})
+    assert resp.status_code == 200 and resp.json()["by"] == "operator"
+    assert [c.by for c in sent.commands] == ["operator"]
+
+
+async def test_with_no_key_configured_writes_are_refused_and_the_answer_says_how_to_add_one(
+    model: ReadModel, sent: Any, tmp_path: Path
+) -> None:
+    cfg = ApiSettings(api_keys_file=tmp_path / "none-yet.json")
+    async with _client(model, sent, cfg) as c:
+        resp = await c.post("/api/actions/act-pending/approve", json=APPROVE, headers={"x-api-key": "x"})
+        health = (await c.get("/api/health")).json()
     assert resp.status_code == 401
     assert "no API key is configured" in resp.json()["detail"]
+    assert "sentinai keys add NAME --role operator" in resp.json()["detail"]
+    assert "SENTINAI_API_KEY" in resp.json()["detail"]
+    assert health["writesEnabled"] is False
     assert sent.commands == []
 
 
-async def test_read_only_mode_refuses_every_write_and_says_why(model: ReadModel, sent: Any) -> None:
-    async with _client(model, sent, settings(read_only_mode=True)) as c:
+async def test_read_only_mode_refuses_every_write_and_says_why(
+    model: ReadModel, sent: Any, keys: Any
+) -> None:
+    async with _client(model, sent, settings(keys, read_only_mode=True)) as c:
         for path, body in [
             ("/api/actions/act-pending/approve", APPROVE),
             ("/api/actions/act-pending/reject", APPROVE),
-            (
-                "/api/actions",
-                {
-                    "chainId": "twin",
-                    "action": {"kind": "notify", "severity": "low", "text": "hi"},
-                    "requestedBy": "bob",
-                    "reason": "test",
-                },
-            ),
+            ("/api/actions", REQUEST),
         ]:
-            resp = await c.post(path, json=body, headers={"x-api-key": KEY})
+            resp = await c.post(path, json=body, headers=keys.of("bob"))
             assert resp.status_code == 403, path
             assert "read-only mode" in resp.json()["detail"]
-        assert (await c.get("/api/health")).json()["readOnly"] is True
+        health = (await c.get("/api/health")).json()
+    assert (health["readOnly"], health["writesEnabled"]) == (True, False)
     assert sent.commands == [] and sent.requests == []
 
 
-async def test_writes_are_rate_limited_per_client(model: ReadModel, sent: Any) -> None:
-    async with _client(model, sent, settings(write_burst=2, write_rate_per_min=1)) as c:
-        codes = [
-            (
-                await c.post("/api/actions/act-pending/reject", json=APPROVE, headers={"x-api-key": KEY})
-            ).status_code
-            for _ in range(3)
-        ]
-        last = await c.post("/api/actions/act-pending/reject", json=APPROVE, headers={"x-api-key": KEY})
-    assert codes == [202, 202, 429]
-    assert "too many writes" in last.json()["detail"]
+async def test_writes_are_rate_limited_per_principal(model: ReadModel, sent: Any, keys: Any) -> None:
+    async with _client(model, sent, settings(keys, write_burst=2, write_rate_per_min=1)) as c:
+
+        async def reject(who: str) -> httpx.Response:
+            return await c.post("/api/actions/act-pending/reject", json=APPROVE, headers=keys.of(who))
+
+        codes = [(await reject("alice")).status_code for _ in range(3)]
+        last = await reject("alice")
+        bob = await reject("bob")
+    assert codes == [200, 200, 429]
+    assert "too many writes by alice" in last.json()["detail"]
     assert int(last.headers["retry-after"]) >= 1
+    assert bob.status_code == 200  # another person's budget is their own
 
 
 async def test_deciding_an_unknown_or_settled_action_is_a_clear_4xx(
-    client: httpx.AsyncClient, model: ReadModel, sent: Any
+    client: httpx.AsyncClient, model: ReadModel, sent: Any, keys: Any
 ) -> None:
     model.apply_audit(audit(1, action_id="act-done", kind="rejected"))
-    unknown = await client.post("/api/actions/act-nope/approve", json=APPROVE, headers={"x-api-key": KEY})
-    settled = await client.post("/api/actions/act-done/approve", json=APPROVE, headers={"x-api-key": KEY})
-    empty_by = await client.post(
-        "/api/actions/act-pending/approve", json={"by": ""}, headers={"x-api-key": KEY}
-    )
+    alice = keys.of("alice")
+    unknown = await client.post("/api/actions/act-nope/approve", json=APPROVE, headers=alice)
+    settled = await client.post("/api/actions/act-done/approve", json=APPROVE, headers=alice)
+    empty_by = await client.post("/api/actions/act-pending/approve", json={"by": ""}, headers=alice)
     assert (unknown.status_code, settled.status_code, empty_by.status_code) == (404, 409, 422)
     assert "act-done is rejected" in settled.json()["detail"]
     assert sent.commands == []
 
 
 async def test_a_withdrawn_proposal_leaves_the_queue_with_its_reason_and_cannot_be_approved(
-    client: httpx.AsyncClient, model: ReadModel, sent: Any
+    client: httpx.AsyncClient, model: ReadModel, sent: Any, keys: Any
 ) -> None:
     why = "incident resolved: blocks flow again for 60 s"
     withdrawn = audit(1, action_id="act-pending", kind="withdrawn").model_copy(
@@ -248,7 +269,7 @@ async def test_a_withdrawn_proposal_leaves_the_queue_with_its_reason_and_cannot_
     history = (await client.get("/api/actions", params={"status": "history"})).json()["actions"]
     [item] = [a for a in history if a["actionId"] == "act-pending"]
     assert (item["status"], item["decidedBy"], item["decisionReason"]) == ("withdrawn", "planner", why)
-    late = await client.post("/api/actions/act-pending/approve", json=APPROVE, headers={"x-api-key": KEY})
+    late = await client.post("/api/actions/act-pending/approve", json=APPROVE, headers=keys.of("alice"))
     assert late.status_code == 409
     assert late.json()["detail"] == f"act-pending is withdrawn, not pending approval: {why}"
     assert sent.commands == []
@@ -270,39 +291,39 @@ async def test_a_waiting_proposal_upgraded_to_automatic_shows_its_new_status_and
     assert (item["status"], item["reason"]) == ("auto_approved", "corroborated: 3 of 3 polls")
 
 
-async def test_a_requested_action_goes_to_the_planner_with_a_known_id(
-    client: httpx.AsyncClient, sent: Any
+async def test_a_requested_action_goes_to_the_planner_as_the_keys_owner_with_a_known_id(
+    client: httpx.AsyncClient, sent: Any, keys: Any
 ) -> None:
     body = {
         "chainId": "twin",
         "action": {"kind": "scale_cpu", "component": "op-geth", "vcpu": 2},
-        "requestedBy": "bob",
         "reason": "traffic launch at noon",
     }
-    resp = await client.post("/api/actions", json=body, headers={"x-api-key": KEY})
-    assert resp.status_code == 202
+    resp = await client.post("/api/actions", json=body, headers=keys.of("bob"))
+    assert resp.status_code == 200
     [req] = sent.requests
     assert req.action == ScaleCpu(component="op-geth", vcpu=2)
-    assert (req.requested_by, req.via) == ("bob", "rest")
-    assert resp.json()["actionId"].startswith("act-")
+    assert (req.requested_by, req.via, req.agent) == ("bob", "rest", False)
+    answer = resp.json()
+    assert answer["actionId"].startswith("act-") and answer["eventId"] == req.event_id
+    assert (answer["kind"], answer["status"], answer["by"]) == ("request", "pending_approval", "bob")
 
 
-async def test_the_audit_label_of_a_request_comes_from_its_door_not_its_name(
-    client: httpx.AsyncClient, sent: Any
+async def test_the_audit_label_of_a_request_comes_from_its_door_and_mcp_marks_an_agent(
+    client: httpx.AsyncClient, sent: Any, keys: Any
 ) -> None:
     body = {
         "chainId": "twin",
         "action": {"kind": "restart_component", "component": "op-node"},
-        "requestedBy": "mcp:eve",
-        "reason": "a REST caller whose name looks like an agent's",
+        "reason": "which door did this come through?",
     }
-    rest = await client.post("/api/actions", json=body, headers={"x-api-key": KEY})
-    mcp = await client.post("/api/actions", json=body, headers={"x-api-key": KEY, "x-sentinai-via": "mcp"})
-    odd = await client.post(
-        "/api/actions", json=body, headers={"x-api-key": KEY, "x-sentinai-via": "carrier-pigeon"}
-    )
-    assert (rest.status_code, mcp.status_code, odd.status_code) == (202, 202, 422)
-    assert [req.via for req in sent.requests] == ["rest", "mcp"]
+    bob = keys.of("bob")
+    codes = [
+        (await client.post("/api/actions", json=body, headers=bob | via)).status_code
+        for via in ({}, {"x-sentinai-via": "mcp"}, {"x-sentinai-via": "cli"}, {"x-sentinai-via": "pigeon"})
+    ]
+    assert codes == [200, 200, 200, 422]
+    assert [(req.via, req.agent) for req in sent.requests] == [("rest", False), ("mcp", True), ("cli", False)]
 
 
 @pytest.mark.parametrize(
@@ -316,10 +337,10 @@ async def test_the_audit_label_of_a_request_comes_from_its_door_not_its_name(
     ids=["not-in-catalogue", "vcpu-out-of-range", "unknown-field", "unknown-chain"],
 )
 async def test_only_catalogue_actions_on_known_chains_can_be_requested(
-    client: httpx.AsyncClient, sent: Any, action: dict[str, Any], chain: str, status: int
+    client: httpx.AsyncClient, sent: Any, keys: Any, *, action: dict[str, Any], chain: str, status: int
 ) -> None:
-    body = {"chainId": chain, "action": action, "requestedBy": "bob", "reason": "why not"}
-    resp = await client.post("/api/actions", json=body, headers={"x-api-key": KEY})
+    body = {"chainId": chain, "action": action, "reason": "why not"}
+    resp = await client.post("/api/actions", json=body, headers=keys.of("bob"))
     assert resp.status_code == status
     assert resp.json()["detail"]
     assert sent.requests == []

@@ -17,6 +17,8 @@ from sentinai.common.decisions import (
     ActionCommand,
     ActionExecuted,
     ActionProposed,
+    ActionRequested,
+    ActionVerdict,
     AuditRecorded,
     Corroboration,
     IncidentResolved,
@@ -37,10 +39,10 @@ T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 class Spy:
     """Collects what the planner publishes on one subject."""
 
-    def __init__(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
+    def __init__(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec | None) -> None:
         self.bodies: list[bytes] = []
 
-        @broker.subscriber(subject, stream=stream.ref())
+        @broker.subscriber(subject, stream=stream.ref() if stream is not None else None)
         async def spy(msg: NatsMessage) -> None:
             self.bodies.append(msg.body)
 
@@ -63,6 +65,7 @@ class Rig:
     approved: Spy
     audit: Spy
     dead: Spy
+    verdict: Spy
 
     async def send(self, subject: str, event: Event | bytes, stream: streams.StreamSpec) -> None:
         body = event if isinstance(event, bytes) else event.to_json()
@@ -86,6 +89,9 @@ class Rig:
 
     def approvals(self) -> list[ActionApproved]:
         return [ActionApproved.model_validate_json(b) for b in self.approved.bodies]
+
+    def verdicts(self) -> list[ActionVerdict]:
+        return [ActionVerdict.model_validate_json(b) for b in self.verdict.bodies]
 
     def audits(self) -> list[AuditRecorded]:
         return [AuditRecorded.model_validate_json(b) for b in self.audit.bodies]
@@ -142,6 +148,7 @@ async def rigged(redis_url: str, settings: PlannerSettings) -> AsyncIterator[Rig
         Spy(broker, f"{subjects.ACTION_APPROVED}.>", streams.ACTIONS),
         Spy(broker, f"{subjects.AUDIT}.>", streams.AUDIT),
         Spy(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER),
+        Spy(broker, subjects.ACTION_VERDICT_ALL, None),  # core NATS: never stored
     )
     async with TestNatsBroker(broker):
         yield Rig(broker, planner, Records(store), clock, *spies)
@@ -188,6 +195,45 @@ async def test_a_high_tier_rca_waits_for_someone_else_to_approve(rig: Rig) -> No
     assert kinds.count("approved") == 1
 
 
+async def test_every_approval_is_answered_and_the_last_refusal_is_kept_for_readers(rig: Rig) -> None:
+    await rig.rca("sequencer_stall")
+    [proposal] = rig.proposals()
+    await rig.command(proposal.action_id, "Planner ")
+    await rig.command(proposal.action_id, "alice", event_id="cmd-1")
+    await rig.command(proposal.action_id, "alice", event_id="cmd-1")  # redelivered
+    await rig.command(proposal.action_id, "ALICE", event_id="cmd-2")
+    answers = [(v.answers, v.accepted, v.code, v.status) for v in rig.verdicts()]
+    assert answers[1:] == [
+        ("cmd-1", True, "ok", "approved"),
+        ("cmd-1", True, "ok", "approved"),
+        ("cmd-2", False, "same_principal", "approved"),
+    ]
+    assert answers[0][1:] == (False, "proposer", "waiting")
+    assert len(rig.approvals()) == 1
+    refusal = (await rig.records.ledger(proposal.action_id)).last_refusal
+    assert refusal is not None
+    assert (refusal.by, refusal.code, refusal.command_id) == ("ALICE", "same_principal", "cmd-2")
+    assert refusal.reason == "alice already approved; the action is approved"
+
+
+async def test_a_redelivered_request_is_proposed_once_and_answered_alike(rig: Rig) -> None:
+    req = ActionRequested(
+        chain_id="opmain", action=RestartComponent(component="op-batcher"), requested_by="agent-claude",
+        reason="stuck", via="mcp",
+    )  # fmt: skip
+    for _ in range(2):
+        await rig.send(subjects.action_requested("opmain"), req, streams.ACTIONS)
+    [proposal] = rig.proposals()
+    first, again = rig.verdicts()
+    assert (proposal.status, rig.approvals()) == ("pending_approval", [])
+    assert first.model_dump(exclude={"occurred_at"}) == again.model_dump(exclude={"occurred_at"})
+    assert (first.answers, first.action_id, first.status) == (
+        req.event_id,
+        proposal.action_id,
+        "pending_approval",
+    )
+
+
 async def test_a_reject_ends_the_proposal(rig: Rig) -> None:
     await rig.rca("sequencer_stall")
     [proposal] = rig.proposals()
@@ -221,6 +267,23 @@ async def test_a_pending_proposal_expires_and_can_no_longer_be_approved(rig: Rig
     await rig.command(proposal.action_id, "alice")
     assert rig.approvals() == []
     assert [k for k, _, _ in rig.audit_kinds()] == ["proposed", "expired", "refused"]
+
+
+async def test_a_command_that_finds_its_proposal_expired_is_answered_alike_when_redelivered(
+    rig: Rig,
+) -> None:
+    await rig.rca("sequencer_stall")
+    [proposal] = rig.proposals()
+    rig.clock.now = proposal.expires_at + timedelta(seconds=1)
+    late = ActionCommand(chain_id="opmain", action_id=proposal.action_id, command="approve", by="alice")
+    for _ in range(2):  # the same message redelivered
+        await rig.send(subjects.action_command("opmain"), late, streams.ACTIONS)
+    first, again = rig.verdicts()
+    assert (first.accepted, first.code, first.status) == (False, "expired", "expired")
+    assert first.model_dump(exclude={"occurred_at"}) == again.model_dump(exclude={"occurred_at"})
+    # The redelivery republished the same event ids: the audit trail holds the expiry once.
+    assert [r.kind for r in await rig.records.recent_audit()] == ["expired", "proposed"]
+    assert (await rig.records.ledger(proposal.action_id)).decision == "expired"
 
 
 # ------------------------------------------------------------------------------------------- evidence

@@ -270,7 +270,12 @@ def test_critical_needs_two_distinct_approvers() -> None:
     one = logic.apply_command(proposal, [], cmd("alice"), policy=POLICY, now=T0)
     assert (one.status, one.why) == ("waiting", "1/2 distinct approvals")
     same = logic.apply_command(proposal, one.approvals, cmd("alice"), policy=POLICY, now=T0)
-    assert same.status == "waiting" and len(same.approvals) == 1
+    assert (same.status, same.code, same.state, len(same.approvals)) == (
+        "refused",
+        "same_principal",
+        "waiting",
+        1,
+    )
     two = logic.apply_command(proposal, one.approvals, cmd("bob"), policy=POLICY, now=T0)
     assert two.status == "approved" and [a.by for a in two.approvals] == ["alice", "bob"]
 
@@ -294,9 +299,12 @@ def test_an_expired_proposal_cannot_be_approved() -> None:
 
 def test_a_repeated_final_approval_repeats_the_same_outcome() -> None:
     proposal = pending()
-    done = (Approval(by="alice", at=T0),)
-    out = logic.apply_command(proposal, done, cmd("alice"), policy=POLICY, now=T0, decision="approved")
-    assert out.status == "approved" and out.approvals == done
+    final = cmd("alice")
+    done = (Approval(by="alice", at=T0, command_id=final.event_id),)
+    out = logic.apply_command(
+        proposal, done, final, policy=POLICY, now=T0, decision="approved", answered={final.event_id}
+    )
+    assert (out.status, out.code, out.approvals) == ("approved", "ok", done)
 
 
 @pytest.mark.parametrize(

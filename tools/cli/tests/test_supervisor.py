@@ -7,7 +7,9 @@ import io
 import os
 import sys
 
-from sentinai.cli.supervisor import Child, Supervisor, render
+import pytest
+
+from sentinai.cli.supervisor import Child, ChildFailedError, Supervisor, render
 
 
 def test_json_log_lines_are_rendered_for_humans() -> None:
@@ -70,3 +72,28 @@ async def test_a_crashed_child_is_restarted() -> None:
     await asyncio.wait_for(sup.stop(), timeout=30)
     assert "flaky exited with code 3" in out.getvalue()
     assert "restarting flaky in 2s (restart 1)" in out.getvalue()
+
+
+async def test_a_one_shot_step_finishes_before_start_returns_and_is_not_restarted() -> None:
+    out = io.StringIO()
+    sup = Supervisor(out=out)
+    step = Child("setup", [sys.executable, "-c", "print('streams ready')"], restart=False, oneshot=True)
+    await asyncio.wait_for(sup.start(step), timeout=30)
+    assert step.process is not None and step.process.returncode == 0
+    assert "setup      | streams ready" in out.getvalue()
+    assert "setup done" in out.getvalue()
+    # A step that did its work stops nothing: the stack goes on starting.
+    await sup.start(Child("service", [sys.executable, "-c", "import time; time.sleep(60)"]))
+    await asyncio.wait_for(sup.stop(), timeout=30)
+    assert "stopping everything" not in out.getvalue()
+
+
+async def test_a_failed_one_shot_step_stops_the_start_with_its_name() -> None:
+    out = io.StringIO()
+    sup = Supervisor(out=out)
+    step = Child("setup", [sys.executable, "-c", "raise SystemExit(4)"], restart=False, oneshot=True)
+    with pytest.raises(ChildFailedError, match=r"setup failed \(exit code 4\)"):
+        await asyncio.wait_for(sup.start(step), timeout=30)
+    await asyncio.wait_for(sup.stop(), timeout=30)
+    assert "setup failed with code 4" in out.getvalue()
+    assert "restarting setup" not in out.getvalue()

@@ -8,11 +8,13 @@ never a crashed consumer.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsNKey, NatsSecurity
 from prometheus_client import Counter
 
-from sentinai.common import subjects
+from sentinai.common import natsauth, subjects
 from sentinai.common.events import DeadLetter, E, Event, MalformedEventError, decode
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.streams import DEAD_LETTER, StreamSpec, ensure_streams
@@ -32,15 +34,42 @@ _PAYLOAD_KEEP = 8192
 MAX_EVENT_BYTES = 512 * 1024
 
 
+class _OwnInboxBroker(NatsBroker):
+    """A broker whose subscribers receive on its user's own inboxes (``natsauth.inbox_prefix``).
+
+    faststream hands every pull subscriber nats-py's fixed ``_INBOX.`` unless told otherwise; a user
+    may subscribe below its own prefix only, so the connection's prefix is made their default.
+    """
+
+    def __init__(self, *args: Any, inbox: bytes, **kwargs: Any) -> None:
+        super().__init__(*args, inbox_prefix=inbox, **kwargs)
+        self._inbox = inbox + b"."
+
+    def subscriber(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("inbox_prefix", self._inbox)
+        return super().subscriber(*args, **kwargs)
+
+
 def build_broker(settings: ServiceSettings) -> NatsBroker:
-    """A broker that keeps reconnecting forever: a restarted nats-server must not end a service."""
-    return NatsBroker(
-        settings.nats_url,
-        connect_timeout=int(max(1, settings.connect_timeout_s)),
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        logger=logging.getLogger("faststream"),
-    )
+    """A broker that keeps reconnecting forever: a restarted nats-server must not end a service.
+
+    With ``SENTINAI_NATS_CREDS`` it connects as that NATS user (``natsauth``), with
+    ``SENTINAI_NATS_TLS_CA`` over TLS checked against that CA; with neither, as today (open server).
+    """
+    options: dict[str, Any] = {
+        "connect_timeout": int(max(1, settings.connect_timeout_s)),
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "logger": logging.getLogger("faststream"),
+    }
+    context = None if settings.nats_tls_ca is None else natsauth.tls_context(settings.nats_tls_ca)
+    if settings.nats_creds is None:
+        if context is not None:
+            options["security"] = NatsSecurity(ssl_context=context, use_ssl=True)
+        return NatsBroker(settings.nats_url, **options)
+    creds = natsauth.read_credentials(settings.nats_creds)
+    options["security"] = NatsNKey.from_seed(creds.seed, ssl_context=context, use_ssl=context is not None)
+    return _OwnInboxBroker(settings.nats_url, inbox=natsauth.inbox_prefix(creds.user).encode(), **options)
 
 
 async def start_broker(broker: NatsBroker, *, replicas: int | None = None) -> None:

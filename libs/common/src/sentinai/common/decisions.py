@@ -208,6 +208,8 @@ class ActionRequested(Event):
     requested_by: str = Field(min_length=1, max_length=128)
     reason: str = Field(min_length=1, max_length=2000)
     via: Literal["rest", "mcp", "cli"]
+    # Made by an AI agent (whatever the channel): the policy may demand a human's approval for it.
+    agent: bool = False
 
 
 VerdictKind = Literal["approve", "reject", "request"]

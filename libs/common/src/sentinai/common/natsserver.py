@@ -40,6 +40,9 @@ class EmbeddedNats:
     cluster_port: int | None = None
     routes: tuple[str, ...] = ()
     cluster_name: str = "sentinai"
+    # A nats-server config file (``natsauth.server_config``: users and their permissions, TLS); the
+    # address, port and store given here still win over it.
+    config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,6 +79,7 @@ class EmbeddedNats:
                 "--server_name",
                 f"sentinai-{self.port}",
                 *self._cluster_args(),
+                *(["--config", str(self.config_file)] if self.config_file is not None else []),
             ],
             stdout=log,
             stderr=log,

@@ -18,6 +18,7 @@ from sentinai.common.decisions import (
     ActionExecuted,
     ActionProposed,
     ActionRequested,
+    ActionVerdict,
     AuditRecorded,
     IncidentResolved,
     PredictionMade,
@@ -29,6 +30,7 @@ from sentinai.common.streams import StreamSpec
 CHAIN = "chainId"
 COMPONENT = "component"
 SERVICE = "service"
+ANSWERS = "answers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,7 @@ class Family:
 
     prefix: str
     model: type[BaseModel]
-    stream: StreamSpec
+    stream: StreamSpec | None  # None: core NATS only, never stored
     params: tuple[str, ...]
     summary: str
 
@@ -175,9 +177,21 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+# Core NATS families: published without JetStream, stored nowhere (a reply to one waiting caller).
+CORE_FAMILIES: tuple[Family, ...] = (
+    Family(
+        subjects.ACTION_VERDICT,
+        ActionVerdict,
+        None,
+        (CHAIN, ANSWERS),
+        "The planner's verdict on one command or request, for the api waiting on it; never stored.",
+    ),
+)
+
+
 def family_of(subject: str) -> Family | None:
     """The family a concrete subject belongs to, or ``None`` for a subject outside the contract."""
-    return next((f for f in FAMILIES if f.carries(subject)), None)
+    return next((f for f in (*FAMILIES, *CORE_FAMILIES) if f.carries(subject)), None)
 
 
 def kind_of(subject: str) -> str:

@@ -56,6 +56,9 @@ class Policy(BaseModel):
     forbidden: tuple[Forbidden, ...] = ()
     proposal_ttl_s: float = Field(default=3600, gt=0)
     vcpu_ladder: tuple[float, ...] = (1, 2, 4, 8)
+    # An agent's request (through MCP, or marked ``agent``) waits for one person's approval whatever
+    # its tier: a model must not both choose an action and let it run.
+    agent_requests_need_human: bool = True
 
     @model_validator(mode="after")
     def _every_tier_defined(self) -> Policy:

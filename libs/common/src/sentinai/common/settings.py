@@ -31,3 +31,23 @@ class ServiceSettings(BaseSettings):
     # How many JetStream servers hold each stream (3 on a production NATS cluster). Unset: a new
     # stream gets 1 and an existing one keeps its count.
     stream_replicas: int | None = Field(default=None, ge=1, le=5, validation_alias=_shared("STREAM_REPLICAS"))
+    # This process's NATS user (``natsauth``: an nkey credentials file). Unset: connect without
+    # authentication, as to an open development server.
+    nats_creds: Path | None = Field(default=None, validation_alias=_shared("NATS_CREDS"))
+    # The CA that signed the NATS server's certificate (PEM), for a ``tls://`` server URL.
+    nats_tls_ca: Path | None = Field(default=None, validation_alias=_shared("NATS_TLS_CA"))
+
+
+class ProvisionSettings(ServiceSettings):
+    """The admin step (``python -m sentinai.common.natsauth provision``): streams and the KV bucket.
+
+    ``partitions`` is the detector partition count the TELEMETRY stream is made for; unset keeps
+    what an existing stream has (1 for a new one).
+    """
+
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("SENTINAI_DETECTOR_PARTITIONS", "SENTINAI_PARTITIONS"),
+    )

@@ -11,12 +11,23 @@ import re
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
+
+from sentinai.common.streams import not_permitted
 
 _KEY = re.compile(r"^[A-Za-z0-9_=-]+(\.[A-Za-z0-9_=-]+)*$")
 Clock = Callable[[], float]
@@ -24,6 +35,38 @@ Clock = Callable[[], float]
 
 class StateStoreError(RuntimeError):
     """The backing store could not be reached or answered with an error."""
+
+
+def _bucket_config(bucket: str, *, replicas: int | None) -> KeyValueConfig:
+    # Direct gets name the key in their subject, so NATS permissions can scope reads per key prefix.
+    return KeyValueConfig(
+        bucket=bucket, history=1, description="SentinAI state", replicas=replicas or 1, direct=True
+    )
+
+
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, replicas: int | None = None, change: bool = True
+) -> KeyValue:
+    """The KV bucket: created when missing; with ``change``, an existing one without direct gets is
+    given them (the admin step does this; a service only creates, and only on an open server)."""
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        try:
+            return await js.create_key_value(_bucket_config(bucket, replicas=replicas))
+        except BadRequestError as exc:
+            if exc.err_code != 10058:  # another process created it first
+                raise
+        except TimeoutError as exc:
+            raise not_permitted(f"the KV bucket {bucket!r} is missing", timeout_s=js._timeout) from exc
+        return await js.key_value(bucket)
+    if change:
+        stream = f"KV_{bucket}"
+        info = await js.stream_info(stream)
+        if not info.config.allow_direct:
+            await js.update_stream(replace(info.config, allow_direct=True))
+            kv = await js.key_value(bucket)
+    return kv
 
 
 def check_key(key: str) -> str:
@@ -81,15 +124,12 @@ class NatsKvStateStore:
     async def open(
         cls, nc: NatsClient, bucket: str, *, replicas: int | None = None, clock: Clock = time.time
     ) -> NatsKvStateStore:
-        """The bucket, created with ``replicas`` copies (default 1) when missing."""
-        js = nc.jetstream()
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=bucket, history=1, description="SentinAI state", replicas=replicas or 1
-            )
-        return cls(kv, clock=clock)
+        """The bucket, created with ``replicas`` copies (default 1) only when missing.
+
+        A service whose NATS user may not create it (per-service users) gets ``ProvisioningError``
+        naming the admin step that makes it.
+        """
+        return cls(await ensure_bucket(nc.jetstream(), bucket, replicas=replicas, change=False), clock=clock)
 
     async def get(self, key: str) -> bytes | None:
         try:

@@ -115,6 +115,56 @@ def partitions_of(config: StreamConfig) -> int:
     return int(found.group(1)) if found else 1
 
 
+class ProvisioningError(RuntimeError):
+    """A stream or the KV bucket must be created or changed, and this NATS user may not do it."""
+
+
+ADMIN_STEP = (
+    "provision with the NATS admin user first: `python -m sentinai.common.natsauth provision` with "
+    "SENTINAI_NATS_CREDS naming admin.creds (`sentinai up` does it itself; on Kubernetes the "
+    "nats-provision Job, on compose the nats-provision service)"
+)
+
+
+def not_permitted(what: str, *, timeout_s: float) -> ProvisioningError:
+    """The error for a JetStream change that got no answer: with per-service users, not permitted.
+
+    nats-server drops a request its sender may not publish (and tells the client asynchronously),
+    so a service without the right sees a timeout, not a refusal.
+    """
+    return ProvisioningError(
+        f"{what}, and NATS gave no answer within {timeout_s:g}s: this service's NATS user may not "
+        f"create or change streams (or the server is overloaded); {ADMIN_STEP}"
+    )
+
+
+def _seconds_differ(a: float | None, b: float | None) -> bool:
+    return abs((a or 0.0) - (b or 0.0)) > 1e-3
+
+
+def _transform(transform: SubjectTransform | None) -> tuple[str | None, str | None] | None:
+    return None if transform is None else (transform.src, transform.dest)
+
+
+def differences(wanted: StreamConfig, current: StreamConfig) -> list[str]:
+    """The fields we declare in which ``current`` (as the server has it) differs from ``wanted``."""
+    found = []
+    if sorted(wanted.subjects or []) != sorted(current.subjects or []):
+        found.append("subjects")
+    for name in ("retention", "storage", "discard", "max_bytes"):
+        if getattr(wanted, name) != getattr(current, name):
+            found.append(name)
+    for name in ("max_age", "duplicate_window"):
+        if _seconds_differ(getattr(wanted, name), getattr(current, name)):
+            found.append(name)
+    if (wanted.num_replicas or 1) != (current.num_replicas or 1):
+        found.append("num_replicas")
+    want, have = wanted.subject_transform, current.subject_transform
+    if _transform(want) != _transform(have):
+        found.append("subject_transform")
+    return found
+
+
 async def ensure_streams(
     js: JetStreamContext,
     specs: tuple[StreamSpec, ...] = ALL,
@@ -122,13 +172,18 @@ async def ensure_streams(
     partitions: int | None = None,
     replicas: int | None = None,
 ) -> None:
-    """Create each stream, or bring an existing one to the declared config. Safe to call repeatedly.
+    """Create each missing stream, or bring one that differs to the declared config; else change nothing.
 
     ``partitions`` is the detector partition count (``ServiceSettings.partitions``); ``None`` keeps
     whatever partitioning an existing stream has, so a caller that does not know it cannot undo it.
     ``replicas`` (``ServiceSettings.stream_replicas``) is how many JetStream servers hold each
     stream; ``None`` creates with 1 and keeps an existing stream's count, for the same reason.
+
+    Only a stream that is missing or differs is written, so a service whose NATS user may only read
+    stream info starts against streams the admin step made; if it needs a change it may not make,
+    ``ProvisioningError`` names the stream, the change and that step.
     """
+    timeout_s = js._timeout  # nats-py's request timeout for this context
     for spec in specs:
         try:
             info = await js.stream_info(spec.name)
@@ -136,12 +191,22 @@ async def ensure_streams(
             try:
                 await js.add_stream(spec.config(partitions=partitions or 1, replicas=replicas or 1))
             except BadRequestError as exc:
-                # Another process won the race to create it; fall through to the update.
+                # Another process won the race to create it; compare with what it made.
                 if exc.err_code != 10058:  # stream name already in use
                     raise
+            except TimeoutError as exc:
+                raise not_permitted(f"stream {spec.name} is missing", timeout_s=timeout_s) from exc
             else:
                 continue
             info = await js.stream_info(spec.name)
         current = partitions_of(info.config) if partitions is None else partitions
         copies = (info.config.num_replicas or 1) if replicas is None else replicas
-        await js.update_stream(spec.config(partitions=current, replicas=copies))
+        wanted = spec.config(partitions=current, replicas=copies)
+        changed = differences(wanted, info.config)
+        if not changed:
+            continue
+        try:
+            await js.update_stream(wanted)
+        except TimeoutError as exc:
+            what = f"stream {spec.name} differs from its declared config ({', '.join(changed)})"
+            raise not_permitted(what, timeout_s=timeout_s) from exc

@@ -54,6 +54,10 @@ class ActionRecord:
     executed: ActionExecuted | None = None
     decided_by: str | None = None
     decision_reason: str = ""
+    # The planner's latest refusal of a command on this action (a proposer's own approval, a
+    # second approval by the same person, a cooldown …), from the audit trail.
+    refusal: str | None = None
+    refused_at: datetime | None = None
 
     def advance(self, status: Status) -> bool:
         if _RANK[status] < _RANK[self.status] or status == self.status:
@@ -84,7 +88,7 @@ class ActionRecord:
             "approvals": [{"by": by, "at": at.isoformat()} for by, at in self.approvals.items()],
             "proposedBy": p.proposed_by,
             "reason": p.reason,
-            "refusal": p.refusal,
+            "refusal": self.refusal if self.refusal is not None else p.refusal,
             "incident": p.incident,
             "episodeId": p.episode_id,
             "proposedAt": p.occurred_at.isoformat(),
@@ -95,8 +99,33 @@ class ActionRecord:
         }
 
 
-def _audit_key(record: AuditRecorded) -> tuple[datetime, str]:
-    return (record.occurred_at, record.event_id)
+# An action's records in the order its life runs; two with the same timestamp (an auto-approval is
+# proposed and approved in one instant) sort by this, never by their ids.
+_LIFECYCLE: dict[str, int] = {
+    kind: rank
+    for rank, kind in enumerate(
+        (
+            "rca_completed",
+            "proposed",
+            "refused",
+            "approved",
+            "rejected",
+            "expired",
+            "withdrawn",
+            "executing",
+            "dry_run",
+            "verified",
+            "verification_failed",
+            "rolled_back",
+            "succeeded",
+            "failed",
+        )
+    )
+}
+
+
+def _audit_key(record: AuditRecorded) -> tuple[datetime, int, str]:
+    return (record.occurred_at, _LIFECYCLE.get(record.kind, len(_LIFECYCLE)), record.event_id)
 
 
 class ActionBook:
@@ -182,6 +211,13 @@ class ActionBook:
             return record.advance(kind)
         if kind == "executing":
             return record.advance("executing")
+        if kind == "refused":
+            # Audit records may arrive out of order (replays, separate consumers): the newest wins.
+            if record.refused_at is not None and event.occurred_at < record.refused_at:
+                return False
+            record.refusal = event.reasoning or event.outcome or "refused"
+            record.refused_at = event.occurred_at
+            return True
         return False
 
     # ------------------------------------------------------------------------------------ reading

@@ -16,7 +16,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sentinai.api.auth import WriteGuard
+from sentinai.api.auth import WriteGuard, key_store
+from sentinai.api.docs import add_offline_docs
+from sentinai.api.keys import KeyStore
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.reads import read_router
 from sentinai.api.settings import ApiSettings
@@ -39,13 +41,19 @@ def create_app(
     commands: Commands,
     clock: Clock = _utcnow,
     lifespan: Any = None,
+    keys: KeyStore | None = None,
 ) -> FastAPI:
+    """The api's HTTP app; ``keys`` (default: from ``settings``) authenticate every write."""
+    guard = WriteGuard(settings, keys=keys if keys is not None else key_store(settings))
     app = FastAPI(
         title="SentinAI API",
         version="0.2.0",
         lifespan=lifespan,
         description="Read the state of watched OP Stack chains; approve, reject and request actions.",
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
@@ -75,7 +83,7 @@ def create_app(
             "status": status,
             "nats": {"connected": connected},
             "readOnly": settings.read_only_mode,
-            "writesEnabled": settings.api_key is not None and not settings.read_only_mode,
+            "writesEnabled": guard.enabled(),
             "chains": chains,
             "unhealthyChains": unhealthy,
             "checkedAt": clock().isoformat(),
@@ -83,7 +91,9 @@ def create_app(
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
     app.include_router(read_router(model, settings=settings, clock=clock))
-    app.include_router(write_router(model, commands, guard=WriteGuard(settings)))
+    app.include_router(
+        write_router(model, commands, guard=guard, verdict_timeout_s=settings.verdict_timeout_s)
+    )
 
     @app.get("/asyncapi", tags=["docs"], response_model=None)
     async def asyncapi() -> Response:

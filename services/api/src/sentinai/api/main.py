@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from sentinai.api import bus, notify
 from sentinai.api.app import create_app
+from sentinai.api.auth import key_store
 from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
@@ -32,7 +33,9 @@ def build_app(settings: ApiSettings) -> FastAPI:
         notifications = notify.subscribe(
             broker, config=config, dead=DeadLetters(broker, service=notify.SERVICE)
         )
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    keys = key_store(settings)
+    # A bad key file stops the start with the reason, like a bad notify file.
+    keys.load()
     lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     @asynccontextmanager
@@ -63,15 +66,17 @@ def build_app(settings: ApiSettings) -> FastAPI:
         model,
         settings=settings,
         nats_connected=nats_connected,
-        commands=bus.BusCommands(broker),
+        commands=bus.BusCommands(broker, timeout_s=settings.verdict_timeout_s),
         lifespan=lifespan,
+        keys=keys,
     )
-    # MCP tools call this same app's REST routes in-process, so agents get exactly the REST rules
-    # (policy through the planner, read-only mode, rate limit) and nothing else.
-    backend = RestBackend.connect("http://api", api_key=key, transport=httpx.ASGITransport(app=app))
+    # MCP tools call this same app's REST routes in-process with the MCP caller's own key, so agents
+    # get exactly the REST rules of that key's principal (role, policy through the planner, read-only
+    # mode, rate limit) and nothing else. The backend itself holds no key.
+    backend = RestBackend.connect("http://api", api_key=None, transport=httpx.ASGITransport(app=app))
     mcp_app, mcp_lifespan = streamable_http_app(build_mcp_server(backend))
     # A Route, not a mount: a mount would redirect /mcp to /mcp/ before the key is checked.
-    app.router.routes.append(Route("/mcp", endpoint=require_api_key(mcp_app, key)))
+    app.router.routes.append(Route("/mcp", endpoint=require_api_key(mcp_app, keys)))
     return app
 
 

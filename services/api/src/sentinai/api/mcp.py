@@ -1,9 +1,11 @@
 """The MCP server: SentinAI's read tools and one proposal tool for AI agents, all over the REST API.
 
 Every tool is a thin shape over one ``RestBackend`` (an ``httpx.AsyncClient`` on the REST API), so
-MCP can do exactly what REST allows and nothing more. There is deliberately no approve tool: an
-agent may propose a catalogue action; the planner judges it and humans approve what the policy
-says needs approval.
+MCP can do exactly what REST allows and nothing more. Over HTTP (``/mcp``) each call is made with
+the caller's own ``x-api-key``, so the request is the key's principal's, under its role. There is
+deliberately no approve tool: an agent may propose a catalogue action; the planner judges it, and a
+request that came through MCP waits for a human approval whatever its tier (the policy's
+``agent_requests_need_human``, on by default).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any, Final, get_args
 from urllib.parse import quote
 
 import httpx
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
@@ -28,12 +30,13 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentinai.api.auth import key_matches
+from sentinai.api.auth import KeyProblem, identify
+from sentinai.api.keys import KeyStore
 from sentinai.common.actions import Action, parse_action
 
 SERVER_NAME: Final = "sentinai"
 DEFAULT_REQUESTER: Final = "mcp-agent"
-# How long executeAction waits for the planner's verdict before answering with the id alone.
+# How long executeAction looks for the judged proposal (for its tier) once the planner has answered.
 PROPOSAL_WAIT_S: Final = 3.0
 _POLL_S: Final = 0.2
 
@@ -41,8 +44,8 @@ INSTRUCTIONS: Final = (
     "SentinAI watches OP Stack L2 chains (op-geth, op-node, op-batcher, op-proposer). Read the state "
     "with sentinai.getMetrics, sentinai.getRca (root-cause analyses), sentinai.getPrediction (CPU "
     "forecast) and sentinai.getAuditTrail. sentinai.executeAction only PROPOSES a catalogue action: the "
-    "planner classifies it by risk tier, and anything that needs approval waits for a human. "
-    "No tool can approve."
+    "planner classifies it by risk tier, and a request made through MCP waits for a human approval "
+    "whatever its tier. No tool can approve."
 )
 
 
@@ -70,8 +73,9 @@ ActionArg = Annotated[dict[str, Any], WithJsonSchema(_action_schema())]
 class RestBackend:
     """SentinAI's REST API as the tools see it: JSON in, JSON out, 4xx/5xx become ``ToolError``s."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, headers: Mapping[str, str] | None = None) -> None:
         self.client = client
+        self.headers = dict(headers or {})
 
     @classmethod
     def connect(
@@ -89,6 +93,10 @@ class RestBackend:
             httpx.AsyncClient(base_url=base_url, headers=headers, transport=transport, timeout=timeout_s)
         )
 
+    def with_key(self, api_key: str | None) -> RestBackend:
+        """The same API called with ``api_key`` (an MCP caller's own key) instead of the configured one."""
+        return self if not api_key else RestBackend(self.client, headers={"x-api-key": api_key})
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -96,23 +104,37 @@ class RestBackend:
         query = {key: _query_value(value) for key, value in params.items() if value is not None}
         return await self._call("GET", path, params=query)
 
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("POST", path, json=body)
+    async def post(self, path: str, body: dict[str, Any], *, accept: tuple[int, ...] = ()) -> dict[str, Any]:
+        """POST ``body``; an error status in ``accept`` is returned as its body instead of raised."""
+        return await self._call("POST", path, accept=accept, json=body)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        request = self.client.build_request(method, path, **kwargs)
+    async def find(self, path: str) -> dict[str, Any] | None:
+        """GET one resource; ``None`` when the API answers 404."""
+        response = await self._send("GET", path)
+        return None if response.status_code == 404 else _body(response)
+
+    async def _call(
+        self, method: str, path: str, *, accept: tuple[int, ...] = (), **kwargs: Any
+    ) -> dict[str, Any]:
+        return _body(await self._send(method, path, **kwargs), accept=accept)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        request = self.client.build_request(method, path, headers=self.headers, **kwargs)
         try:
-            response = await self.client.send(request)
+            return await self.client.send(request)
         except httpx.HTTPError as exc:
             raise ToolError(f"{method} {request.url} failed: SentinAI API unreachable ({exc!r})") from exc
-        if response.is_error:
-            raise ToolError(
-                f"{method} {request.url} failed: HTTP {response.status_code}: {_detail(response)}"
-            )
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ToolError(f"{method} {request.url} answered {type(body).__name__}, not a JSON object")
-        return body
+
+
+def _body(response: httpx.Response, *, accept: tuple[int, ...] = ()) -> dict[str, Any]:
+    """The JSON object answered; an error status not in ``accept`` is a ``ToolError`` with the reason."""
+    what = f"{response.request.method} {response.request.url}"
+    if response.is_error and response.status_code not in accept:
+        raise ToolError(f"{what} failed: HTTP {response.status_code}: {_detail(response)}")
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ToolError(f"{what} answered {type(body).__name__}, not a JSON object")
+    return body
 
 
 def _query_value(value: str | int | bool) -> str | int:
@@ -144,28 +166,32 @@ def _catalogue_error(exc: ValidationError) -> str:
     return f"not a catalogue action ({'; '.join(problems)}). Valid kinds: {', '.join(_KINDS)}."
 
 
-def _verdict(view: dict[str, Any] | None) -> str:
+def _caller_key(ctx: Context[Any, Any]) -> str | None:
+    """The ``x-api-key`` of the HTTP request this call came in on; ``None`` over stdio (configured key)."""
+    headers = ctx.headers
+    return headers.get("x-api-key") if headers else None
+
+
+def _next(verdict: dict[str, Any] | None, *, requester: str, note: str) -> str:
     """What happens next to a requested action, in words an agent can relay to its user."""
-    if view is None:
+    if verdict is None:
         return (
-            "Requested. The planner has not published its verdict yet; it classifies the action by risk "
-            "tier, and tiers that need approval wait for a human (this MCP server cannot approve). "
-            "Follow it with sentinai.getAuditTrail."
+            f"Requested as {requester}; the api says: {note}. A request made through MCP waits for a "
+            "human approval whatever its tier (unless the policy's agent_requests_need_human is off); "
+            "this MCP server cannot approve. Follow it with sentinai.getAuditTrail."
         )
-    status, tier = view.get("status"), view.get("tier")
+    status, reason = verdict.get("status"), verdict.get("reason")
     if status == "pending_approval":
         return (
-            f"Proposed in tier {tier}: it waits for {view.get('approvalsRequired')} human approval(s) "
-            "through the REST API, `sentinai actions approve` or the dashboard. This MCP server cannot "
-            "approve it."
+            f"Pending approval ({reason}): it waits for {verdict.get('approvalsRequired')} human "
+            f"approval(s) by someone other than {requester}, through the REST API, `sentinai actions "
+            "approve` or the dashboard. This MCP server cannot approve it."
         )
-    if status == "refused":
-        return f"The planner refused it: {view.get('refusal')}."
-    if status == "withdrawn":
-        return f"The planner withdrew it, nobody can approve it any more: {view.get('decisionReason')}."
-    if status in ("auto_approved", "executing", "dry_run", "succeeded", "rolled_back", "failed"):
-        return f"Tier {tier} needs no approval under the risk policy; its status is {status}."
-    return f"Its status is {status} (tier {tier})."
+    if status == "refused" or not verdict.get("accepted"):
+        return f"The planner refused it: {reason}."
+    if status == "auto_approved":
+        return f"Approved without a human under the risk policy ({reason}); it runs now."
+    return f"The planner answered: {status} ({reason})."
 
 
 class Tools:
@@ -231,62 +257,69 @@ class Tools:
         ],
         action: ActionArg,
         reason: Annotated[
-            str, Field(min_length=1, max_length=2000, description="Why: recorded in the audit trail.")
+            str, Field(min_length=1, max_length=1800, description="Why: recorded in the audit trail.")
         ],
+        ctx: Context[Any, Any],
         requestedBy: Annotated[
             str,
             Field(
                 title="requestedBy",
                 min_length=1,
                 max_length=100,
-                description="Who asks (agent or user name); recorded as 'mcp:<requestedBy>'.",
+                description=(
+                    "The agent's (or its user's) name, added to the reason in the audit trail. The "
+                    "requester of record is the owner of the API key this server uses."
+                ),
             ),
         ] = DEFAULT_REQUESTER,
     ) -> dict[str, Any]:
         """PROPOSE one catalogue action for a chain (restart_component, scale_cpu, scale_down,
-        raise_memory, notify, …). The tool only files the request; the planner judges it by the risk
-        policy (by default: low and medium tiers run automatically, dry-run unless simulation mode is
-        off; high waits for one human approval, critical for two; forbidden kinds are refused). Humans
-        approve through the REST API, `sentinai actions approve` or the dashboard; this tool cannot
-        approve anything. Returns the actionId and, when the planner answered within a few seconds,
-        the tier, status and what happens next.
+        raise_memory, notify, …). The tool only files the request, as the owner of the API key; the
+        planner judges it by the risk policy. A request made through MCP waits for at least one human
+        approval whatever its tier (the policy's agent_requests_need_human, on by default): it is never
+        executed by itself. High tiers need one approval, critical two, each by a person other than the
+        key's owner; forbidden kinds are refused. Humans approve through the REST API,
+        `sentinai actions approve` or the dashboard; this tool cannot approve anything. Returns the
+        actionId and the planner's verdict: status (pending_approval, refused, or auto_approved when the
+        policy lets agents' requests run alone), approvals required, its reason and what happens next.
         """
         try:
             parsed = parse_action(action)
         except ValidationError as exc:
             raise ToolError(_catalogue_error(exc)) from exc
-        requester = f"mcp:{requestedBy}"
-        accepted = await self.backend.post(
-            "/api/actions",
-            {
-                "chainId": chainId,
-                "action": parsed.model_dump(mode="json", by_alias=True),
-                "requestedBy": requester,
-                "reason": reason,
-            },
-        )
-        action_id = str(accepted["actionId"])
-        view = await self._proposal(chainId, action_id)
+        api = self.backend.with_key(_caller_key(ctx))
+        body = {
+            "chainId": chainId,
+            "action": parsed.model_dump(mode="json", by_alias=True),
+            "reason": f"{reason} [agent: {requestedBy}]",
+        }
+        # 409: the planner refused (its verdict is in the body); any other error is the tool's error.
+        answer = await api.post("/api/actions", body, accept=(409,))
+        verdict: dict[str, Any] | None = answer.get("verdict", answer if "code" in answer else None)
+        action_id = str(answer["actionId"] if verdict is None else verdict["actionId"])
+        requester = str(answer["by"] if verdict is None else verdict["by"])
+        view = None if verdict is None else await self._proposal(api, action_id)
         return {
             "actionId": action_id,
             "chainId": chainId,
             "summary": parsed.summary(),
             "requestedBy": requester,
-            "status": view.get("status") if view else "requested",
-            "tier": view.get("tier") if view else None,
-            "approvalsRequired": view.get("approvalsRequired") if view else None,
-            "next": _verdict(view),
+            "agent": requestedBy,
+            "status": "requested" if verdict is None else verdict["status"],
+            "code": None if verdict is None else verdict["code"],
+            "reason": None if verdict is None else verdict["reason"],
+            "tier": None if view is None else view.get("tier"),
+            "approvalsRequired": None if verdict is None else verdict["approvalsRequired"],
+            "next": _next(verdict, requester=requester, note=str(answer.get("note", ""))),
         }
 
-    async def _proposal(self, chain_id: str, action_id: str) -> dict[str, Any] | None:
+    async def _proposal(self, api: RestBackend, action_id: str) -> dict[str, Any] | None:
+        """The judged proposal as the read model shows it (for its tier), if it shows within the wait."""
         deadline = time.monotonic() + self.proposal_wait_s
         while True:
-            listing = await self.backend.get("/api/actions", chain=chain_id, status="all", limit=100)
-            for view in listing.get("actions", []):
-                if view.get("actionId") == action_id:
-                    return dict(view)
-            if time.monotonic() >= deadline:
-                return None
+            view = await api.find(f"/api/actions/{quote(action_id, safe='')}")
+            if view is not None or time.monotonic() >= deadline:
+                return view
             await asyncio.sleep(_POLL_S)
 
     async def get_audit_trail(
@@ -346,29 +379,22 @@ def streamable_http_app(server: MCPServer) -> tuple[ASGIApp, Lifespan]:
 class _ApiKeyGuard:
     """An ASGI app (a class, so Starlette's ``Route`` passes every method through) guarding ``app``."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyStore) -> None:
         self.app = app
-        self.api_key = api_key
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            problem = _key_problem(Headers(scope=scope).get("x-api-key"), self.api_key)
-            if problem is not None:
-                await JSONResponse({"detail": problem}, status_code=401)(scope, receive, send)
+            found = identify(self.keys, Headers(scope=scope).get("x-api-key"), refused="MCP over HTTP is")
+            if isinstance(found, KeyProblem):
+                await JSONResponse({"detail": found.detail}, status_code=found.status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def require_api_key(app: ASGIApp, api_key: str | None) -> ASGIApp:
-    """Let an HTTP request through only with ``x-api-key`` equal to ``api_key``; otherwise 401 JSON."""
-    return _ApiKeyGuard(app, api_key)
+def require_api_key(app: ASGIApp, keys: KeyStore) -> ASGIApp:
+    """Let an HTTP request through only with an active key of ``keys`` in ``x-api-key``; else 401 JSON.
 
-
-def _key_problem(given: str | None, expected: str | None) -> str | None:
-    if not expected:
-        return "no API key is configured (set SENTINAI_API_KEY on the api): MCP over HTTP is refused"
-    if not given:
-        return "missing x-api-key header"
-    if not key_matches(given, expected):
-        return "wrong API key in the x-api-key header"
-    return None
+    The tools then call the REST API with that same key, so every write is its principal's.
+    """
+    return _ApiKeyGuard(app, keys)

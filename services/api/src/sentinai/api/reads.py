@@ -31,6 +31,9 @@ AUDIT_COLUMNS = (
     "reasoning",
     "eventId",
 )
+# A spreadsheet reads a cell starting with one of these as a formula (or its start): `=cmd|calc`
+# in an actor or a summary would run when the export is opened. OWASP: prefix such cells with '.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], datetime]) -> APIRouter:
@@ -158,11 +161,17 @@ def read_router(model: ReadModel, *, settings: ApiSettings, clock: Callable[[], 
 
 def _csv(items: list[dict[str, Any]]) -> Response:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=AUDIT_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=AUDIT_COLUMNS)
     writer.writeheader()
-    writer.writerows(items)
+    writer.writerows({column: _inert_cell(item.get(column)) for column in AUDIT_COLUMNS} for item in items)
     return Response(
         out.getvalue(),
         media_type="text/csv",
         headers={"content-disposition": 'attachment; filename="sentinai-audit.csv"'},
     )
+
+
+def _inert_cell(value: Any) -> str:
+    """The cell's text, made one a spreadsheet shows as text and never evaluates."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text

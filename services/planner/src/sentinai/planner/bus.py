@@ -1,4 +1,6 @@
-"""Wiring only: diagnoses, forecasts and commands in; proposals, approvals and audit records out.
+"""Wiring only: diagnoses, forecasts, requests and commands in; proposals, approvals, audit records out.
+
+Each request and command is answered, once recorded, with an ``ActionVerdict`` on core NATS.
 
 Every consumer is a durable pull subscriber fetching one message at a time, so the read-modify-write
 of a ledger or of the audit model has a single writer (run one planner per deployment).
@@ -29,6 +31,7 @@ from sentinai.common.decisions import (
     ActionExecuted,
     ActionProposed,
     ActionRequested,
+    ActionVerdict,
     AuditRecorded,
     IncidentResolved,
     PredictionMade,
@@ -47,6 +50,14 @@ log = logging.getLogger(__name__)
 
 PROPOSALS = Counter("sentinai_planner_proposals_total", "Proposals published", ["chain", "status", "tier"])
 DECISIONS = Counter("sentinai_planner_commands_total", "Command outcomes", ["chain", "outcome"])
+VERDICTS = Counter(
+    "sentinai_planner_verdicts_total",
+    "Verdicts sent to the senders of commands and requests",
+    ["kind", "code"],
+)
+VERDICTS_UNSENT = Counter(
+    "sentinai_planner_verdicts_unsent_total", "Verdicts that could not be published (the sender times out)"
+)
 REPLAYS = Counter("sentinai_planner_replays_total", "Inputs whose proposals were already published")
 LATE = Counter(
     "sentinai_planner_late_diagnoses_total", "Diagnoses of incidents already resolved: nothing proposed"
@@ -113,16 +124,16 @@ class Planner:
     async def audit(self, record: AuditRecorded) -> None:
         await publish_event(self.broker, subjects.audit(record.chain_id), record, stream=streams.AUDIT)
 
-    async def propose(self, proposal: ActionProposed) -> None:
+    async def propose(self, proposal: ActionProposed) -> ActionProposed:
         """Publish a proposal once (plus its auto approval) and record it; a replay is a no-op.
 
         The same action id again, now allowed to run by itself while the first still waits, is an
-        upgrade (``logic.upgrade``) rather than a replay.
+        upgrade (``logic.upgrade``) rather than a replay. Returns the proposal as recorded.
         """
         async with self.deciding:
-            await self._propose(proposal)
+            return await self._propose(proposal)
 
-    async def _propose(self, proposal: ActionProposed) -> None:
+    async def _propose(self, proposal: ActionProposed) -> ActionProposed:
         records = self.deps.records
         existing = await records.proposal(proposal.action_id)
         if existing is not None:
@@ -130,9 +141,9 @@ class Planner:
             upgraded = logic.upgrade(existing, ledger.decision, proposal)
             if upgraded is None:
                 REPLAYS.inc()
-                return
+                return existing
             await self.upgrade(upgraded)
-            return
+            return upgraded
         now = proposal.occurred_at
         subject = subjects.action_proposed(proposal.chain_id)
         await publish_event(self.broker, subject, proposal, stream=streams.ACTIONS)
@@ -151,6 +162,7 @@ class Planner:
             await self.approve(proposal, (), now=now, actor="planner", why=f"{proposal.tier} tier: automatic")
         await records.add(proposal)
         PROPOSALS.labels(proposal.chain_id, proposal.status, proposal.tier).inc()
+        return proposal
 
     async def upgrade(self, proposal: ActionProposed) -> None:
         """Publish a waiting proposal again as automatic, approve it, and record it so.
@@ -183,10 +195,20 @@ class Planner:
             )
         )
 
-    async def expire(self, proposal: ActionProposed, *, now: datetime, why: str) -> None:
+    async def expire(
+        self, proposal: ActionProposed, *, now: datetime, why: str, command_id: str = ""
+    ) -> None:
+        """Record and audit ``proposal`` as expired; ``command_id``: the command that found it so."""
         records = self.deps.records
         ledger = await records.ledger(proposal.action_id)
-        decided = Ledger.of(ledger.approvers(), decision="expired", why=why, at=now)
+        decided = Ledger.of(
+            ledger.approvers(),
+            decision="expired",
+            why=why,
+            at=now,
+            command_id=command_id,
+            last_refusal=ledger.last_refusal,
+        )
         await records.save_ledger(proposal.action_id, decided)
         await self._audit_own("expired", proposal, now=now, why=why)
         DECISIONS.labels(proposal.chain_id, "expired").inc()
@@ -208,16 +230,57 @@ class Planner:
         )
 
     async def command(self, cmd: ActionCommand) -> None:
+        """Decide ``cmd``, record and audit the outcome, then answer its sender with a verdict."""
         async with self.deciding:
-            await self._command(cmd)
+            outcome = await self._command(cmd)
+        await self.answer(logic.command_verdict(cmd, outcome, now=self.deps.clock()))
 
-    async def _command(self, cmd: ActionCommand) -> None:
+    async def request(self, request: ActionRequested, proposal: ActionProposed) -> None:
+        """Propose what ``request`` asked for (``logic.plan_request``), then answer its sender."""
+        recorded = await self.propose(proposal)
+        ledger = await self.deps.records.ledger(recorded.action_id)
+        verdict = logic.request_verdict(
+            request,
+            recorded,
+            policy=self.deps.policy,
+            now=self.deps.clock(),
+            decision=ledger.decision,
+            why=ledger.why,
+            approvals=ledger.approvers(),
+        )
+        await self.answer(verdict)
+
+    async def answer(self, verdict: ActionVerdict) -> None:
+        """Publish ``verdict`` on core NATS for the sender waiting on it; nothing is stored.
+
+        The decision is recorded and audited already: a verdict that cannot be sent costs its sender
+        a timeout (it can read the records), never the command, so the failure is logged and counted
+        instead of handing the command back for a redelivery that would decide nothing new.
+        """
+        subject = subjects.action_verdict(verdict.chain_id, verdict.answers)
+        try:
+            await self.broker.publish(verdict.to_json(), subject, correlation_id=verdict.correlation_id)
+        except Exception as exc:  # any failure here must leave the command handled
+            VERDICTS_UNSENT.inc()
+            log.warning(
+                "verdict not sent",
+                extra={
+                    "answers": verdict.answers,
+                    "code": verdict.code,
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
+            return
+        VERDICTS.labels(verdict.kind, verdict.code).inc()
+
+    async def _command(self, cmd: ActionCommand) -> logic.CommandOutcome:
         records = self.deps.records
         now = self.deps.clock()
         proposal = await records.proposal(cmd.action_id)
         if proposal is None:
-            await self.refuse_unknown(cmd, now=now)
-            return
+            outcome = logic.unknown_action(cmd)
+            await self.refuse_unknown(cmd, now=now, why=outcome.why)
+            return outcome
         ledger = await records.ledger(cmd.action_id)
         outcome = logic.apply_command(
             proposal,
@@ -227,18 +290,26 @@ class Planner:
             now=now,
             decision=ledger.decision,
             why=ledger.why,
+            answered=ledger.answered(),
             cooldowns=await records.cooldowns(proposal.chain_id),
         )
         if outcome.status == "approved" and ledger.announced:
             REPLAYS.inc()  # a redelivered approval whose effects were all published
-            return
+            return outcome
         DECISIONS.labels(proposal.chain_id, outcome.status).inc()
         if outcome.status == "expired":
-            await self.expire(proposal, now=now, why=outcome.why)
-            return
+            await self.expire(proposal, now=now, why=outcome.why, command_id=cmd.event_id)
+            return outcome
         after = ledger
         if outcome.status != "refused" and ledger.decision is None:
-            after = Ledger.of(outcome.approvals, decision=outcome.decision, why=outcome.why, at=now)
+            after = Ledger.of(
+                outcome.approvals,
+                decision=outcome.decision,
+                why=outcome.why,
+                at=now,
+                command_id=cmd.event_id,
+                last_refusal=ledger.last_refusal,
+            )
             await records.save_ledger(cmd.action_id, after)
         summary = proposal.action.summary()
         if outcome.status == "approved":
@@ -283,8 +354,10 @@ class Planner:
                     key=cmd.event_id,
                 )
             )
+            await records.save_ledger(cmd.action_id, ledger.refused(cmd, outcome, at=now))
+        return outcome
 
-    async def refuse_unknown(self, cmd: ActionCommand, *, now: datetime) -> None:
+    async def refuse_unknown(self, cmd: ActionCommand, *, now: datetime, why: str) -> None:
         DECISIONS.labels(cmd.chain_id, "unknown").inc()
         record = AuditRecorded(
             event_id=logic.event_id("audit-refused", cmd.event_id),
@@ -296,7 +369,7 @@ class Planner:
             action_id=cmd.action_id,
             summary=f"{cmd.command} of unknown action {cmd.action_id}",
             outcome=f"{cmd.command} refused",
-            reasoning=f"no proposal with id {cmd.action_id}",
+            reasoning=why,
         )
         await self.audit(record)
 
@@ -336,7 +409,9 @@ class Planner:
             if ledger.decision is not None:
                 continue
             await self._audit_own("withdrawn", proposal, now=now, why=why)
-            withdrawn = Ledger.of(ledger.approvers(), decision="withdrawn", why=why, at=now)
+            withdrawn = Ledger.of(
+                ledger.approvers(), decision="withdrawn", why=why, at=now, last_refusal=ledger.last_refusal
+            )
             await records.save_ledger(proposal.action_id, withdrawn)
             DECISIONS.labels(proposal.chain_id, "withdrawn").inc()
 
@@ -438,7 +513,7 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
             block_time_s=settings.block_time_s,
             cooldowns=await deps.records.cooldowns(request.chain_id),
         )
-        await planner.propose(proposal)
+        await planner.request(request, proposal)
 
     async def on_executed(executed: ActionExecuted) -> None:
         logic.record_executed(executed, deps.memory)

@@ -1,8 +1,9 @@
 """The planner's records in the StateStore: proposals, their approvals, the pending index, the audit model.
 
 Layout (read by the CLI and the api too): ``proposals.<actionId>`` the proposal as last published,
-``approvals.<actionId>`` its ledger (approvers and decision), ``pending.<actionId>`` one key per
-proposal awaiting approval, ``audit.recent`` the last 100 audit records, newest first.
+``approvals.<actionId>`` its ledger (approvers, decision, the last command refused),
+``pending.<actionId>`` one key per proposal awaiting approval, ``audit.recent`` the last 100 audit
+records, newest first.
 The planner's own memory besides: ``cooldowns.<chain>.<component>`` the executor's cooldown lock
 as mirrored from ``action.executed``, ``resolved.<digest>`` the incidents that are over.
 """
@@ -15,11 +16,18 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from sentinai.common.decisions import ActionProposed, AuditRecorded, IncidentResolved
+from sentinai.common.decisions import (
+    ActionCommand,
+    ActionProposed,
+    AuditRecorded,
+    CommandKind,
+    IncidentResolved,
+    VerdictCode,
+)
 from sentinai.common.events import COMPONENTS
 from sentinai.common.state import StateStore
 from sentinai.planner.cooldowns import Cooldown, later
-from sentinai.planner.logic import Approval, Decision
+from sentinai.planner.logic import Approval, CommandOutcome, Decision
 
 AUDIT_RECENT = "audit.recent"
 _AUDIT_LIST = TypeAdapter(list[AuditRecorded])
@@ -54,10 +62,26 @@ class ApprovalRecord(_Record):
     by: str
     at: AwareDatetime
     reason: str = ""
+    command_id: str = ""
+
+
+class RefusalRecord(_Record):
+    """A command the planner refused: who sent it, why (``VerdictCode`` and a sentence), and when."""
+
+    by: str
+    command: CommandKind
+    code: VerdictCode
+    reason: str
+    at: AwareDatetime
+    command_id: str
 
 
 class Ledger(_Record):
-    """Who approved a proposal so far and how it ended (None while it waits)."""
+    """Who approved a proposal so far and how it ended (None while it waits).
+
+    Approvers are kept by the names they gave (``identity`` compares them); each with the event id
+    of its command, like ``decided_by_command``, so that a redelivered command is recognised.
+    """
 
     approvals: tuple[ApprovalRecord, ...] = ()
     decision: Decision | None = None
@@ -65,19 +89,52 @@ class Ledger(_Record):
     decided_at: AwareDatetime | None = None
     # Set once ``action.approved`` is published: a redelivered approval then publishes nothing.
     announced: bool = False
+    # The command that took ``decision`` (a rejection, the approval that completed it, or the command
+    # that found the proposal expired), if one did.
+    decided_by_command: str = ""
+    # The last command refused, for a reader asking why an approval did not count.
+    last_refusal: RefusalRecord | None = None
 
     def approvers(self) -> tuple[Approval, ...]:
-        return tuple(Approval(by=a.by, at=a.at, reason=a.reason) for a in self.approvals)
+        return tuple(Approval(a.by, a.at, a.reason, a.command_id) for a in self.approvals)
+
+    def answered(self) -> frozenset[str]:
+        """The event ids of the commands that took effect on the proposal."""
+        ids = {a.command_id for a in self.approvals} | {self.decided_by_command}
+        return frozenset(ids - {""})
+
+    def refused(self, cmd: ActionCommand, outcome: CommandOutcome, *, at: datetime) -> Ledger:
+        """This ledger with ``cmd``'s refusal remembered as the last one."""
+        refusal = RefusalRecord(
+            by=cmd.by,
+            command=cmd.command,
+            code=outcome.code,
+            reason=outcome.why,
+            at=at,
+            command_id=cmd.event_id,
+        )
+        return self.model_copy(update={"last_refusal": refusal})
 
     @classmethod
     def of(
-        cls, approvals: tuple[Approval, ...], *, decision: Decision | None, why: str, at: datetime
+        cls,
+        approvals: tuple[Approval, ...],
+        *,
+        decision: Decision | None,
+        why: str,
+        at: datetime,
+        command_id: str = "",
+        last_refusal: RefusalRecord | None = None,
     ) -> Ledger:
         return cls(
-            approvals=tuple(ApprovalRecord(by=a.by, at=a.at, reason=a.reason) for a in approvals),
+            approvals=tuple(
+                ApprovalRecord(by=a.by, at=a.at, reason=a.reason, command_id=a.command_id) for a in approvals
+            ),
             decision=decision,
             why=why,
             decided_at=at if decision is not None else None,
+            decided_by_command=command_id if decision is not None else "",
+            last_refusal=last_refusal,
         )
 
 

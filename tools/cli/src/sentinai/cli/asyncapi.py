@@ -25,7 +25,7 @@ from pydantic.json_schema import models_json_schema
 
 from sentinai.common import subjects
 from sentinai.common.bus import build_broker
-from sentinai.common.payloads import CHAIN, COMPONENT, FAMILIES, SERVICE, Family
+from sentinai.common.payloads import ANSWERS, CHAIN, COMPONENT, CORE_FAMILIES, FAMILIES, SERVICE, Family
 from sentinai.common.streams import ALL as STREAMS
 from sentinai.common.streams import DAY, HOUR
 
@@ -42,7 +42,6 @@ SERVICES: dict[str, str] = {
     "planner": "Turns diagnoses, forecasts and requests into proposals under policy; judges commands.",
     "executor": "Carries out approved actions on the cluster (dry run by default), verifies, rolls back.",
     "api": "Front door: REST, SSE and MCP over a read model of every subject; writes commands and requests.",
-    "cli": "`sentinai actions approve|reject` publishes commands like the api does.",
 }
 
 # Publishing goes through ``broker.publish``, which faststream cannot see: declared here.
@@ -51,16 +50,22 @@ SENDS: dict[str, tuple[str, ...]] = {
     "detector": (subjects.ANOMALY_DETECTED, subjects.ANOMALY_RESOLVED, subjects.DEAD_LETTER),
     "rca": (subjects.RCA_COMPLETED, subjects.INCIDENT_RESOLVED, subjects.AUDIT, subjects.DEAD_LETTER),
     "predictor": (subjects.PREDICTION_MADE, subjects.DEAD_LETTER),
-    "planner": (subjects.ACTION_PROPOSED, subjects.ACTION_APPROVED, subjects.AUDIT, subjects.DEAD_LETTER),
+    "planner": (
+        subjects.ACTION_PROPOSED,
+        subjects.ACTION_APPROVED,
+        subjects.ACTION_VERDICT,
+        subjects.AUDIT,
+        subjects.DEAD_LETTER,
+    ),
     "executor": (subjects.ACTION_EXECUTED, subjects.AUDIT, subjects.DEAD_LETTER),
     "api": (subjects.ACTION_COMMAND, subjects.ACTION_REQUESTED, subjects.DEAD_LETTER),
-    "cli": (subjects.ACTION_COMMAND,),
 }
 
 PARAMETERS = {
     CHAIN: "The chain id from chains.yaml (letters, digits, '-', '_').",
     COMPONENT: "The OP Stack component: op-geth, op-node, op-batcher or op-proposer.",
     SERVICE: "The service that could not use the message.",
+    ANSWERS: "The first 32 hex digits of the SHA-256 of the eventId of the command or request answered.",
 }
 
 
@@ -81,6 +86,9 @@ OTHER_RECEIVES: tuple[Receive, ...] = (
     Receive("predictor", subjects.METRICS_RAW_ALL, "nats-py pull loop on durable `predictor` (op-geth only)"),
     Receive("executor", subjects.METRICS_RAW_ALL, "core subscription to one chain while verifying an action"),
     Receive("api", subjects.METRICS_RAW_ALL, "nats-py pull loop on the replica's own consumer (no acks)"),
+    Receive(
+        "api", subjects.ACTION_VERDICT_ALL, "core subscription per write, awaiting the planner's verdict"
+    ),
     *(
         Receive("api", pattern, "ephemeral consumer folding events into the read model")
         for pattern in (
@@ -165,6 +173,15 @@ def _ref(*path: str) -> dict[str, str]:
 
 def _channel(family: Family) -> dict[str, Any]:
     stream = family.stream
+    if stream is None:
+        return {
+            "address": family.address,
+            "title": family.prefix,
+            "summary": family.summary,
+            "description": f"Every subject matches `{family.wildcard}`; core NATS only, never stored.",
+            "parameters": {p: {"description": PARAMETERS[p]} for p in family.params},
+            "messages": {family.model.__name__: _ref("components", "messages", family.model.__name__)},
+        }
     return {
         "address": family.address,
         "title": family.prefix,
@@ -193,6 +210,7 @@ def _message(family: Family) -> dict[str, Any]:
     }
     if "event_id" in family.model.model_fields:
         message["correlationId"] = {"location": "$message.payload#/correlationId"}
+    if "event_id" in family.model.model_fields and family.stream is not None:
         message["headers"] = {
             "type": "object",
             "properties": {
@@ -223,17 +241,21 @@ def _operation(
 
 
 def operations(receives: list[Receive]) -> dict[str, dict[str, Any]]:
-    by_prefix = {f.prefix: f for f in FAMILIES}
+    by_prefix = {f.prefix: f for f in (*FAMILIES, *CORE_FAMILIES)}
     found: dict[str, dict[str, Any]] = {}
     for service, prefixes in SENDS.items():
         for prefix in prefixes:
             family = by_prefix[prefix]
-            summary = f"Published to `{family.wildcard}` with `Nats-Msg-Id`, acknowledged by JetStream."
+            summary = (
+                f"Published to `{family.wildcard}` with `Nats-Msg-Id`, acknowledged by JetStream."
+                if family.stream is not None
+                else f"Published to `{family.wildcard}` on core NATS, unacknowledged and never stored."
+            )
             found[f"{service}-send-{channel_id(family)}"] = _operation(
                 family, service=service, action="send", summary=summary, queue=None
             )
     for receive in sorted(receives, key=lambda r: (r.service, r.subject, r.how)):
-        for family in FAMILIES:
+        for family in (*FAMILIES, *CORE_FAMILIES):
             if not family.matched_by(receive.subject):
                 continue
             key = f"{receive.service}-receive-{channel_id(family)}"
@@ -271,7 +293,7 @@ def document() -> dict[str, Any]:
         r for service, broker in wired_brokers().items() for r in faststream_receives(service, broker)
     ]
     _, schemas = models_json_schema(
-        [(family.model, "validation") for family in FAMILIES], ref_template=SCHEMAS
+        [(family.model, "validation") for family in (*FAMILIES, *CORE_FAMILIES)], ref_template=SCHEMAS
     )
     return {
         "asyncapi": "3.0.0",
@@ -290,10 +312,10 @@ def document() -> dict[str, Any]:
                 "(its URL is in <state>/up.json).",
             }
         },
-        "channels": {channel_id(f): _channel(f) for f in FAMILIES},
+        "channels": {channel_id(f): _channel(f) for f in (*FAMILIES, *CORE_FAMILIES)},
         "operations": operations([*receives, *OTHER_RECEIVES]),
         "components": {
-            "messages": {f.model.__name__: _message(f) for f in FAMILIES},
+            "messages": {f.model.__name__: _message(f) for f in (*FAMILIES, *CORE_FAMILIES)},
             "schemas": schemas.get("$defs", {}),
         },
     }

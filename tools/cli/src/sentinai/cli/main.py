@@ -1,4 +1,4 @@
-"""The `sentinai` command: `up`, `twin inject|clear|state`, `status`, `actions`, `audit`."""
+"""The `sentinai` command: `up`, `twin inject|clear|state`, `status`, `actions`, `audit`, `keys`, …"""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import httpx
 from sentinai.cli import actions as action_commands
 from sentinai.cli import asyncapi as asyncapi_command
 from sentinai.cli import catalogue as catalogue_command
+from sentinai.cli import keys as key_commands
 from sentinai.cli import mcp as mcp_command
+from sentinai.cli import natsusers as nats_users_command
 from sentinai.cli import stack
-from sentinai.cli.supervisor import Supervisor
+from sentinai.cli.supervisor import ChildFailedError, Supervisor
 from sentinai.common.net import async_wait_for_port, free_port
 from sentinai.twin.client import TwinControl
 
@@ -76,7 +78,7 @@ async def up(settings: stack.UpSettings) -> int:
         # Where the key is, never the key: this line ends up in terminals, CI logs and bug reports.
         sup.say("sentinai", f"API key for approvals: {stack.masked(api_key)} (from {key_source})")
         await sup.wait()
-    except TimeoutError as exc:
+    except (TimeoutError, ChildFailedError) as exc:
         sup.say("sentinai", f"startup failed: {exc}")
         return 1
     finally:
@@ -185,7 +187,9 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="health of the running stack")
     status.add_argument("--api-url", help="api base URL (default: the one `sentinai up` started)")
     action_commands.add_parsers(sub)
+    key_commands.add_parser(sub)
     mcp_command.add_parser(sub)
+    nats_users_command.add_parser(sub)
     asyncapi_command.add_parser(sub)
     catalogue_command.add_parser(sub)
     return root
@@ -215,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "twin":
         return twin_command(args)
     if args.command in ("actions", "audit"):
-        return asyncio.run(action_commands.main(args))
+        return action_commands.main(args)
+    if args.command == "keys":
+        return key_commands.command(args)
+    if args.command == "nats-users":
+        return nats_users_command.command(args)
     if args.command == "mcp":
         return mcp_command.main(args)
     if args.command == "asyncapi":

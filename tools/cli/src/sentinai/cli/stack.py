@@ -1,4 +1,4 @@
-"""What `sentinai up` runs: embedded nats-server, the OP Stack twin, and the services."""
+"""What `sentinai up` runs: embedded nats-server (a NATS user per service), the twin, the services."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,10 @@ class UpSettings(BaseSettings):
     twin_block_time_s: int = Field(default=2, ge=1, validation_alias=_env("TWIN_BLOCK_TIME_S"))
     twin_poll_interval_s: float = Field(default=2.0, validation_alias=_env("TWIN_POLL_INTERVAL_S"))
     api_key: str | None = Field(default=None, validation_alias=_env("API_KEY"))
+    # Per-person keys (`sentinai keys add`); default ``<state_dir>/api-keys.json``.
+    api_keys_file: Path | None = Field(default=None, validation_alias=_env("API_KEYS_FILE"))
+    # The services' KV bucket: the embedded server's permissions name it.
+    kv_bucket: str = Field(default="sentinai", validation_alias=_env("KV_BUCKET"))
     # Scale-out on one machine: collector processes that split the chains between them, and detector
     # processes that split the bus by subject partition (the same split, by chain id).
     collector_shards: int = Field(default=1, ge=1, le=64, validation_alias=_env("COLLECTOR_SHARDS"))
@@ -50,17 +55,33 @@ class UpSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Runtime:
-    """Written to ``<state>/up.json`` so `sentinai twin …` and `status` find the running stack."""
+    """Written to ``<state>/up.json`` so `sentinai twin …`, `status`, benches and tests find the stack.
+
+    ``admin_creds`` / ``integrations_creds``: the NATS credentials files of the embedded server's
+    ``admin`` and ``integrations`` users (``None``: an external NATS, or a file from before users).
+    """
 
     nats_url: str
     api_url: str
     twin_url: str | None
+    admin_creds: Path | None = None
+    integrations_creds: Path | None = None
 
     def save(self, path: Path) -> None:
+        """Write the file; creds not given are those of the embedded server under ``path``'s folder."""
+        from sentinai.common import natsauth  # noqa: PLC0415 (nats and nkeys cost every `sentinai` command ~1 s)
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps({"natsUrl": self.nats_url, "apiUrl": self.api_url, "twinUrl": self.twin_url})
-        )
+        admin = self.admin_creds or _existing(nats_creds(path.parent, natsauth.ADMIN))
+        readonly = self.integrations_creds or _existing(nats_creds(path.parent, natsauth.INTEGRATIONS))
+        data = {
+            "natsUrl": self.nats_url,
+            "apiUrl": self.api_url,
+            "twinUrl": self.twin_url,
+            "natsAdminCreds": None if admin is None else str(admin),
+            "natsIntegrationsCreds": None if readonly is None else str(readonly),
+        }
+        path.write_text(json.dumps(data))
 
     @classmethod
     def load(cls, path: Path) -> Runtime | None:
@@ -68,11 +89,39 @@ class Runtime:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        return cls(nats_url=data["natsUrl"], api_url=data["apiUrl"], twin_url=data.get("twinUrl"))
+        admin, readonly = data.get("natsAdminCreds"), data.get("natsIntegrationsCreds")
+        return cls(
+            nats_url=data["natsUrl"],
+            api_url=data["apiUrl"],
+            twin_url=data.get("twinUrl"),
+            admin_creds=Path(admin) if admin else None,
+            integrations_creds=Path(readonly) if readonly else None,
+        )
+
+    def nats_options(self) -> dict[str, Any]:
+        """``nats.connect`` keyword arguments as the stack's admin (none for an open server)."""
+        from sentinai.common import natsauth  # noqa: PLC0415 (nats and nkeys cost every `sentinai` command ~1 s)
+
+        return natsauth.connect_options(self.admin_creds)
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
 
 
 def runtime_file(state_dir: Path) -> Path:
     return state_dir / "up.json"
+
+
+def nats_auth_dir(state_dir: Path) -> Path:
+    """Where `up` keeps the embedded server's users: a credentials file each, and its config."""
+    return state_dir.resolve() / "nats" / "auth"
+
+
+def nats_creds(state_dir: Path, user: str) -> Path:
+    from sentinai.common import natsauth  # noqa: PLC0415 (nats and nkeys cost every `sentinai` command ~1 s)
+
+    return natsauth.creds_file(nats_auth_dir(state_dir), user)
 
 
 def api_key_file(state_dir: Path) -> Path:
@@ -106,20 +155,39 @@ def masked(key: str) -> str:
     return f"{key[:4]}…" if len(key) >= 16 else "…"
 
 
-def nats_child(*, port: int, data_dir: Path) -> Child:
-    argv = [
-        nats_server_binary(),
-        "--jetstream",
-        "--addr",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--store_dir",
-        str(data_dir),
-        "--server_name",
-        "sentinai-embedded",
-    ]
-    return Child("nats", argv, restart=False)
+def nats_child(*, port: int, data_dir: Path, bucket: str | None = None) -> Child:
+    """The embedded nats-server, with a user per service (made once, kept in ``data_dir/auth``).
+
+    Its config (listen address, JetStream store, users and permissions) is written afresh each
+    start, so the permissions are always this version's; the users' credentials are kept.
+    """
+    from sentinai.common import natsauth  # noqa: PLC0415 (nats and nkeys cost every `sentinai` command ~1 s)
+
+    auth = data_dir / "auth"
+    users = natsauth.ensure_users(auth)
+    config = natsauth.server_config(
+        users,
+        bucket=bucket if bucket is not None else UpSettings().kv_bucket,
+        listen=f"127.0.0.1:{port}",
+        store_dir=data_dir,
+        server_name="sentinai-embedded",
+    )
+    path = natsauth.write_config(auth / natsauth.SERVER_CONFIG, config)
+    return Child("nats", [nats_server_binary(), "--config", str(path)], restart=False)
+
+
+def nats_setup_child(settings: UpSettings, *, nats_url: str) -> Child:
+    """The admin step before any service starts: every stream and the KV bucket, as ``admin``."""
+    from sentinai.common import natsauth  # noqa: PLC0415 (nats and nkeys cost every `sentinai` command ~1 s)
+
+    env = {
+        "SENTINAI_NATS_URL": nats_url,
+        "SENTINAI_NATS_CREDS": str(nats_creds(settings.state_dir, natsauth.ADMIN)),
+        "SENTINAI_KV_BUCKET": settings.kv_bucket,
+        "SENTINAI_DETECTOR_PARTITIONS": str(settings.detector_partitions),
+    }
+    argv = [sys.executable, "-m", "sentinai.common.natsauth", "provision"]
+    return Child("nats-setup", argv, env=env, restart=False, oneshot=True)
 
 
 def twin_child(settings: UpSettings, *, port: int, twin_dir: Path) -> Child:
@@ -165,8 +233,14 @@ def replicas(name: str, settings: UpSettings) -> list[tuple[str, dict[str, str]]
 def service_children(
     settings: UpSettings, *, nats_url: str, chains_file: Path, poll_s: float, api_key: str = ""
 ) -> list[Child]:
-    """Every service process of the stack, each with its own health/metrics port."""
-    return [
+    """Every service process of the stack, each with its own health/metrics port.
+
+    Against the embedded server (no ``SENTINAI_NATS_URL``) the admin step comes first and each
+    service connects as its own NATS user; an external server is used as it is configured.
+    """
+    embedded = settings.nats_url is None
+    setup = [nats_setup_child(settings, nats_url=nats_url)] if embedded else []
+    return setup + [
         service_child(
             name,
             nats_url=nats_url,
@@ -176,6 +250,7 @@ def service_children(
             api_key=api_key,
             child_name=child,
             share=share,
+            creds=nats_creds(settings.state_dir, name) if embedded else None,
         )
         for name in SERVICES
         for child, share in replicas(name, settings)
@@ -192,8 +267,11 @@ def service_child(
     api_key: str = "",
     child_name: str | None = None,
     share: dict[str, str] | None = None,
+    creds: Path | None = None,
 ) -> Child:
     env = {"SENTINAI_NATS_URL": nats_url, "SENTINAI_STATE_DIR": str(settings.state_dir), **(share or {})}
+    if creds is not None:
+        env["SENTINAI_NATS_CREDS"] = str(creds)
     if name == "collector":
         env |= {
             "SENTINAI_COLLECTOR_CHAINS_FILE": str(chains_file),
@@ -213,5 +291,8 @@ def service_child(
             "SENTINAI_API_HOST": settings.api_host,
             "SENTINAI_API_PORT": str(settings.api_port),
             "SENTINAI_API_KEY": api_key,
+            "SENTINAI_API_KEYS_FILE": str(
+                (settings.api_keys_file or settings.state_dir / "api-keys.json").resolve()
+            ),
         }
     return Child(child_name or name, [sys.executable, "-m", f"sentinai.{name}"], env=env)

@@ -22,12 +22,19 @@ GRACE_S = 8.0
 MAX_RESTARTS = 5
 
 
+class ChildFailedError(RuntimeError):
+    """A one-shot step (``Child.oneshot``) ended with a non-zero exit code: the start cannot go on."""
+
+
 @dataclass
 class Child:
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     restart: bool = True
+    # A step that must finish before the next child starts (provisioning): ``Supervisor.start``
+    # waits for it and raises ``ChildFailedError`` if it fails; it is never restarted.
+    oneshot: bool = False
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
 
@@ -69,9 +76,16 @@ class Supervisor:
         print(render(name, text), file=self._out, flush=True)
 
     async def start(self, child: Child) -> None:
+        """Start ``child``; a one-shot child is also waited for, and its failure raised."""
         self.children.append(child)
         await self._spawn(child)
-        self._tasks.append(asyncio.create_task(self._watch(child), name=f"watch-{child.name}"))
+        watch = asyncio.create_task(self._watch(child), name=f"watch-{child.name}")
+        self._tasks.append(watch)
+        if child.oneshot:
+            await asyncio.shield(watch)
+            assert child.process is not None
+            if child.process.returncode != 0:
+                raise ChildFailedError(f"{child.name} failed (exit code {child.process.returncode})")
 
     async def _spawn(self, child: Child) -> None:
         child.process = await asyncio.create_subprocess_exec(
@@ -93,6 +107,9 @@ class Supervisor:
                 self.say(child.name, raw.decode(errors="replace"))
             code = await process.wait()
             if self._stopping.is_set():
+                return
+            if child.oneshot:
+                self.say("sentinai", f"{child.name} {'done' if code == 0 else f'failed with code {code}'}")
                 return
             self.say("sentinai", f"{child.name} exited with code {code}")
             if self._on_exit is not None:

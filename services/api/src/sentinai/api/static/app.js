@@ -15,6 +15,7 @@ import {
   postJson,
   sampleMetrics,
   rememberChain,
+  verdictMessage,
 } from "./common.js";
 import {
   PENDING,
@@ -29,7 +30,6 @@ import {
 
 const WINDOW_MS = 30 * 60 * 1000;
 const KEY_STORE = "sentinai.apiKey";
-const OPERATOR_STORE = "sentinai.operator";
 
 // The seed's five headline metrics, then the two sync lags.
 const METRICS = [
@@ -66,6 +66,8 @@ const state = {
   vcpuFromSamples: false,
   stopStream: null,
   generation: 0,
+  // From /api/health: in read-only mode the page offers no way to write.
+  readOnly: false,
 };
 
 const charts = new Map();
@@ -280,10 +282,6 @@ function figure(label, value, testid) {
 
 // ---------------------------------------------------------------- actions
 
-function operator() {
-  return $("operator-input").value.trim() || "dashboard operator";
-}
-
 function apiKey() {
   return window.sessionStorage.getItem(KEY_STORE) || "";
 }
@@ -303,33 +301,35 @@ async function decide(actionId, command, card) {
   });
   message.className = "action-message";
   message.textContent = `${command === "approve" ? "Approving" : "Rejecting"}…`;
-  const result = await postJson(`/api/actions/${encodeURIComponent(actionId)}/${command}`, { by: operator(), reason }, { apiKey: apiKey() });
+  // No name is sent: the api records the key's owner as the one who decided.
+  const result = await postJson(`/api/actions/${encodeURIComponent(actionId)}/${command}`, { reason }, { apiKey: apiKey() });
   buttons.forEach((b) => {
     b.disabled = false;
   });
-  if (result.ok) {
-    message.className = "action-message ok";
-    message.textContent = `${command === "approve" ? "Approval" : "Rejection"} sent; waiting for the planner.`;
-    // The stream normally brings the new status; a re-read covers a stream that is reconnecting.
-    window.setTimeout(() => refreshActions(state.generation), 2000);
-  } else {
-    message.className = "action-message error";
-    message.textContent = result.message;
-    if (result.status === 409) refreshActions(state.generation);
-  }
+  const { tone, text } = verdictMessage(command, result);
+  message.className = `action-message ${tone}`;
+  message.textContent = text;
+  if (result.status === 403 && result.message.includes("read-only")) applyMode({ readOnly: true });
+  // The stream normally brings the new status; a re-read covers a stream that is reconnecting.
+  if (result.ok || result.status === 409) window.setTimeout(() => refreshActions(state.generation), result.ok ? 2000 : 0);
 }
 
 function pendingCard(a) {
   const card = el("article", { cls: `action pending tier-${a.tier}`, testid: "pending-action", attrs: { "data-action-id": a.actionId } });
   const reason = el("input", { testid: "action-reason", attrs: { type: "text", placeholder: "reason (optional)", maxlength: 2000, "aria-label": "reason" } });
+  card.append(
+    el("div", { cls: "action-head" }, el("span", { cls: "badge", text: `${a.tier} tier` }), el("span", { cls: "summary", testid: "action-summary", text: a.summary })),
+    el("p", { cls: "reason", text: a.reason }),
+    el("p", { cls: "facts", testid: "action-approvals" }),
+    el("p", { cls: "refusal", testid: "action-refusal", attrs: { hidden: "" } }),
+  );
+  // Read-only mode: the card says what waits, with no controls that could only be refused.
+  if (state.readOnly) return card;
   const approve = el("button", { cls: "approve", testid: "approve-button", text: "Approve", attrs: { type: "button" } });
   const reject = el("button", { cls: "reject", testid: "reject-button", text: "Reject", attrs: { type: "button" } });
   approve.addEventListener("click", () => decide(a.actionId, "approve", card));
   reject.addEventListener("click", () => decide(a.actionId, "reject", card));
   card.append(
-    el("div", { cls: "action-head" }, el("span", { cls: "badge", text: `${a.tier} tier` }), el("span", { cls: "summary", testid: "action-summary", text: a.summary })),
-    el("p", { cls: "reason", text: a.reason }),
-    el("p", { cls: "facts", testid: "action-approvals" }),
     el("div", { cls: "decide" }, reason, approve, reject),
     el("p", { cls: "action-message", testid: "action-message", attrs: { role: "status", "aria-live": "polite" } }),
   );
@@ -339,6 +339,9 @@ function pendingCard(a) {
 function updatePendingCard(card, a) {
   card.querySelector('[data-testid="action-approvals"]').textContent =
     `${describeApprovals(a)} · proposed by ${a.proposedBy} ${fmtTime(a.proposedAt)} · expires ${fmtTime(a.expiresAt)}`;
+  const refusal = card.querySelector('[data-testid="action-refusal"]');
+  refusal.textContent = a.refusal ? `Last refused: ${a.refusal}` : "";
+  refusal.hidden = !a.refusal;
 }
 
 function historyItem(a) {
@@ -349,7 +352,7 @@ function historyItem(a) {
     { cls: `action done status-${a.status}`, testid: "history-action", attrs: { "data-action-id": a.actionId, "data-status": a.status } },
     el("div", { cls: "action-head" }, el("span", { cls: "badge status", testid: "history-status", text: a.status.replaceAll("_", " ") }), el("span", { cls: "summary", text: a.summary }), el("time", { text: fmtTime(a.proposedAt), attrs: { datetime: a.proposedAt } })),
     el("p", { cls: "facts", text: `${a.tier} tier · ${describeApprovals(a)} · by ${a.proposedBy}` }),
-    a.refusal ? el("p", { cls: "refusal", text: `refused: ${a.refusal}` }) : null,
+    a.refusal ? el("p", { cls: "refusal", testid: "action-refusal", text: `refused: ${a.refusal}` }) : null,
     outcome ? el("p", { cls: "outcome", text: outcome }) : null,
   );
 }
@@ -488,23 +491,41 @@ async function selectChain(chain) {
   await loadSnapshot(chain, generation);
 }
 
+function showKeyState() {
+  $("api-key-state").textContent = apiKey()
+    ? "Key set for this tab (sessionStorage only; closing the tab forgets it)."
+    : "No key set: approvals will be refused. The key stays in this tab only.";
+}
+
+/** Apply /api/health's modes: read-only shows the banner and removes every way to write. */
+function applyMode({ readOnly }) {
+  const changed = Boolean(readOnly) !== state.readOnly;
+  state.readOnly = Boolean(readOnly);
+  $("read-only-banner").hidden = !state.readOnly;
+  $("key-form").hidden = state.readOnly;
+  if (changed) {
+    // Pending cards are reused across renders; rebuild them with or without their controls.
+    $("pending-approvals").replaceChildren();
+    renderActions();
+  }
+}
+
+async function loadMode() {
+  const health = await getJson("/api/health");
+  // /api/health answers 503 with the same body when NATS is down: the modes still hold.
+  const body = health.body && typeof health.body === "object" ? health.body : null;
+  if (body && "readOnly" in body) applyMode(body);
+}
+
 function setupKeyForm() {
   const keyInput = $("api-key-input");
-  const operatorInput = $("operator-input");
   keyInput.value = window.sessionStorage.getItem(KEY_STORE) || "";
-  operatorInput.value = window.sessionStorage.getItem(OPERATOR_STORE) || "";
-  const showKeyState = () => {
-    $("api-key-state").textContent = apiKey()
-      ? "Key set for this tab (sessionStorage only; closing the tab forgets it)."
-      : "No key set: approvals will be refused. The key stays in this tab only.";
-  };
   keyInput.addEventListener("input", () => {
     const value = keyInput.value.trim();
     if (value) window.sessionStorage.setItem(KEY_STORE, value);
     else window.sessionStorage.removeItem(KEY_STORE);
     showKeyState();
   });
-  operatorInput.addEventListener("input", () => window.sessionStorage.setItem(OPERATOR_STORE, operatorInput.value.trim()));
   $("forget-key").addEventListener("click", () => {
     keyInput.value = "";
     window.sessionStorage.removeItem(KEY_STORE);
@@ -533,6 +554,7 @@ async function fillChainPicker() {
 async function start() {
   buildCharts();
   setupKeyForm();
+  await loadMode();
   const select = $("chain-select");
   select.addEventListener("change", () => selectChain(select.value));
   let { ids, message } = await fillChainPicker();
@@ -547,7 +569,10 @@ async function start() {
   select.value = chain;
   await selectChain(chain);
   // New chains and the per-chain alert counts in the picker are refreshed now and then.
-  window.setInterval(fillChainPicker, 30000);
+  window.setInterval(() => {
+    fillChainPicker();
+    loadMode();
+  }, 30000);
 }
 
 start();

@@ -65,6 +65,35 @@ export function errorMessage(status, body) {
   return `${status}: request failed`;
 }
 
+const VERDICT_HEADLINE = {
+  approved: "Approved",
+  auto_approved: "Approved",
+  rejected: "Rejected",
+  waiting: "Approval recorded, more needed",
+  pending_approval: "Approval recorded, more needed",
+};
+
+/** The planner's verdict in a person's words: {tone, text} for the card's message line. */
+export function verdictMessage(command, result) {
+  const body = result.body && typeof result.body === "object" ? result.body : {};
+  if (result.status === 200) {
+    if (body.accepted === false) return { tone: "error", text: `Refused: ${body.reason || body.code || "the planner refused it"}` };
+    const headline = VERDICT_HEADLINE[body.status] || (command === "approve" ? "Approval accepted" : "Rejection accepted");
+    const names = (body.approvals || []).map((a) => (a && typeof a === "object" ? a.by : a)).filter(Boolean);
+    const tally = body.approvalsRequired ? ` · approvals ${names.length}/${body.approvalsRequired}${names.length ? ` (${names.join(", ")})` : ""}` : "";
+    return { tone: "ok", text: `${headline}${body.reason ? `: ${body.reason}` : ""}${tally}` };
+  }
+  if (result.status === 202) {
+    return { tone: "undecided", text: `No verdict yet: ${body.note || "the planner has not answered; the card updates when it does"}` };
+  }
+  if (result.status === 409) {
+    const detail = body.detail;
+    const reason = typeof detail === "string" ? detail : (detail && detail.reason) || (body.verdict && body.verdict.reason);
+    return { tone: "error", text: reason ? `Refused: ${reason}` : result.message };
+  }
+  return { tone: "error", text: result.message };
+}
+
 async function readBody(response) {
   const text = await response.text();
   try {
