@@ -33,8 +33,11 @@ $(ANVIL): tools/anvil/package.json
 run: setup
 	$(BIN)/sentinai up
 
+# Two workers (pytest-xdist): whole-stack tests run one at a time on one of them (conftest.py).
+WORKERS ?= 2
+
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
 
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration"

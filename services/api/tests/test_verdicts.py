@@ -17,6 +17,7 @@ import httpx
 import httpx2
 import nats
 import pytest
+from busready import consumers_created
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
@@ -165,6 +166,8 @@ async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
     app = build_planner(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
     async with app.start_lifespan_context():
+        assert app.broker is not None
+        await consumers_created(url, len(app.broker.subscribers))  # see busready
         yield
 
 

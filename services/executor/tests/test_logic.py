@@ -98,6 +98,17 @@ def recheck(event: ActionApproved, *, read_only: bool = False, simulate: bool = 
             id="critical-same-approver-twice",
         ),
         pytest.param(
+            approved(
+                ExecDebug(component="op-geth", command="sh"),
+                tier="critical",
+                approvers=("ann", " ANN", "Ａｎｎ"),
+            ),
+            False,
+            False,
+            "forbidden without approval",
+            id="critical-one-person-under-three-spellings",
+        ),
+        pytest.param(
             approved(ExecDebug(component="op-geth", command="sh"), tier="critical", approvers=("ann", "bob")),
             False,
             False,

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import nats
 import pytest
+from busready import consumers_created
 from nats.aio.client import Client as NatsClient
 
 from sentinai.common import streams, subjects
@@ -41,6 +42,8 @@ async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
     app = build_app(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
     async with app.start_lifespan_context():
+        assert app.broker is not None
+        await consumers_created(url, len(app.broker.subscribers))  # see busready
         yield
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 import yaml
+from busready import consumers_created
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -247,19 +248,6 @@ async def running_planner(
         # connection, so a short test first waits for all of them.
         await consumers_created(url, len(app.broker.subscribers))
         yield
-
-
-async def consumers_created(url: str, expected: int, *, timeout_s: float = 15.0) -> None:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        deadline = time.monotonic() + timeout_s
-        while sum(info.state.consumer_count for info in await js.streams_info()) < expected:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the planner's {expected} consumers not created within {timeout_s}s")
-            await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from busready import consumers_created
 from nats.aio.msg import Msg
 from upstack import clean_env
 
@@ -98,6 +99,8 @@ async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
     app = build_app(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
     async with app.start_lifespan_context():
+        assert app.broker is not None
+        await consumers_created(url, len(app.broker.subscribers))  # see busready
         yield
 
 

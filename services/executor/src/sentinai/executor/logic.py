@@ -23,6 +23,7 @@ from sentinai.common.actions import (
 from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, VerifySpec
 from sentinai.common.events import COMPONENTS, MetricSample
+from sentinai.common.identity import distinct_identities
 from sentinai.common.policy import Policy, classify
 
 RESTARTED_AT: Final = "kubectl.kubernetes.io/restartedAt"
@@ -52,7 +53,7 @@ def recheck(
     age_s = (now - approved.occurred_at).total_seconds()
     if age_s > max_age_s:
         return f"stale approval: approved {age_s:.0f}s ago (older than {max_age_s:.0f}s)"
-    distinct = len(set(approved.approvers))
+    distinct = distinct_identities(approved.approvers)  # alice and ALICE are one person
     verdict = classify(action, policy, incident=approved.incident, approvals=distinct)
     if verdict.refusal is not None:
         return verdict.refusal
