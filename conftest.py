@@ -74,10 +74,14 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., UpStack]]:
         running.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``): the tests that start a whole
-    `sentinai up` stack share one group, so one worker runs them one after another while the other
-    works through everything else. Two stacks at once on two cores would only slow both."""
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests that start a whole
+    `sentinai up` stack are the long ones: they go first, in two groups of about equal length (each
+    group runs on one worker, one stack after another), and everything else fills in around them."""
     for item in items:
-        if "make_stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("stack"))
+        if "make_stack" in getattr(item, "fixturenames", ()) or item.get_closest_marker("xdist_group"):
+            path = item.path.as_posix()
+            long_ones = path.endswith(("tests/integration/test_loop.py", "tests/integration/test_stack.py"))
+            item.add_marker(pytest.mark.xdist_group("stack-long" if long_ones else "stack"))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

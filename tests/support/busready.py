@@ -8,9 +8,13 @@ in a few hundred milliseconds therefore waits until every consumer exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats
+import pytest
 
 
 async def consumers_created(url: str, expected: int, *, timeout_s: float = 15.0) -> None:
@@ -24,3 +28,21 @@ async def consumers_created(url: str, expected: int, *, timeout_s: float = 15.0)
             await asyncio.sleep(0.05)
     finally:
         await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running_planner(
+    url: str, monkeypatch: pytest.MonkeyPatch, *, policy_file: Path | None = None
+) -> AsyncIterator[None]:
+    """The real planner in this process against ``url`` (no redis: its records in the NATS KV)."""
+    from sentinai.common.net import free_port
+    from sentinai.planner.main import build_app
+    from sentinai.planner.settings import PlannerSettings
+
+    monkeypatch.setenv("SENTINAI_NATS_URL", url)
+    monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
+    app = build_app(PlannerSettings(http_port=free_port(), expiry_check_s=0.5, policy_file=policy_file))
+    assert app.broker is not None
+    async with app.start_lifespan_context():
+        await consumers_created(url, len(app.broker.subscribers))
+        yield

@@ -138,8 +138,8 @@ class UpStack:
         return httpx.get(self.api + path, params=params, timeout=5)
 
     def post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        """A write with the key."""
-        return httpx.post(self.api + path, json=dict(body), headers={"x-api-key": self.api_key}, timeout=5)
+        """A write with the key; the api waits up to 5 s for the planner's verdict before a 202."""
+        return httpx.post(self.api + path, json=dict(body), headers={"x-api-key": self.api_key}, timeout=20)
 
     def kube(self, path: str) -> dict[str, Any]:
         """A GET on the twin's Kubernetes API with the token from its kubeconfig."""

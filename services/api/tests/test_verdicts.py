@@ -17,7 +17,7 @@ import httpx
 import httpx2
 import nats
 import pytest
-from busready import consumers_created
+from busready import running_planner
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
@@ -33,8 +33,6 @@ from sentinai.common.decisions import ActionProposed
 from sentinai.common.events import MetricSample
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
-from sentinai.planner.main import build_app as build_planner
-from sentinai.planner.settings import PlannerSettings
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 ENV_KEY = "env-operator-key-0123"
@@ -158,17 +156,6 @@ def keys_file(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for name, role in [("alice", "approver"), ("bob", "operator")]:
         _, tokens[name] = store.add(name, role)  # type: ignore[arg-type]
     return path, tokens
-
-
-@asynccontextmanager
-async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    monkeypatch.setenv("SENTINAI_NATS_URL", url)
-    monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
-    app = build_planner(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
-    async with app.start_lifespan_context():
-        assert app.broker is not None
-        await consumers_created(url, len(app.broker.subscribers))  # see busready
-        yield
 
 
 def api_settings(url: str, keys: Path, **more: Any) -> ApiSettings:

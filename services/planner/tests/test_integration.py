@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import nats
 import pytest
-from busready import consumers_created
+from busready import running_planner
 from nats.aio.client import Client as NatsClient
 
 from sentinai.common import streams, subjects
@@ -25,26 +25,12 @@ from sentinai.common.decisions import (
 )
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.natsserver import EmbeddedNats
-from sentinai.common.net import free_port
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import open_state_store
-from sentinai.planner.main import build_app
 from sentinai.planner.records import Records
-from sentinai.planner.settings import PlannerSettings
 
 CHAIN = "itest"
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    monkeypatch.setenv("SENTINAI_NATS_URL", url)
-    monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
-    app = build_app(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
-    async with app.start_lifespan_context():
-        assert app.broker is not None
-        await consumers_created(url, len(app.broker.subscribers))  # see busready
-        yield
 
 
 def rca(cause: RootCauseClass, episode: str) -> RcaCompleted:

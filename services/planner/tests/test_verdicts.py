@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 import yaml
-from busready import consumers_created
+from busready import running_planner
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -35,8 +35,6 @@ from sentinai.common.net import free_port
 from sentinai.common.policy import DEFAULT_POLICY_FILE, load_policy
 from sentinai.planner import bus, cooldowns, logic
 from sentinai.planner.logic import Approval, CommandOutcome
-from sentinai.planner.main import build_app
-from sentinai.planner.settings import PlannerSettings
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
@@ -231,23 +229,6 @@ async def test_a_verdict_that_cannot_be_sent_leaves_the_command_handled() -> Non
 
 
 # ---------------------------------------------------------------------------------- on a real server
-
-
-@asynccontextmanager
-async def running_planner(
-    url: str, monkeypatch: pytest.MonkeyPatch, *, policy_file: Path | None = None
-) -> AsyncIterator[None]:
-    monkeypatch.setenv("SENTINAI_NATS_URL", url)
-    monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
-    settings = PlannerSettings(http_port=free_port(), expiry_check_s=0.5, policy_file=policy_file)
-    app = build_app(settings)
-    assert app.broker is not None
-    async with app.start_lifespan_context():
-        # faststream creates the durable consumers after its start returns; a planner stopped while
-        # one is still being created leaves that consumer's fetch loop spinning on the closed
-        # connection, so a short test first waits for all of them.
-        await consumers_created(url, len(app.broker.subscribers))
-        yield
 
 
 @dataclass

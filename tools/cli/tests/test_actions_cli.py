@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from busready import consumers_created
+from busready import running_planner
 from nats.aio.msg import Msg
 from upstack import clean_env
 
@@ -40,8 +40,6 @@ from sentinai.common.decisions import (
 from sentinai.common.events import utcnow
 from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
-from sentinai.planner.main import build_app
-from sentinai.planner.settings import PlannerSettings
 
 CHAIN = "clitest"
 START_TIMEOUT_S = 60.0
@@ -91,17 +89,6 @@ async def add_key(name: str, role: str, *, keys: Path, state_dir: Path) -> str:
     assert done.code == 0, done.stderr
     [line] = [x for x in done.stdout.splitlines() if x.startswith("token: ")]
     return line.removeprefix("token: ")
-
-
-@asynccontextmanager
-async def running_planner(url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    monkeypatch.setenv("SENTINAI_NATS_URL", url)
-    monkeypatch.delenv("SENTINAI_REDIS_URL", raising=False)
-    app = build_app(PlannerSettings(http_port=free_port(), expiry_check_s=0.5))
-    async with app.start_lifespan_context():
-        assert app.broker is not None
-        await consumers_created(url, len(app.broker.subscribers))  # see busready
-        yield
 
 
 @asynccontextmanager
