@@ -76,12 +76,33 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., UpStack]]:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests that start a whole
-    `sentinai up` stack are the long ones: they go first, in two groups of about equal length (each
-    group runs on one worker, one stack after another), and everything else fills in around them."""
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``).
+
+    The tests that start a whole `sentinai up` stack are the long ones: they go first, in two groups
+    of about equal length (each group runs on one worker, one stack after another), and everything
+    else fills in around them. A module whose tests share a module-scoped fixture (a stack the fault
+    tests kill service by service, in order) is one group, so its tests run on one worker, in order,
+    against one fixture — never split between workers that would each build their own.
+    """
     for item in items:
+        path = item.path.as_posix()
         if "make_stack" in getattr(item, "fixturenames", ()) or item.get_closest_marker("xdist_group"):
-            path = item.path.as_posix()
             long_ones = path.endswith(("tests/integration/test_loop.py", "tests/integration/test_stack.py"))
             item.add_marker(pytest.mark.xdist_group("stack-long" if long_ones else "stack"))
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+        elif _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group("module-" + item.path.stem))
+
+    def order(item: pytest.Item) -> int:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None:
+            return 2
+        return 0 if str(mark.args[0]).startswith("stack") else 1
+
+    items.sort(key=order)
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())

@@ -6,7 +6,6 @@ import functools
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from serving import serving
 from upstack import UpStack
 
 from sentinai.api.app import create_app
@@ -362,23 +361,9 @@ def _serving_api(model: ReadModel, commands: ScriptedPlanner, settings: ApiSetti
         return True
 
     app = create_app(model, settings=settings, nats_connected=connected, commands=commands)
-    port = free_port()
     # The dashboard holds an SSE stream open: shutdown must not wait for it.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app, graceful_s=1) as url:
+        yield url
 
 
 def test_read_only_api_shows_a_banner_and_offers_no_way_to_approve(browser: Browser) -> None:

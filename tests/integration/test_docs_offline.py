@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from serving import serving
 
 from sentinai.api.app import create_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common.decisions import ActionCommand, ActionRequested, ActionVerdict
-from sentinai.common.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -57,19 +54,8 @@ def api() -> Iterator[str]:
     app = create_app(
         ReadModel(keep_anomalies=10), settings=ApiSettings(), nats_connected=connected, commands=_NoPlanner()
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app, host=HOST) as url:
+        yield url
 
 
 @pytest.fixture

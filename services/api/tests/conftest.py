@@ -8,15 +8,13 @@ planner answers in ``test_verdicts.py``. ``keys`` is a real key file with one pr
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from serving import serving
 
 from sentinai.api.keys import KeyStore
 from sentinai.common.decisions import (
@@ -27,7 +25,6 @@ from sentinai.common.decisions import (
     VerdictKind,
     requested_action_id,
 )
-from sentinai.common.net import free_port
 
 Sent = ActionCommand | ActionRequested
 Answer = Callable[[Sent], ActionVerdict | None]
@@ -113,26 +110,6 @@ def keys(tmp_path: Path) -> Keys:
     return Keys(tmp_path / "api-keys.json")
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` (its lifespan too) with uvicorn on a free loopback port in a thread; its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
-
 @pytest.fixture
 def serve() -> Callable[[Any], AbstractContextManager[str]]:
-    return serving
+    return lambda app: serving(app, lifespan="on")
