@@ -168,9 +168,15 @@ def test_kill_9_and_restart(story: Story, name: str) -> None:
         eventually(stall_after_restart, timeout_s=45, what="the stall detected by the restarted detector")
     elif name == "rca":
         restart(story, name)
-        story.restart_action = eventually(
-            lambda: pending_restart(stack), timeout_s=60, what="a pending op-node restart"
-        )
+        try:
+            story.restart_action = eventually(
+                lambda: pending_restart(stack), timeout_s=60, what="a pending op-node restart"
+            )
+        except AssertionError as exc:
+            # Seen once under four xdist workers on two cores: say what the planner and rca had done.
+            actions = json.dumps(stack.get("/api/actions").json())[:3000]
+            diagnoses = json.dumps(events(stack, "EVENTS", "rca.completed.twin"))[-3000:]
+            raise AssertionError(f"{exc}\nactions: {actions}\nlast diagnoses: {diagnoses}") from exc
         assert events(stack, "EVENTS", "rca.completed.twin")
     elif name == "planner":
         action_id = story.restart_action
