@@ -10,9 +10,9 @@ import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from sentinai.common.decisions import ActionApproved, ActionExecuted, ActionProposed, AuditRecorded
+from sentinai.common.decisions import ActionApproved, ActionExecuted, ActionProposed, AuditKind, AuditRecorded
 
 Status = Literal[
     "pending_approval",
@@ -99,29 +99,9 @@ class ActionRecord:
         }
 
 
-# An action's records in the order its life runs; two with the same timestamp (an auto-approval is
-# proposed and approved in one instant) sort by this, never by their ids.
-_LIFECYCLE: dict[str, int] = {
-    kind: rank
-    for rank, kind in enumerate(
-        (
-            "rca_completed",
-            "proposed",
-            "refused",
-            "approved",
-            "rejected",
-            "expired",
-            "withdrawn",
-            "executing",
-            "dry_run",
-            "verified",
-            "verification_failed",
-            "rolled_back",
-            "succeeded",
-            "failed",
-        )
-    )
-}
+# An action's records in the order its life runs (``AuditKind`` is declared in that order); two with
+# the same timestamp (an auto-approval is proposed and approved in one instant) sort by it, not by id.
+_LIFECYCLE: dict[str, int] = {kind: rank for rank, kind in enumerate(get_args(AuditKind))}
 
 
 def _audit_key(record: AuditRecorded) -> tuple[datetime, int, str]:
