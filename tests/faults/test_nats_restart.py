@@ -18,7 +18,7 @@ import pytest
 from faults_support import health_port, healthz, stream_counts, stream_messages
 from upstack import UpStack, eventually
 
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.twin.client import TwinControl
 
 pytestmark = pytest.mark.integration

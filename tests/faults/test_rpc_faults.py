@@ -21,9 +21,9 @@ from serviceproc import Service
 
 from sentinai.common import subjects
 from sentinai.common.events import MetricSample
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.twin.client import TwinControl
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.twinproc import TwinProcess
 
 pytestmark = pytest.mark.integration
 POLL_S = 1.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:

@@ -43,7 +43,7 @@ from sentinai.common.events import (
     new_id,
     utcnow,
 )
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

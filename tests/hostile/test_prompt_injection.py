@@ -48,7 +48,7 @@ from sentinai.common.decisions import (
     RcaCompleted,
 )
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.policy import Tier, classify, load_policy, on_ladder
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from sentinai.common import natsauth, streams, subjects
 from sentinai.common.bus import build_broker
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import NatsKvStateStore
 from sentinai.executor import logic as executor_logic

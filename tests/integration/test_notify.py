@@ -24,7 +24,7 @@ from sentinai.common.actions import RestartComponent
 from sentinai.common.bus import DeadLetters, build_broker, start_broker
 from sentinai.common.decisions import ActionProposed
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, Severity, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.settings import ServiceSettings
 

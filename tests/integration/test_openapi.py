@@ -27,7 +27,7 @@ from sentinai.common import streams, subjects
 from sentinai.common.actions import RestartComponent
 from sentinai.common.decisions import ActionProposed, RcaCompleted
 from sentinai.common.events import AnomalyDetected, Event, MetricSample, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from serviceproc import Service
 
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from tests.scaleout.conftest import eventually, healthy
 
 pytestmark = pytest.mark.integration

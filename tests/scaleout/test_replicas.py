@@ -17,9 +17,9 @@ from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
 from sentinai.common.decisions import ActionApproved, ActionExecuted, ActionProposed
 from sentinai.common.events import AnomalyDetected, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.streams import ACTIONS, EVENTS, ensure_streams
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.twinproc import TwinProcess
 from tests.scaleout.conftest import eventually, healthy
 
 pytestmark = pytest.mark.integration

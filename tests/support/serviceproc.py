@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from upstack import clean_env
 
 from sentinai.common.net import free_port
-from sentinai.common.procs import stop_group
+from sentinai.devkit.procs import stop_group
 
 
 def _port_env(name: str) -> str:

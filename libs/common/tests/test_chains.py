@@ -18,7 +18,6 @@ chains:
     kubeconfig: /tmp/twin/kubeconfig
     namespace: twin
     blockTimeS: 2
-    twinControl: http://127.0.0.1:18080/control
   - id: sepolia-l2
     l2Rpc: http://127.0.0.1:8545
 """

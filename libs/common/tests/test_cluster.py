@@ -17,10 +17,10 @@ from nats.js.errors import APIError, ServiceUnavailableError
 from nats.js.errors import Error as JsError
 
 from sentinai.common import streams, subjects
-from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import open_state_store
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 PEERS = 3

@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from sentinai.common import pull
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 STREAM = "S"
 

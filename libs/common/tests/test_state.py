@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 import nats
 import pytest
 
-from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.state import NatsKvStateStore, RedisStateStore, StateStore, StateStoreError
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import nats
 import pytest
 
 from sentinai.common import streams, subjects
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from prometheus_client import REGISTRY
 from sentinai.common import streams, subjects, telemetry
 from sentinai.common.bus import build_broker, publish_event, start_broker
 from sentinai.common.events import MetricSample
-from sentinai.common.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.serve import health_and_metrics, serving
 from sentinai.common.settings import ServiceSettings
+from sentinai.devkit.natsserver import EmbeddedNats
 
 
 def value(name: str, **labels: str) -> float:

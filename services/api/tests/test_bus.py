@@ -21,7 +21,7 @@ from sentinai.common import streams, subjects
 from sentinai.common.bus import build_broker, start_broker
 from sentinai.common.decisions import ActionCommand
 from sentinai.common.events import AnomalyDetected, MetricSample
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 
 async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_dead_letter() -> None:

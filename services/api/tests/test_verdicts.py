@@ -31,7 +31,7 @@ from sentinai.common import subjects
 from sentinai.common.actions import RestartComponent
 from sentinai.common.decisions import ActionProposed
 from sentinai.common.events import MetricSample
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

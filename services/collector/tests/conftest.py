@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sentinai.common.events import Event
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[3]

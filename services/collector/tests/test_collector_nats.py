@@ -15,7 +15,7 @@ from sentinai.collector.main import serve
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import streams, subjects
 from sentinai.common.events import MetricSample, decode
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 
 if TYPE_CHECKING:

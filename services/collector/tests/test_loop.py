@@ -13,7 +13,7 @@ from sentinai.collector.loop import publish_poll
 from sentinai.collector.poller import Poll
 from sentinai.common import streams
 from sentinai.common.events import LogBatch, MetricSample, decode
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from sentinai.common.net import free_port
 
 if TYPE_CHECKING:
     from conftest import Anvil
-    from sentinai.common.natsserver import EmbeddedNats
+    from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 

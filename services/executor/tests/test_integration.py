@@ -32,14 +32,14 @@ from nats.aio.msg import Msg
 from sentinai.common import subjects
 from sentinai.common.actions import Action, DeleteNamespace, ScaleCpu
 from sentinai.common.decisions import ActionApproved, ActionExecuted, AuditRecorded, VerifySpec
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.policy import Tier
 from sentinai.common.streams import ACTIONS, ensure_streams
 from sentinai.executor.main import serve
 from sentinai.executor.settings import ExecutorSettings
 from sentinai.twin.client import TwinControl
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.twinproc import TwinProcess
 
 pytestmark = pytest.mark.integration
 CHAIN = "twin"

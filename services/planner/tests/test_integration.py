@@ -24,7 +24,7 @@ from sentinai.common.decisions import (
     RcaCompleted,
 )
 from sentinai.common.incidents import RootCauseClass
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import open_state_store
 from sentinai.planner.records import Records

@@ -30,7 +30,7 @@ from sentinai.common.decisions import (
     ActionVerdict,
     requested_action_id,
 )
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.policy import DEFAULT_POLICY_FILE, load_policy
 from sentinai.planner import bus, cooldowns, logic

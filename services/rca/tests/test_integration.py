@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import AuditRecorded, RcaCompleted
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample, utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.rca.main import build_app
 from sentinai.rca.settings import RcaSettings

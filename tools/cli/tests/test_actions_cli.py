@@ -38,7 +38,7 @@ from sentinai.common.decisions import (
     requested_action_id,
 )
 from sentinai.common.events import utcnow
-from sentinai.common.natsserver import EmbeddedNats
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 
 CHAIN = "clitest"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sentinai.twin.process import TwinProcess
+from sentinai.devkit.twinproc import TwinProcess
 
 CHAINS = ("twin", "rollout", "incidents", "deploy", "rpc", "l1")
 

@@ -16,9 +16,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from sentinai.common.chains import load_chains
+from sentinai.devkit.twinproc import TwinProcess
 from sentinai.twin.client import TwinControl
 from sentinai.twin.model import ChainConfig
-from sentinai.twin.process import TwinProcess
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,6 @@ def test_chains_file_points_at_the_twin(twin_server: TwinProcess) -> None:
         "kubeconfig": str(twin_server.kubeconfig.resolve()),
         "namespace": "twin",
         "blockTimeS": 2,
-        "twinControl": f"{base}/control/chains/twin",
         "l1Rpc": f"{base}/chains/twin/l1",
         "batcherAddress": twin.batcher_address,
         "proposerAddress": twin.proposer_address,

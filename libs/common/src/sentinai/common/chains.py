@@ -60,7 +60,6 @@ class ChainConfig(BaseModel):
     kubeconfig: Path | None = None
     namespace: str = Field(default="default", min_length=1, max_length=63)
     block_time_s: float = Field(default=2.0, gt=0)
-    twin_control: AnyHttpUrl | None = None
     # Read on L1 (``l1Rpc``): the batcher's and proposer's balances, and the latest L2 block
     # proposed to the L2OutputOracle.
     l1_rpc: AnyHttpUrl | None = None

@@ -33,23 +33,8 @@ RootCauseClass = IncidentClass | Literal["unknown"]
 
 INCIDENT_CLASSES: Final[tuple[IncidentClass, ...]] = get_args(IncidentClass)
 
-# The OP Stack twin's incident kinds, named by what an operator injects, mapped to the class a
-# correct diagnosis names.
-TWIN_KIND_TO_CLASS: Final[dict[str, IncidentClass]] = {
-    "cpu_spike": "op_geth_cpu_saturation",
-    "txpool_flood": "txpool_spam",
-    "sequencer_stall": "sequencer_stall",
-    "l1_rpc_outage": "l1_rpc_outage",
-    "batcher_failure": "batcher_failure",
-    "op_geth_oom": "op_geth_oom",
-    "peer_loss": "peer_loss",
-    "disk_pressure": "disk_pressure",
-    "engine_api_failure": "engine_api_failure",
-    "jwt_mismatch": "jwt_mismatch",
-    "proposer_failure": "proposer_failure",
-    "l1_reorg": "l1_reorg",
-}
-
+# The defaults of ``settings.ChainRules`` (``SENTINAI_TXPOOL_CAP``, ``SENTINAI_STALL_BLOCK_TIMES``);
+# a service reads the rule from its settings, which may override them.
 # geth's legacypool default: 5120 pending slots (core/txpool/legacypool DefaultConfig.GlobalSlots).
 TXPOOL_CAP: Final = 5120.0
 # The OP Stack's stall rule (op-conductor: "unsafe head is not progressing as expected"): the unsafe

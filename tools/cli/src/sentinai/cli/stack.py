@@ -13,7 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinai.cli.supervisor import Child
-from sentinai.common.natsserver import nats_server_binary
+from sentinai.devkit.natsserver import nats_server_binary
 from sentinai.common.net import free_port
 
 SERVICES = ("detector", "collector", "api", "executor", "predictor", "planner", "rca")

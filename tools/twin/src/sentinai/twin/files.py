@@ -47,7 +47,6 @@ def chains_yaml(*, base_url: str, configs: Sequence[ChainConfig], kubeconfig_pat
             f"    kubeconfig: {kubeconfig_path.resolve()}",
             f"    namespace: {chain}",
             f"    blockTimeS: {cfg.block_time_s}",
-            f"    twinControl: {base_url}/control/chains/{chain}",
             f"    l1Rpc: {base_url}/chains/{chain}/l1",
             # Quoted: YAML reads an unquoted 0x… as an integer.
             f'    batcherAddress: "{cfg.batcher_address}"',

@@ -11,7 +11,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
+from sentinai.common.incidents import IncidentClass
 from sentinai.twin.model import Component, Incident
+
+# The twin's incident kinds, named by what an operator injects, mapped to the class a
+# correct diagnosis names.
+TWIN_KIND_TO_CLASS: Final[dict[str, IncidentClass]] = {
+    "cpu_spike": "op_geth_cpu_saturation",
+    "txpool_flood": "txpool_spam",
+    "sequencer_stall": "sequencer_stall",
+    "l1_rpc_outage": "l1_rpc_outage",
+    "batcher_failure": "batcher_failure",
+    "op_geth_oom": "op_geth_oom",
+    "peer_loss": "peer_loss",
+    "disk_pressure": "disk_pressure",
+    "engine_api_failure": "engine_api_failure",
+    "jwt_mismatch": "jwt_mismatch",
+    "proposer_failure": "proposer_failure",
+    "l1_reorg": "l1_reorg",
+}
 
 # kind → (what it does, default parameters)
 KINDS: Final[dict[str, tuple[str, dict[str, float]]]] = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentinai.common.net import free_port, wait_for_port
-from sentinai.common.procs import stop_group
+from sentinai.devkit.procs import stop_group
 
 
 class NatsServerNotFoundError(RuntimeError):

@@ -1,4 +1,4 @@
-"""The twin as a child process (for ``sentinai up`` and for tests): start, wait until it answers, stop."""
+"""The twin as a child process (for `sentinai up`, tests and benchmarks): start, wait until it answers, stop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from sentinai.common.procs import stop_group
+from sentinai.devkit.procs import stop_group
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TwinProcess:
                     raise TimeoutError(f"twin did not start within {timeout_s:.0f}s")
                 time.sleep(0.05)
             first = yaml.safe_load(self.chains_file.read_text())["chains"][0]
-            self.base_url = first["twinControl"].split("/control/")[0]
+            self.base_url = first["l2Rpc"].split("/chains/")[0]
             # The socket was bound before the file was written: this waits for the app, not a port.
             remaining = max(1.0, deadline - time.monotonic())
             httpx.get(f"{self.base_url}/control/health", timeout=remaining).raise_for_status()

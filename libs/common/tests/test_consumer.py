@@ -1,0 +1,170 @@
+"""The one consumer idiom and its error policy, on a real nats-server: what comes back, what is given up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from faststream.nats import NatsBroker
+
+from sentinai.common import consumer, streams, subjects
+from sentinai.common.bus import DeadLetters, publish_event, start_broker
+from sentinai.common.consumer import Permanent, Retry, RetryPolicy, settlement
+from sentinai.common.events import DeadLetter, Event, decode
+from sentinai.common.state import StateStoreError
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.spy import Spy
+from sentinai.devkit.waits import eventually
+
+FAST = RetryPolicy(first_delay_s=0.05, max_delay_s=0.2, max_deliveries=4)
+SUBJECT = subjects.incident_resolved("c1")
+
+
+class Ping(Event):
+    n: int
+
+
+@pytest.mark.parametrize(
+    ("exc", "deliveries", "dead", "delay_s", "cause"),
+    [
+        pytest.param(ConnectionError("redis"), 1, False, 0.05, "outage", id="outage-first-retry-soon"),
+        pytest.param(StateStoreError("kv"), 3, False, 0.2, "outage", id="outage-delay-grows-to-its-cap"),
+        pytest.param(ValueError("bug"), 2, False, 0.1, "error", id="unknown-error-retried"),
+        pytest.param(ValueError("bug"), 4, True, 0.0, "gave_up", id="last-delivery-gives-up"),
+        pytest.param(Permanent("no such chain"), 1, True, 0.0, "permanent", id="permanent-at-once"),
+        pytest.param(Retry("busy", after_s=5.0), 99, False, 5.0, "retry", id="retry-never-gives-up"),
+    ],
+)
+def test_the_policy_decides_by_the_failure_and_the_delivery_count(
+    exc: BaseException, deliveries: int, dead: bool, delay_s: float, cause: str
+) -> None:
+    settled = settlement(exc, deliveries=deliveries, policy=FAST)
+    assert (settled.dead_letter, settled.delay_s, settled.cause) == (dead, pytest.approx(delay_s), cause)
+    if cause == "gave_up":
+        assert settled.reason == "gave up after 4 deliveries: ValueError: bug"
+
+
+def test_the_default_policy_rides_out_a_long_outage_with_bounded_waits() -> None:
+    policy = consumer.DEFAULT_POLICY
+    waits = [policy.delay_s(n) for n in range(1, policy.max_deliveries)]
+    assert waits[:4] == [1.0, 2.0, 4.0, 8.0] and max(waits) == policy.max_delay_s
+    assert sum(waits) > 30 * 60  # half an hour of outage before anything is dead-lettered
+
+
+Handle = Callable[[Ping], Awaitable[None]]
+
+
+@pytest.fixture
+async def wire(nats_server: EmbeddedNats) -> AsyncIterator[Callable[[Handle], Awaitable[Spy]]]:
+    brokers: list[NatsBroker] = []
+
+    async def start(handle: Handle) -> Spy:
+        broker = NatsBroker(nats_server.url)
+        dead = DeadLetters(broker, service="test")
+        consumer.durable_consumer(
+            broker,
+            dead,
+            service="test",
+            name="on_ping",
+            subject=SUBJECT,
+            stream=streams.EVENTS,
+            durable="test-pings",
+            event_type=Ping,
+            handle=handle,
+            policy=FAST,
+        )
+        letters = Spy().attach(broker, subjects.dead_letter("test"), streams.DEAD_LETTER)
+        brokers.append(broker)
+        await start_broker(broker)
+        return letters
+
+    yield start
+    for broker in brokers:
+        await broker.stop()
+
+
+async def publish(broker_url: str, body: bytes | Ping) -> None:
+    broker = NatsBroker(broker_url)
+    await broker.connect()
+    try:
+        if isinstance(body, Ping):
+            await publish_event(broker, SUBJECT, body, stream=streams.EVENTS)
+        else:
+            await broker.publish(body, SUBJECT, stream=streams.EVENTS.name, timeout=5.0)
+    finally:
+        await broker.stop()
+
+
+async def test_an_outage_is_ridden_out_and_the_message_handled_once(
+    nats_server: EmbeddedNats, wire: Callable[[Handle], Awaitable[Spy]]
+) -> None:
+    calls: list[int] = []
+    done: list[int] = []
+
+    async def handle(ping: Ping) -> None:
+        calls.append(ping.n)
+        if len(calls) < 3:
+            raise ConnectionError("redis is restarting")
+        done.append(ping.n)
+
+    letters = await wire(handle)
+    await publish(nats_server.url, Ping(chain_id="c1", n=7))
+    await eventually(lambda: done, timeout_s=10, what="the ping handled after two outages")
+    await asyncio.sleep(0.5)  # long enough for a stray redelivery (0.2 s) to show
+    assert calls == [7, 7, 7] and done == [7] and not letters.bodies
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_error_and_not_seen_again(
+    nats_server: EmbeddedNats, wire: Callable[[Handle], Awaitable[Spy]]
+) -> None:
+    calls: list[int] = []
+
+    async def handle(ping: Ping) -> None:
+        calls.append(ping.n)
+        raise KeyError("a bug")
+
+    letters = await wire(handle)
+    await publish(nats_server.url, Ping(chain_id="c1", n=1))
+    await eventually(lambda: letters.bodies, timeout_s=10, what="the dead letter")
+    letter = decode(DeadLetter, letters.bodies[0])
+    assert letter.reason == "gave up after 4 deliveries: KeyError: 'a bug'"
+    assert letter.subject == SUBJECT and '"n":1' in letter.payload
+    await asyncio.sleep(0.5)
+    assert calls == [1, 1, 1, 1]
+
+
+async def test_a_permanent_failure_and_a_malformed_body_are_dead_lettered_at_once(
+    nats_server: EmbeddedNats, wire: Callable[[Handle], Awaitable[Spy]]
+) -> None:
+    calls: list[int] = []
+
+    async def handle(ping: Ping) -> None:
+        calls.append(ping.n)
+        raise Permanent(f"ping {ping.n} names no known action")
+
+    letters = await wire(handle)
+    await publish(nats_server.url, Ping(chain_id="c1", n=2))
+    await publish(nats_server.url, b"{not json")
+    await eventually(lambda: len(letters.bodies) == 2, timeout_s=10, what="two dead letters")
+    reasons = sorted(decode(DeadLetter, body).reason for body in letters.bodies)
+    assert reasons[1] == "ping 2 names no known action"
+    assert "Ping" in reasons[0]  # the decode error names the expected event
+    assert calls == [2]
+
+
+async def test_retry_asks_again_later_beyond_the_delivery_bound(
+    nats_server: EmbeddedNats, wire: Callable[[Handle], Awaitable[Spy]]
+) -> None:
+    calls: list[int] = []
+
+    async def handle(ping: Ping) -> None:
+        calls.append(ping.n)
+        if len(calls) <= 5:  # more than FAST.max_deliveries
+            raise Retry("another replica holds it", after_s=0.05)
+
+    letters = await wire(handle)
+    await publish(nats_server.url, Ping(chain_id="c1", n=3))
+    await eventually(lambda: len(calls) == 6, timeout_s=10, what="the sixth delivery")
+    await asyncio.sleep(0.3)
+    assert len(calls) == 6 and not letters.bodies
