@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pydantic.alias_generators import to_camel
 
 from sentinai.common.actions import Action
-from sentinai.common.events import Component, Event, Severity
+from sentinai.common.events import Component, Event, Severity, derived_id
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import Tier
 
@@ -94,8 +94,7 @@ class RcaCompleted(Event):
 
 def incident_resolved_id(chain_id: str, incident_id: str) -> str:
     """The one event id of an incident's resolution: republished, it is stored and handled once."""
-    digest = hashlib.sha256(f"incident-resolved|{chain_id}|{incident_id}".encode()).hexdigest()
-    return f"resolved-{digest[:24]}"
+    return derived_id("incident-resolved", chain_id, incident_id)
 
 
 class IncidentResolved(Event):
@@ -249,7 +248,11 @@ class ActionVerdict(Event):
 
 
 def action_id(chain_id: str, basis: str | None, action: Action) -> str:
-    """Deterministic: the same action for the same basis (episode, request) of a chain gets the same id."""
+    """Deterministic: the same action for the same basis (episode, request) of a chain gets the same id.
+
+    An action id, not an event id (those are ``events.derived_id``): people read and type it in
+    approvals and the api's routes, so it keeps its short ``act-`` form.
+    """
     body = action.model_dump_json(by_alias=True)
     digest = hashlib.sha256(f"{chain_id}|{basis or ''}|{body}".encode()).hexdigest()
     return f"act-{digest[:16]}"

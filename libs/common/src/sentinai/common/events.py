@@ -8,6 +8,7 @@ seed's camelCase names (``zScore``, ``rootCause`` …) through aliases.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
@@ -31,6 +32,24 @@ SubjectToken = Annotated[str, Field(min_length=1, max_length=64)]
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def derived_id(*parts: str | int | float) -> str:
+    """The one deterministic event id: 32 lowercase hex digits, blake2b (16 bytes) of the parts.
+
+    The parts are ``str()``-ed and joined by ``|``: ``derived_id("rca", episode_id, basis)`` hashes
+    ``"rca|<episode_id>|<basis>"``. Whoever publishes the same event again (a retry, a replay, a
+    second replica) derives the same id, so JetStream (``Nats-Msg-Id``) and readers keep it once.
+    Lead with a constant naming the kind of event, so two kinds built on the same ids never meet.
+    Parts are not escaped: ("a|b", "c") and ("a", "b|c") give the same id.
+
+    Not for subject tokens (``subjects.action_verdict`` hashes an id into a subject, a different
+    shape for a different purpose) nor for action ids (``decisions.action_id``, which people type).
+    """
+    if not parts:
+        raise ValueError("derived_id needs at least one part")
+    text = "|".join(str(part) for part in parts)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def utcnow() -> datetime:

@@ -19,6 +19,69 @@ from sentinai.common.incidents import RootCauseClass
 Tier = Literal["low", "medium", "high", "critical"]
 TIER_RANK: Final[dict[Tier, int]] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
+# Float arithmetic leaves crumbs (0.1 * 3 is 0.30000000000000004): vCPU amounts closer than this are
+# the same amount.
+EPS: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """The vCPU steps a component may be given, lowest first; amounts are compared within ``EPS``.
+
+    Built from any order and repeats (``Ladder((4, 1, 2, 2))`` has steps 1, 2, 4); empty or a step
+    that is not positive is a ``ValueError``.
+    """
+
+    steps: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        steps = tuple(sorted({float(step) for step in self.steps}))
+        if not steps or steps[0] <= 0:
+            raise ValueError(f"the vCPU ladder needs at least one positive step, not {self.steps!r}")
+        object.__setattr__(self, "steps", steps)
+
+    @property
+    def floor(self) -> float:
+        return self.steps[0]
+
+    @property
+    def top(self) -> float:
+        return self.steps[-1]
+
+    def fit(self, cores: float, *, tolerance: float = EPS) -> float:
+        """The smallest step that holds ``cores`` (within ``tolerance``); the top if none does."""
+        return next((step for step in self.steps if step >= cores - tolerance), self.top)
+
+    def above(self, vcpu: float) -> float | None:
+        """The next step up from ``vcpu`` (on the ladder or not); ``None`` at or over the top."""
+        return next((step for step in self.steps if step > vcpu + EPS), None)
+
+    def below(self, vcpu: float) -> float | None:
+        """The next step down from ``vcpu`` (on the ladder or not); ``None`` at or under the floor."""
+        return next((step for step in reversed(self.steps) if step < vcpu - EPS), None)
+
+    def contains(self, vcpu: float) -> bool:
+        return any(abs(vcpu - step) < EPS for step in self.steps)
+
+    def index(self, vcpu: float) -> int:
+        """The position of step ``vcpu`` (0 is the floor); ``ValueError`` off the ladder."""
+        for position, step in enumerate(self.steps):
+            if abs(vcpu - step) < EPS:
+                return position
+        raise ValueError(f"{vcpu:g} vCPU is not a step of the ladder {self}")
+
+    @staticmethod
+    def compare(a: float, b: float) -> int:
+        """-1, 0 or 1 as vCPU amount ``a`` is less than, the same as (within ``EPS``) or more than ``b``."""
+        if a > b + EPS:
+            return 1
+        if a < b - EPS:
+            return -1
+        return 0
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step:g}" for step in self.steps)
+
 
 class TierRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,6 +130,16 @@ class Policy(BaseModel):
         if missing:
             raise ValueError(f"tiers must define every tier; missing: {', '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _ladder_has_steps(self) -> Policy:
+        Ladder(self.vcpu_ladder)  # raises on an empty ladder or a step that is not positive
+        return self
+
+    @property
+    def ladder(self) -> Ladder:
+        """``vcpu_ladder`` as a ``Ladder``: sorted, each step once."""
+        return Ladder(self.vcpu_ladder)
 
 
 class PolicyError(ValueError):
@@ -145,4 +218,4 @@ def _tier_of(action: Action, policy: Policy, incident: RootCauseClass | None) ->
 
 
 def on_ladder(vcpu: float, policy: Policy) -> bool:
-    return any(abs(vcpu - step) < 1e-9 for step in policy.vcpu_ladder)
+    return policy.ladder.contains(vcpu)

@@ -9,14 +9,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sentinai.common.incidents import STALL_BLOCK_TIMES, TXPOOL_CAP
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 
 
 def _shared(name: str) -> AliasChoices:
     return AliasChoices(f"SENTINAI_{name}")
+
+
+class ChainRules(BaseModel):
+    """Facts about the chains every service judges by, the same in all of them.
+
+    ``stall_block_times``: an unsafe head older than this many block times has stopped.
+    ``txpool_cap``: the pending transactions op-geth's pool holds before it drops any.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stall_block_times: float = Field(default=STALL_BLOCK_TIMES, gt=0)
+    txpool_cap: float = Field(default=TXPOOL_CAP, gt=0)
+
+    def stall_limit_s(self, block_time_s: float) -> float:
+        """How old the unsafe head may grow, in seconds, before it counts as stalled."""
+        return self.stall_block_times * block_time_s
 
 
 class ServiceSettings(BaseSettings):
@@ -36,6 +55,15 @@ class ServiceSettings(BaseSettings):
     nats_creds: Path | None = Field(default=None, validation_alias=_shared("NATS_CREDS"))
     # The CA that signed the NATS server's certificate (PEM), for a ``tls://`` server URL.
     nats_tls_ca: Path | None = Field(default=None, validation_alias=_shared("NATS_TLS_CA"))
+    # ChainRules, read from one variable each so that no two services judge a stall differently.
+    stall_block_times: float = Field(
+        default=STALL_BLOCK_TIMES, gt=0, validation_alias=_shared("STALL_BLOCK_TIMES")
+    )
+    txpool_cap: float = Field(default=TXPOOL_CAP, gt=0, validation_alias=_shared("TXPOOL_CAP"))
+
+    @property
+    def chain_rules(self) -> ChainRules:
+        return ChainRules(stall_block_times=self.stall_block_times, txpool_cap=self.txpool_cap)
 
 
 class ProvisionSettings(ServiceSettings):
