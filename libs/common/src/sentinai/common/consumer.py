@@ -12,8 +12,9 @@
   and acknowledges it, so a poison message never loops forever.
 
 Two delivery modes use this policy: ``durable_consumer`` (one message per fetch, handled before the
-next — a single ordered writer; or a push queue group whose replicas share the work) for events,
-and the batched pull loops of ``common.pull`` for telemetry.
+next — a single ordered writer; a push queue group whose replicas share the work; or a process's
+own ephemeral consumer, for a read model a restart rebuilds) for events, and the batched pull loops
+of ``common.pull`` for telemetry.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage, PullSub
@@ -182,6 +183,18 @@ async def _kept_alive(msg: Msg, *, every_s: float | None) -> AsyncIterator[None]
 Handler = Callable[[E], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Received(Generic[E]):
+    """A decoded event with the message it came in: for a handler that passes the exact bytes on."""
+
+    event: E
+    subject: str
+    body: bytes
+
+
+ReceivedHandler = Callable[[Received[E]], Awaitable[None]]
+
+
 def durable_consumer(
     broker: NatsBroker,
     dead: DeadLetters,
@@ -190,9 +203,10 @@ def durable_consumer(
     name: str,
     subject: str,
     stream: StreamSpec,
-    durable: str,
-    event_type: type[E] | Callable[[str], type[E]],
-    handle: Handler[E],
+    durable: str | None,
+    event_type: type[E] | Callable[[str], type[E] | None],
+    handle: Handler[E] | None = None,
+    handle_received: ReceivedHandler[E] | None = None,
     deliver: DeliverPolicy | None = None,
     config: ConsumerConfig | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
@@ -208,15 +222,34 @@ def durable_consumer(
     message at a time; ``queue=True`` makes it a push consumer shared by the replicas of a queue
     group named ``durable`` (each message to one of them), handling up to ``max_workers`` at once.
     ``keep_alive_s``: send progress beats that often while a handler runs.
+
+    ``durable=None`` makes it an ephemeral push consumer of this process alone (a per-replica read
+    model that a restart rebuilds from ``config``'s start): not shared, gone with the connection.
+    An ``event_type`` function may return ``None`` for a subject the consumer does not handle: such
+    a message is acknowledged unread (not decoded, never dead-lettered). ``handle_received``, given
+    instead of ``handle``, gets the event with its subject and exact bytes (``Received``).
     """
-    choose: Callable[[str], type[E]] = (
+    if (handle is None) == (handle_received is None):
+        raise TypeError("durable_consumer takes exactly one of handle and handle_received")
+    if durable is None and queue:
+        raise ValueError("a queue group shares a durable consumer: name it")
+    choose: Callable[[str], type[E] | None] = (
         (lambda _subject: event_type) if isinstance(event_type, type) else event_type
     )
     fixed_kind = to_snake(event_type.__name__) if isinstance(event_type, type) else None
 
+    async def call(event: E, raw: Msg, body: bytes) -> None:
+        if handle is not None:
+            await handle(event)
+        elif handle_received is not None:
+            await handle_received(Received(event, raw.subject, body))
+
     async def on_message(msg: NatsMessage) -> None:
         raw: Msg = msg.raw_message
         model = choose(raw.subject)
+        if model is None:
+            await raw.ack()
+            return
         kind = fixed_kind or to_snake(model.__name__)
         event = await dead.decode(model, subject=raw.subject, body=msg.body)
         if event is None:
@@ -225,7 +258,7 @@ def durable_consumer(
         jsonlog.bind(chain=event.chain_id, correlation_id=event.correlation_id)
         try:
             async with _kept_alive(raw, every_s=keep_alive_s):
-                await handle(event)
+                await call(event, raw, msg.body)
         except Exception as exc:
             await settle_failure(raw, exc, dead=dead, service=service, kind=kind, policy=policy)
             return
@@ -247,6 +280,7 @@ def durable_consumer(
         options["queue"] = durable
         if max_workers is not None:
             options["max_workers"] = max_workers
-    else:
+    elif durable is not None:
         options["pull_sub"] = PullSub(batch_size=1, timeout=1.0)
+    # else: an ephemeral consumer, pushed to this process alone.
     broker.subscriber(subject, **options)(on_message)
