@@ -55,29 +55,29 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench-pipeline: setup
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.stack.pipeline
 
 # N twin chains at 1 Hz through `sentinai up`, 10 min per N: BENCH_LOAD_ARGS="--duration 120 --chains 50,100".
 bench-load: setup
-	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
+	$(BIN)/python -m bench.stack.load $(BENCH_LOAD_ARGS)
 
 bench-loop: setup
-	$(BIN)/python bench/loop.py
+	$(BIN)/python -m bench.stack.loop
 
 bench-api: setup
-	$(BIN)/python bench/api_load.py
+	$(BIN)/python -m bench.stack.api_load
 
 bench-nab: setup
-	$(BIN)/python bench/nab.py --nab $(NAB)
+	$(BIN)/python -m bench.nab --nab $(NAB)
 
 bench-scaling: setup
-	$(BIN)/python bench/scaling.py --nab $(NAB)
+	$(BIN)/python -m bench.scaling --nab $(NAB)
 
 bench-predict: setup
-	$(BIN)/python bench/predict_latency.py
+	$(BIN)/python -m bench.scaling.predict_latency
 
 eval: setup
-	$(BIN)/python bench/eval.py
+	$(BIN)/python -m bench.eval
 
 # The bus's AsyncAPI document, served by the api at /asyncapi; a test fails when it is stale.
 asyncapi: setup

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval_replay import PlanStage, RcaStage, replay
-from eval_scenarios import Scenario
-from eval_score import Run
-from eval_telemetry import generate
-
+from bench.eval.replay import PlanStage, RcaStage, replay
+from bench.eval.scenarios import Scenario
+from bench.eval.score import Run
+from bench.eval.telemetry import generate
 from sentinai.common.policy import load_policy
 from sentinai.detector.settings import DetectorSettings
 from sentinai.planner.settings import PlannerSettings

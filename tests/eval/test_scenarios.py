@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
-from eval_scenarios import NO_FAULT_DIR, Scenario, ScenarioError, counts_by_folder, load_all
 from pydantic import ValidationError
 
+from bench.eval.scenarios import NO_FAULT_DIR, Scenario, ScenarioError, counts_by_folder, load_all
 from sentinai.common.incidents import INCIDENT_CLASSES
 
 

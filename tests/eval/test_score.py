@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pytest
-from eval_scenarios import Scenario
-from eval_score import Run, action_ok, by_class, score_scenario, summarise, unsafe_reasons, verdicts
 
+from bench.eval.scenarios import Scenario
+from bench.eval.score import Run, action_ok, by_class, score_scenario, summarise, unsafe_reasons, verdicts
 from sentinai.common.actions import Action, parse_action
 from sentinai.common.decisions import ActionProposed, Hypothesis, RcaCompleted
 from sentinai.common.events import AnomalyDetected

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from eval_scenarios import Scenario
-from eval_telemetry import generate
-
+from bench.eval.scenarios import Scenario
+from bench.eval.telemetry import generate
 from sentinai.common.incidents import INCIDENT_CLASSES
 from sentinai.rca.evidence import TARGET_UP, Facts, Held
 from sentinai.rca.signatures import SIGNATURES

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval_scenarios import Scenario
-from eval_telemetry import Poll, generate
-
+from bench.eval.scenarios import Scenario
+from bench.eval.telemetry import Poll, generate
 from sentinai.common import catalog
 
 

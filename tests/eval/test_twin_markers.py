@@ -4,9 +4,9 @@ messages the catalogue's markers name, read the way the collector reads the twin
 from __future__ import annotations
 
 import pytest
-from eval_scenarios import Scenario
-from eval_telemetry import generate
 
+from bench.eval.scenarios import Scenario
+from bench.eval.telemetry import generate
 from sentinai.common.incidents import MARKERS_OF
 from sentinai.twin.incidents import TWIN_KIND_TO_CLASS
 

@@ -18,8 +18,8 @@ from upstack import eventually
 
 from sentinai.common import natsauth
 from sentinai.common.net import wait_for_port
-from sentinai.devkit.procs import stop_group
 from sentinai.common.streams import ensure_streams
+from sentinai.devkit.procs import stop_group
 
 
 def health_port(pid: int, name: str) -> int:

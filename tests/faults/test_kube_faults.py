@@ -25,8 +25,8 @@ from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
 from sentinai.common.decisions import ActionApproved
 from sentinai.devkit.natsserver import EmbeddedNats
-from sentinai.twin.client import TwinControl
 from sentinai.devkit.twinproc import TwinProcess
+from sentinai.twin.client import TwinControl
 
 pytestmark = pytest.mark.integration
 CHAINS = ("conflict", "exhausted", "lost")

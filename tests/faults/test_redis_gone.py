@@ -26,8 +26,8 @@ from sentinai.common import subjects
 from sentinai.common.actions import Action, Notify, RestartComponent
 from sentinai.common.decisions import ActionCommand, ActionRequested, requested_action_id
 from sentinai.common.events import Event
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 CHAIN = "red"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from serviceproc import Service
 from sentinai.common import subjects
 from sentinai.common.events import MetricSample
 from sentinai.devkit.natsserver import EmbeddedNats
-from sentinai.twin.client import TwinControl
 from sentinai.devkit.twinproc import TwinProcess
+from sentinai.devkit.waits import eventually
+from sentinai.twin.client import TwinControl
 
 pytestmark = pytest.mark.integration
 POLL_S = 1.0
@@ -89,13 +90,6 @@ async def listening(rig: Rig) -> AsyncIterator[Samples]:
         await nc.close()
 
 
-async def until(check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not seen within {timeout_s}s"
-        await asyncio.sleep(0.1)
-
-
 # The error each fault must produce in the sample: the HTTP status, or the timeout.
 FAULTS = (("down", ("502 Bad Gateway",)), ("hang", ("timed out", "no answer within")))
 
@@ -103,10 +97,11 @@ FAULTS = (("down", ("502 Bad Gateway",)), ("hang", ("timed out", "no answer with
 async def test_rpc_down_then_hanging_is_reported_and_the_other_chain_keeps_its_cadence(rig: Rig) -> None:
     async with listening(rig) as samples:
         start = time.monotonic()
-        await until(
+        await eventually(
             lambda: min(len(samples.since(start, chain=c)) for c in ("alpha", "beta")) >= 2,
             timeout_s=60,
             what="both chains sampled",
+            every_s=0.1,
         )
         assert all(s.target_up for s in samples.since(start, chain="alpha"))
 
@@ -129,10 +124,11 @@ async def test_rpc_down_then_hanging_is_reported_and_the_other_chain_keeps_its_c
             assert pods and all(s.target_up for s in pods)
             rig.control.rpc_fault("alpha", None)
             healed = time.monotonic()
-            await until(
+            await eventually(
                 lambda healed=healed: any(s.target_up for s in samples.since(healed, chain="alpha")),
                 timeout_s=RPC_TIMEOUT_S + 5 * POLL_S,
                 what=f"alpha's RPC back after {mode}",
+                every_s=0.1,
             )
     assert "target down" in rig.collector.output()
     assert rig.collector.proc.poll() is None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from hostile_support import consumers_of, eventually
+from hostile_support import consumers_of
 from nats.aio.msg import Msg
 from serviceproc import Service, start_all, stop_every
 
@@ -44,6 +44,7 @@ from sentinai.common.events import (
     utcnow,
 )
 from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 pytestmark = pytest.mark.integration
 

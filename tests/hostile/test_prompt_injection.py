@@ -24,7 +24,7 @@ import incidents
 import nats
 import pytest
 import redteam
-from hostile_support import eventually, read_stream
+from hostile_support import read_stream
 from nats.js import JetStreamContext
 from redteam import ANSWERS, PAYLOADS, FakeLlm, Payload
 from serviceproc import Service, start_all, stop_every
@@ -48,8 +48,9 @@ from sentinai.common.decisions import (
     RcaCompleted,
 )
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.policy import Tier, classify, load_policy, on_ladder
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 pytestmark = pytest.mark.integration
 

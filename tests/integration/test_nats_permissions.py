@@ -12,11 +12,9 @@ import contextlib
 import json
 import ssl
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import nats
 import pytest
@@ -28,14 +26,14 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from sentinai.common import natsauth, streams, subjects
 from sentinai.common.bus import build_broker
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import NatsKvStateStore
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 from sentinai.executor import logic as executor_logic
 from sentinai.planner import records as planner_records
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
 BUCKET = "sentinai"
 # How long a denied JetStream request waits before giving up (the server drops it silently).
 DENIED_WAIT_S = 1.0
@@ -79,20 +77,11 @@ class Client:
         """
         kind = "for subscription to" if subscribe else "for publish to"
         expected = f'permissions violation {kind} "{subject.lower()}"'
-        return await until(
+        return await eventually(
             lambda: next((e for e in self.errors if expected in e), None),
             timeout_s=timeout_s,
             what=f"a permissions violation for {subject} (errors: {self.errors})",
         )
-
-
-async def until(check: Callable[[], T | None], *, timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (found := check()) is not None:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout_s}s")
 
 
 @contextlib.asynccontextmanager

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,9 +22,10 @@ from sentinai.common.actions import RestartComponent
 from sentinai.common.bus import DeadLetters, build_broker, start_broker
 from sentinai.common.decisions import ActionProposed
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, Severity, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.settings import ServiceSettings
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 pytestmark = pytest.mark.integration
 CHAIN = "itest"
@@ -56,14 +55,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-async def until(check: Callable[[], bool], *, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout_s}s")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -172,9 +163,15 @@ async def test_pages_open_and_close_with_the_incident_and_approvals_reach_slack(
                 await js.publish(subject, event.to_json(), stream=stream.name)
             await js.publish(subjects.anomaly_detected(CHAIN), b"{not json", stream=streams.EVENTS.name)
 
-            await until(lambda: len(pager.bodies) >= 2, what="trigger and resolve at the pager")
-            await until(lambda: len(slack.bodies) >= 1, what="the approval message in slack")
-            await until(lambda: len(letters) >= 3, what="dead letters: two failed posts, one bad event")
+            await eventually(
+                lambda: len(pager.bodies) >= 2, timeout_s=20, what="trigger and resolve at the pager"
+            )
+            await eventually(
+                lambda: len(slack.bodies) >= 1, timeout_s=20, what="the approval message in slack"
+            )
+            await eventually(
+                lambda: len(letters) >= 3, timeout_s=20, what="dead letters: two failed posts, one bad event"
+            )
 
         # Only the high incident pages, opened then closed under one key, each exactly once.
         assert [(b["event_action"], b["dedup_key"]) for b in pager.bodies] == [

@@ -27,8 +27,9 @@ from sentinai.common import streams, subjects
 from sentinai.common.actions import RestartComponent
 from sentinai.common.decisions import ActionProposed, RcaCompleted
 from sentinai.common.events import AnomalyDetected, Event, MetricSample, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually_sync
 
 pytestmark = pytest.mark.integration
 KEY = "schemathesis-key"
@@ -122,10 +123,12 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout_s=30)
-        for _ in range(100):
-            if httpx.get(f"{url}/api/chains", timeout=5).json()["chains"]:
-                break
-            asyncio.run(asyncio.sleep(0.1))
+        eventually_sync(
+            lambda: httpx.get(f"{url}/api/chains", timeout=5).json()["chains"],
+            timeout_s=10,
+            what="a chain in /api/chains",
+            every_s=0.1,
+        )
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The NAB scorer and harness are plain modules under ``bench/``; their tests import them from there."""
+"""The NAB scorer and harness are the ``bench.nab`` package at the repository root; their tests import it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 
 # Where the workplace keeps the shared NAB data; a checkout elsewhere names it with SENTINAI_NAB.

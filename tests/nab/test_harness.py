@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nab import SeedZScore, Series, default_detectors, load_series, run_detector, write_results
-from nab_score import load_corpus, load_scores, read_columns
+
+from bench.nab.run import SeedZScore, Series, default_detectors, load_series, run_detector, write_results
+from bench.nab.score import load_corpus, load_scores, read_columns
 
 PROFILES = {"standard": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}}}
 

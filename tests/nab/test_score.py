@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nab_score import (
+
+from bench.nab.score import (
     MAX_TP,
     FileLayout,
     Profile,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from serviceproc import Service
+
+from sentinai.devkit.waits import eventually
 
 
 @pytest.fixture
@@ -30,24 +30,12 @@ def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
             service.stop()
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout_s: float, what: str) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            answer = check()
-            if answer if isinstance(answer, bool) else await answer:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
-        await asyncio.sleep(0.2)
-
-
 async def healthy(*procs: Service, timeout_s: float = 30.0) -> None:
     for service in procs:
         await eventually(
             lambda s=service: s.alive() and s.healthy(),  # type: ignore[misc]
             timeout_s=timeout_s,
             what=f"{service.name} healthy ({service.output()[-2000:]})",
+            every_s=0.2,
+            tolerate=(httpx.HTTPError,),
         )

@@ -16,7 +16,8 @@ from serviceproc import Service
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample, utcnow
 from sentinai.devkit.natsserver import EmbeddedNats
-from tests.scaleout.conftest import eventually, healthy
+from sentinai.devkit.waits import eventually
+from tests.scaleout.conftest import healthy
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.msg import Msg
@@ -17,10 +18,11 @@ from sentinai.common import subjects
 from sentinai.common.actions import ScaleCpu
 from sentinai.common.decisions import ActionApproved, ActionExecuted, ActionProposed
 from sentinai.common.events import AnomalyDetected, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.streams import ACTIONS, EVENTS, ensure_streams
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.devkit.twinproc import TwinProcess
-from tests.scaleout.conftest import eventually, healthy
+from sentinai.devkit.waits import eventually
+from tests.scaleout.conftest import healthy
 
 pytestmark = pytest.mark.integration
 CHAIN = "twin"
@@ -141,7 +143,11 @@ async def test_two_api_replicas_serve_the_same_state(
             return first == second and len(first[0]) == 5 and len(first[1]) == 5
 
         await eventually(
-            agree, timeout_s=20, what=f"both replicas show 5 actions and 5 anomalies {state(apis[0])}"
+            agree,
+            timeout_s=20,
+            what=f"both replicas show 5 actions and 5 anomalies {state(apis[0])}",
+            every_s=0.2,
+            tolerate=(httpx.HTTPError,),
         )
         assert {status for _, status in state(apis[0])[0]} == {"pending_approval"}
     finally:

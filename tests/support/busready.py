@@ -7,25 +7,25 @@ in a few hundred milliseconds therefore waits until every consumer exists.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 
+from sentinai.devkit.waits import eventually
+
 
 async def consumers_created(url: str, expected: int, *, timeout_s: float = 15.0) -> None:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        deadline = time.monotonic() + timeout_s
-        while sum(info.state.consumer_count for info in await js.streams_info()) < expected:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{expected} consumers not created within {timeout_s}s")
-            await asyncio.sleep(0.05)
+
+        async def created() -> bool:
+            return sum(info.state.consumer_count for info in await js.streams_info()) >= expected
+
+        await eventually(created, timeout_s=timeout_s, what=f"{expected} consumers created")
     finally:
         await nc.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from upstack import clean_env
 
 from sentinai.common.net import free_port
 from sentinai.devkit.procs import stop_group
+from sentinai.devkit.waits import eventually_sync
 
 
 def _port_env(name: str) -> str:
@@ -95,21 +95,26 @@ def start_all(
     started = {
         name: Service.start(name, nats_url=nats_url, workdir=workdir, env=env.get(name, {})) for name in names
     }
-    deadline = time.monotonic() + 60
     waiting = set(started)
-    while waiting and time.monotonic() < deadline:
+
+    def all_healthy() -> bool:
         for name in sorted(waiting):
             service = started[name]
             if not service.alive():
-                stop_every(started)
-                raise AssertionError(f"{name} exited at start:\n{service.output()[-3000:]}")
+                raise ChildProcessError(f"{name} exited at start:\n{service.output()[-3000:]}")
             if service.healthy():
                 waiting.discard(name)
-        time.sleep(0.2)
-    if waiting:
+        return not waiting
+
+    try:
+        eventually_sync(all_healthy, timeout_s=60, what="every service healthy", every_s=0.2)
+    except ChildProcessError as exited:  # no point waiting for the others
+        stop_every(started)
+        raise AssertionError(str(exited)) from None
+    except AssertionError:
         logs = "\n".join(f"--- {n}\n{started[n].output()[-2000:]}" for n in sorted(waiting))
         stop_every(started)
-        raise AssertionError(f"not healthy within 60s: {sorted(waiting)}\n{logs}")
+        raise AssertionError(f"not healthy within 60s: {sorted(waiting)}\n{logs}") from None
     return started
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -11,6 +10,7 @@ from typing import Any, Literal
 import uvicorn
 
 from sentinai.common.net import free_port
+from sentinai.devkit.waits import eventually_sync
 
 
 @contextmanager
@@ -37,10 +37,12 @@ def serving(
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn did not start"
+        return server.started
+
+    eventually_sync(started, timeout_s=timeout_s, what="uvicorn started", every_s=0.02)
     try:
         yield f"http://{host}:{port}"
     finally:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from sentinai.common.net import free_port
+from sentinai.devkit.waits import eventually_sync
 
 T = TypeVar("T")
 SENTINAI = str(Path(sys.executable).parent / "sentinai")
@@ -53,24 +53,19 @@ def eventually(
     every_s: float = 0.25,
     context: Callable[[], str] | None = None,
 ) -> T:
-    """The first truthy result of ``check``, polled until ``timeout_s``.
+    """The first truthy result of ``check``, polled until ``timeout_s`` (``eventually_sync``).
 
-    An HTTP error counts as "not yet". On timeout it fails saying what was awaited, the last result,
-    and ``context()`` (for example the stack's recent output).
+    An HTTP error counts as "not yet" (a service still starting). On timeout it fails saying what
+    was awaited, the last result, and ``context()`` (for example the stack's recent output).
     """
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except httpx.HTTPError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every_s)
-    detail = f"\n{context()}" if context is not None else ""
-    raise AssertionError(f"{what} not seen within {timeout_s}s (last: {last!r}){detail}")
+    try:
+        return eventually_sync(
+            check, timeout_s=timeout_s, what=what, every_s=every_s, tolerate=(httpx.HTTPError,)
+        )
+    except AssertionError as exc:
+        if context is None:
+            raise
+        raise AssertionError(f"{exc}\n{context()}") from None
 
 
 class UpStack:

@@ -168,3 +168,79 @@ async def test_retry_asks_again_later_beyond_the_delivery_bound(
     await eventually(lambda: len(calls) == 6, timeout_s=10, what="the sixth delivery")
     await asyncio.sleep(0.3)
     assert len(calls) == 6 and not letters.bodies
+
+
+async def test_an_ephemeral_consumer_hands_over_the_exact_bytes_and_acks_unread_what_it_skips(
+    nats_server: EmbeddedNats,
+) -> None:
+    """A read model's own consumer: every replica sees everything; subjects it does not read are skipped."""
+    got: list[consumer.Received[Ping]] = []
+    brokers = [NatsBroker(nats_server.url) for _ in range(2)]
+    letters = Spy()
+    for broker in brokers:
+
+        async def handle(received: consumer.Received[Ping]) -> None:
+            got.append(received)
+
+        consumer.durable_consumer(
+            broker,
+            DeadLetters(broker, service="test"),
+            service="test",
+            name="on_any_ping",
+            subject=subjects.INCIDENT_RESOLVED_ALL,
+            stream=streams.EVENTS,
+            durable=None,
+            event_type=lambda subject: Ping if subject == SUBJECT else None,
+            handle_received=handle,
+            policy=FAST,
+        )
+        letters.attach(broker, subjects.dead_letter("test"), streams.DEAD_LETTER)
+    try:
+        for broker in brokers:
+            await start_broker(broker)
+        body = b'{"chainId": "c1", "n": 5, "fromANewerSchema": true}'
+        await publish(nats_server.url, body)
+        await brokers[0].publish(
+            b"{not json", subjects.incident_resolved("c2"), stream=streams.EVENTS.name, timeout=5.0
+        )
+        await eventually(lambda: len(got) == 2, timeout_s=10, what="the ping at both replicas")
+        js = brokers[0].config.connection_state.stream
+
+        async def settled() -> bool:
+            infos = await js.consumers_info(streams.EVENTS.name)
+            return len(infos) == 2 and all(i.num_ack_pending == 0 and i.num_pending == 0 for i in infos)
+
+        await eventually(settled, timeout_s=10, what="both messages acknowledged at both replicas")
+        infos = await js.consumers_info(streams.EVENTS.name)
+    finally:
+        for broker in brokers:
+            await broker.stop()
+    assert [(r.subject, r.body, r.event.n) for r in got] == [(SUBJECT, body, 5)] * 2
+    assert all(info.config.durable_name is None for info in infos)
+    assert not letters.bodies  # the skipped subject was never decoded
+
+
+def test_a_consumer_takes_one_handler_and_a_queue_group_needs_a_durable() -> None:
+    broker = NatsBroker()
+    dead = DeadLetters(broker, service="test")
+
+    async def handle(ping: Ping) -> None: ...
+
+    def wire(*, durable: str | None, with_handler: bool, queue: bool = False) -> None:
+        consumer.durable_consumer(
+            broker,
+            dead,
+            service="test",
+            name="on_ping",
+            subject=SUBJECT,
+            stream=streams.EVENTS,
+            durable=durable,
+            event_type=Ping,
+            handle=handle if with_handler else None,
+            queue=queue,
+        )
+
+    with pytest.raises(TypeError, match="exactly one"):
+        wire(durable="d", with_handler=False)
+    with pytest.raises(ValueError, match="queue group"):
+        wire(durable=None, with_handler=True, queue=True)

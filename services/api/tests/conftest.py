@@ -1,15 +1,17 @@
-"""A fake of the api's one outbound port (``Commands``): records what the routes sent and answers it.
+"""Fakes of the api's outbound ports: ``Commands`` (``sent``) and the notifier's dead letters (``letters``).
 
-By default it answers as the planner usually does (an approval or rejection takes effect, a request
-waits for one approval); a test makes it refuse, or stay silent (no verdict in time). The real
-planner answers in ``test_verdicts.py``. ``keys`` is a real key file with one principal per role;
-``serve`` serves an ASGI app with uvicorn on a free loopback port.
+``sent`` records what the routes sent and answers it as the planner usually does (an approval or
+rejection takes effect, a request waits for one approval); a test makes it refuse, or stay silent
+(no verdict in time). The real planner answers in ``test_verdicts.py``. ``letters`` keeps what the
+notifier dead-letters (the bus side: ``tests/integration/test_notify.py``). ``keys`` is a real key
+file with one principal per role; ``serve`` serves an ASGI app with uvicorn on a free loopback port.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,29 @@ class RecordingCommands:
 @pytest.fixture
 def sent() -> RecordingCommands:
     return RecordingCommands()
+
+
+@dataclass(frozen=True)
+class Letter:
+    subject: str
+    body: bytes
+    reason: str
+    kind: str
+
+
+class DeadLetterBox:
+    """The notifier's dead-letter port, keeping what it is sent."""
+
+    def __init__(self) -> None:
+        self.letters: list[Letter] = []
+
+    async def send(self, *, subject: str, body: bytes, reason: str, kind: str = "malformed") -> None:
+        self.letters.append(Letter(subject, body, reason, kind))
+
+
+@pytest.fixture
+def letters() -> DeadLetterBox:
+    return DeadLetterBox()
 
 
 class Keys:

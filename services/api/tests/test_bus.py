@@ -7,32 +7,29 @@ verdicts on them: ``test_verdicts.py``).
 
 from __future__ import annotations
 
-import json
 import time
 
-from faststream.nats import NatsMessage, TestNatsBroker
+from faststream.nats import TestNatsBroker
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from sentinai.api import bus
+from sentinai.api.commands import BusCommands
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
 from sentinai.common import streams, subjects
 from sentinai.common.bus import build_broker, start_broker
 from sentinai.common.decisions import ActionCommand
-from sentinai.common.events import AnomalyDetected, MetricSample
+from sentinai.common.events import AnomalyDetected, DeadLetter, MetricSample
 from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.spy import Spy
 
 
 async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_dead_letter() -> None:
     model = ReadModel(keep_anomalies=10)
     wiring = bus.build(ApiSettings(), model)
     broker = wiring.broker
-    dead: list[dict[str, str]] = []
-
-    @broker.subscriber(subjects.dead_letter(bus.SERVICE), stream=streams.DEAD_LETTER.ref())
-    async def spy(msg: NatsMessage) -> None:
-        dead.append(json.loads(msg.body))
+    letters = Spy().attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
 
     async with TestNatsBroker(broker) as test_broker:
         sample = MetricSample(chain_id="twin", component="op-geth", source="rpc", metrics={"blockHeight": 5})
@@ -52,13 +49,16 @@ async def test_samples_and_anomalies_reach_the_read_model_and_garbage_goes_to_de
         )
         await test_broker.publish(anomaly.to_json(), subjects.anomaly_detected("twin"))
         await test_broker.publish(b'{"chainId":"twin"}', subjects.anomaly_detected("twin"))
+        # The planner's input is not the read model's: not even read, so never dead-lettered here.
+        await test_broker.publish(b"{not a command", subjects.action_command("twin"))
 
     assert model.metrics("twin")["metrics"]["blockHeight"] == 5
     assert [a["eventId"] for a in model.anomalies(chain="twin", active_only=True, limit=5)] == [
         anomaly.event_id
     ]
-    assert [d["subject"] for d in dead] == ["metrics.raw.twin.op-geth", "anomaly.detected.twin"]
-    assert "invalid MetricSample" in dead[0]["reason"] and "invalid AnomalyDetected" in dead[1]["reason"]
+    dead = letters.events(DeadLetter)
+    assert [d.subject for d in dead] == ["metrics.raw.twin.op-geth", "anomaly.detected.twin"]
+    assert "invalid MetricSample" in dead[0].reason and "invalid AnomalyDetected" in dead[1].reason
 
 
 def fetched(body: bytes, *, seq: int) -> Msg:
@@ -89,7 +89,7 @@ async def test_with_no_planner_answering_a_command_waits_its_timeout_and_stays_o
     broker = build_broker(ApiSettings(nats_url=nats_server.url))
     await start_broker(broker)
     try:
-        commands = bus.BusCommands(broker, timeout_s=0.5)
+        commands = BusCommands(broker, timeout_s=0.5)
         cmd = ActionCommand(chain_id="twin", action_id="act-1", command="approve", by="alice")
         started = time.monotonic()
         verdict = await commands.command(cmd)

@@ -1,4 +1,6 @@
-"""Delivery against real HTTP receivers on loopback: retries, Retry-After, permanent errors, dead letters."""
+"""The notifier over its HTTP adapter against real receivers on loopback: status codes, Retry-After
+headers, connection errors and timeouts as a real server gives them (the rules on fakes:
+``test_notify_service.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,8 +18,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sentinai.api.notify import notices
-from sentinai.api.notify.config import Delivery, NotifyConfig, parse_config
-from sentinai.api.notify.delivery import Notifier, backoff_s, retry_after_s
+from sentinai.api.notify.config import NotifyConfig, parse_config
+from sentinai.api.notify.delivery import HttpSender
+from sentinai.api.notify.service import Notifier
 from sentinai.common import subjects
 from sentinai.common.events import AnomalyDetected
 from sentinai.common.net import free_port
@@ -79,24 +80,6 @@ def receiver() -> Iterator[Receiver]:
     running.close()
 
 
-@dataclass
-class Letter:
-    subject: str
-    body: bytes
-    reason: str
-    kind: str
-
-
-class DeadLetterBox:
-    """The dead-letter port, keeping what it is sent (the bus side is covered by the integration test)."""
-
-    def __init__(self) -> None:
-        self.letters: list[Letter] = []
-
-    async def send(self, *, subject: str, body: bytes, reason: str, kind: str = "malformed") -> None:
-        self.letters.append(Letter(subject, body, reason, kind))
-
-
 class Waits:
     """Really sleeps, and remembers each wait it was asked for."""
 
@@ -140,21 +123,20 @@ def counted(channel: str, outcome: str) -> float:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as running:
-        yield running
+async def sender() -> AsyncIterator[HttpSender]:
+    async with httpx.AsyncClient() as client:
+        yield HttpSender(client)
 
 
 SUBJECT = subjects.anomaly_detected("twin")
 
 
 async def test_temporary_failures_are_retried_until_the_receiver_accepts(
-    receiver: Receiver, client: httpx.AsyncClient
+    receiver: Receiver, sender: HttpSender, letters: Any
 ) -> None:
     receiver.script = [(500, {}), (503, {})]
-    dead = DeadLetterBox()
     waits = Waits()
-    notifier = Notifier(config_for(receiver.url, name="retry-ok"), client=client, dead=dead, sleep=waits)
+    notifier = Notifier(config_for(receiver.url, name="retry-ok"), sender=sender, dead=letters, sleep=waits)
     notice, body = incident()
 
     outcome = await notifier.notify(notice, subject=SUBJECT, body=body)
@@ -164,23 +146,22 @@ async def test_temporary_failures_are_retried_until_the_receiver_accepts(
     # The same body each time, and exponential waits kept under the cap.
     assert len({r.body for r in receiver.requests}) == 1
     assert len(waits.asked) == 2 and all(0.005 <= w <= 0.05 for w in waits.asked)
-    assert dead.letters == []
+    assert letters.letters == []
     assert counted("retry-ok", "sent") == 1
 
 
 async def test_a_permanent_refusal_is_not_retried_and_becomes_a_dead_letter(
-    receiver: Receiver, client: httpx.AsyncClient
+    receiver: Receiver, sender: HttpSender, letters: Any
 ) -> None:
     receiver.script = [(400, {})]
-    dead = DeadLetterBox()
-    notifier = Notifier(config_for(receiver.url, name="bad-payload"), client=client, dead=dead)
+    notifier = Notifier(config_for(receiver.url, name="bad-payload"), sender=sender, dead=letters)
     notice, body = incident()
 
     outcome = await notifier.notify(notice, subject=SUBJECT, body=body)
 
     assert outcome == {"bad-payload": "dead_lettered"}
     assert len(receiver.requests) == 1
-    (letter,) = dead.letters
+    (letter,) = letters.letters
     # The original event and subject are kept, so the notification can be replayed.
     assert (letter.subject, letter.body, letter.kind) == (SUBJECT, body, "notification")
     assert "bad-payload (webhook)" in letter.reason and "HTTP 400" in letter.reason
@@ -189,28 +170,29 @@ async def test_a_permanent_refusal_is_not_retried_and_becomes_a_dead_letter(
 
 
 async def test_a_receiver_that_always_fails_gets_every_attempt_then_a_dead_letter(
-    receiver: Receiver, client: httpx.AsyncClient
+    receiver: Receiver, sender: HttpSender, letters: Any
 ) -> None:
     receiver.script = [(500, {})] * 10
-    dead = DeadLetterBox()
-    notifier = Notifier(config_for(receiver.url, name="always-500"), client=client, dead=dead)
+    notifier = Notifier(config_for(receiver.url, name="always-500"), sender=sender, dead=letters)
     notice, body = incident()
 
     outcome = await notifier.notify(notice, subject=SUBJECT, body=body)
 
     assert outcome == {"always-500": "dead_lettered"}
     assert len(receiver.requests) == 3
-    (letter,) = dead.letters
+    (letter,) = letters.letters
     assert "HTTP 500" in letter.reason and "after 3 attempts" in letter.reason
 
 
-async def test_retry_after_is_honoured_up_to_the_cap(receiver: Receiver, client: httpx.AsyncClient) -> None:
+async def test_retry_after_is_honoured_up_to_the_cap(
+    receiver: Receiver, sender: HttpSender, letters: Any
+) -> None:
     receiver.script = [(429, {"Retry-After": "0.1"}), (429, {"Retry-After": "3600"})]
     waits = Waits()
     notifier = Notifier(
         config_for(receiver.url, name="rate-limited", kind="discord"),
-        client=client,
-        dead=DeadLetterBox(),
+        sender=sender,
+        dead=letters,
         sleep=waits,
     )
     notice, body = incident()
@@ -222,76 +204,21 @@ async def test_retry_after_is_honoured_up_to_the_cap(receiver: Receiver, client:
 
 
 async def test_an_unreachable_receiver_is_retried_and_its_secret_url_stays_out_of_the_letter(
-    client: httpx.AsyncClient,
+    sender: HttpSender, letters: Any
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/services/T0/B0/secret-token"
-    dead = DeadLetterBox()
-    notifier = Notifier(config_for(url, name="nobody-home", kind="slack"), client=client, dead=dead)
+    notifier = Notifier(config_for(url, name="nobody-home", kind="slack"), sender=sender, dead=letters)
     notice, body = incident()
 
     outcome = await notifier.notify(notice, subject=SUBJECT, body=body)
 
     assert outcome == {"nobody-home": "dead_lettered"}
-    (letter,) = dead.letters
+    (letter,) = letters.letters
     assert "ConnectError" in letter.reason and "after 3 attempts" in letter.reason
     assert "secret-token" not in letter.reason
 
 
-async def test_each_event_is_sent_once_per_channel(receiver: Receiver, client: httpx.AsyncClient) -> None:
-    notifier = Notifier(config_for(receiver.url, name="once"), client=client, dead=DeadLetterBox())
-    notice, body = incident()
-
-    first = await notifier.notify(notice, subject=SUBJECT, body=body)
-    again = await notifier.notify(notice, subject=SUBJECT, body=body)
-
-    assert (first, again) == ({"once": "sent"}, {"once": "duplicate"})
-    assert len(receiver.requests) == 1
-    assert counted("once", "duplicate") == 1
-
-
-async def test_channels_get_only_the_severities_they_asked_for(client: httpx.AsyncClient) -> None:
-    everything, urgent = Receiver(), Receiver()
-    try:
-        config = parse_config(
-            f"""
-            {FAST}
-            channels:
-              - {{type: slack, name: chat, url: '{everything.url}'}}
-              - {{type: pagerduty, name: pager, url: '{urgent.url}', routing_key: RK, severities: [critical]}}
-            """,
-            environ={},
-        )
-        notifier = Notifier(config, client=client, dead=DeadLetterBox())
-        for severity in ("medium", "critical"):
-            notice, body = incident(severity)
-            await notifier.notify(notice, subject=SUBJECT, body=body)
-    finally:
-        everything.close()
-        urgent.close()
-
-    assert [r.json()["text"][:10] for r in everything.requests] == ["[MEDIUM] I", "[CRITICAL]"]
-    (page,) = urgent.requests
-    assert page.json()["payload"]["severity"] == "critical" and page.json()["routing_key"] == "RK"
-
-
-def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
-    delivery = Delivery(backoff_s=1, backoff_max_s=5)
-    assert [backoff_s(n, delivery=delivery, jitter=0.999999) for n in (1, 2, 3, 4)] == pytest.approx(
-        [1, 2, 4, 5]
-    )
-    assert [backoff_s(n, delivery=delivery, jitter=0.0) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 2.5]
-
-
-def test_retry_after_reads_seconds_and_http_dates() -> None:
-    now = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
-    assert retry_after_s("7", now=now) == 7
-    assert retry_after_s(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30
-    assert retry_after_s(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0
-    assert retry_after_s("soon", now=now) is None
-    assert retry_after_s(None, now=now) is None
-
-
-async def test_a_slow_receiver_times_out_and_is_retried(client: httpx.AsyncClient) -> None:
+async def test_a_slow_receiver_times_out_and_is_retried(sender: HttpSender, letters: Any) -> None:
     release = threading.Event()
     hits: list[float] = []
 
@@ -316,7 +243,7 @@ async def test_a_slow_receiver_times_out_and_is_retried(client: httpx.AsyncClien
             environ={},
         )
         notice, body = incident()
-        outcome = await Notifier(config, client=client, dead=DeadLetterBox()).notify(
+        outcome = await Notifier(config, sender=sender, dead=letters).notify(
             notice, subject=SUBJECT, body=body
         )
     finally:

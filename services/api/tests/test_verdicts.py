@@ -4,9 +4,7 @@ planner and the real api on a real nats-server, people and an agent going throug
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,8 +29,9 @@ from sentinai.common import subjects
 from sentinai.common.actions import RestartComponent
 from sentinai.common.decisions import ActionProposed
 from sentinai.common.events import MetricSample
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 ENV_KEY = "env-operator-key-0123"
@@ -162,12 +161,8 @@ def api_settings(url: str, keys: Path, **more: Any) -> ApiSettings:
     return ApiSettings(nats_url=url, api_keys_file=keys, api_key=ENV_KEY, port=free_port(), **more)
 
 
-async def until(check: Callable[[], Awaitable[Any]], *, what: str, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := await check()):
-        assert time.monotonic() < deadline, f"{what} not seen within {timeout_s}s"
-        await asyncio.sleep(0.05)
-    return found
+# How long the api and the planner may take to show a write's effect.
+SEEN_WITHIN_S = 15.0
 
 
 async def seed_chain(url: str, api: str) -> None:
@@ -184,7 +179,7 @@ async def seed_chain(url: str, api: str) -> None:
             chains = (await http.get(f"{api}/api/chains")).json()["chains"]
         return any(c["chainId"] == CHAIN for c in chains)
 
-    await until(known, what=f"chain {CHAIN} in /api/chains")
+    await eventually(known, timeout_s=SEEN_WITHIN_S, what=f"chain {CHAIN} in /api/chains")
 
 
 @pytest.fixture
@@ -246,7 +241,9 @@ async def _two_people_approve(stack: Stack) -> None:
     request = asked.json()
     assert (request["status"], request["approvalsRequired"], request["by"]) == ("pending_approval", 2, "bob")
     action_id = request["actionId"]
-    await until(lambda: view(stack, action_id), what=f"{action_id} in the read model")
+    await eventually(
+        lambda: view(stack, action_id), timeout_s=SEEN_WITHIN_S, what=f"{action_id} in the read model"
+    )
     approve = f"/api/actions/{action_id}/approve"
 
     own = await post(stack, approve, {"reason": "mine"}, who="bob")
@@ -268,7 +265,7 @@ async def _two_people_approve(stack: Stack) -> None:
         found = await view(stack, action_id)
         return found is not None and found["refusal"] == reason
 
-    await until(refusal_shown, what="the refusal's reason on the action")
+    await eventually(refusal_shown, timeout_s=SEEN_WITHIN_S, what="the refusal's reason on the action")
 
     second = await post(stack, approve, {"reason": "agreed"}, who="operator")
     assert second.status_code == 200, second.text
@@ -278,7 +275,7 @@ async def _two_people_approve(stack: Stack) -> None:
         found = await view(stack, action_id)
         return found if found is not None and found["status"] == "approved" else None
 
-    done = await until(approved, what=f"{action_id} approved in the read model")
+    done = await eventually(approved, timeout_s=SEEN_WITHIN_S, what=f"{action_id} approved in the read model")
     assert {a["by"] for a in done["approvals"]} == {"alice", "operator"}
 
 
@@ -331,7 +328,9 @@ async def _agent_waits_for_a_human(stack: Stack) -> None:
     assert (answer["status"], answer["requestedBy"], answer["agent"]) == ("pending_approval", "bob", "claude")
     assert answer["approvalsRequired"] >= 1 and "cannot approve" in answer["next"]
     action_id = answer["actionId"]
-    shown = await until(lambda: view(stack, action_id), what=f"{action_id} in the read model")
+    shown = await eventually(
+        lambda: view(stack, action_id), timeout_s=SEEN_WITHIN_S, what=f"{action_id} in the read model"
+    )
     assert (shown["tier"], shown["proposedBy"], shown["status"]) == ("medium", "bob", "pending_approval")
     assert "[agent: claude]" in shown["reason"]
 

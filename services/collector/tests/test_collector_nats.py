@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,9 @@ from sentinai.collector.main import serve
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import streams, subjects
 from sentinai.common.events import MetricSample, decode
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 if TYPE_CHECKING:
     from conftest import Anvil
@@ -38,14 +38,13 @@ async def test_samples_reach_the_telemetry_stream_and_a_hung_chain_delays_no_oth
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        deadline = time.monotonic() + 10.0
-        while True:  # the collector creates the stream once connected
-            try:
-                await js.stream_info(streams.TELEMETRY.name)
-                break
-            except NotFoundError:
-                assert time.monotonic() < deadline, "TELEMETRY stream never created"
-                await asyncio.sleep(0.05)
+        # The collector creates the stream once connected.
+        await eventually(
+            lambda: js.stream_info(streams.TELEMETRY.name),
+            timeout_s=10.0,
+            what="the TELEMETRY stream",
+            tolerate=(NotFoundError,),
+        )
         sub = await js.subscribe("metrics.raw.>", stream=streams.TELEMETRY.name)
 
         arrivals: list[tuple[str, MetricSample]] = []

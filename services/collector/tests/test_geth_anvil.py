@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sentinai.collector.loop import run_chain
 from sentinai.collector.poller import ChainPoller
+from sentinai.collector.service import run_chain
 from sentinai.common import catalog
 from sentinai.common.chains import ChainConfig
 from sentinai.common.events import MetricSample
+from sentinai.devkit.waits import eventually
 
 if TYPE_CHECKING:
     from conftest import Anvil, RecordingPublisher
@@ -44,13 +45,20 @@ async def poll_until(
     poller: ChainPoller, done: Callable[[MetricSample], bool], *, timeout_s: float = 10.0
 ) -> MetricSample:
     """Poll every 0.2 s until ``done`` holds for a sample; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    async def polled() -> MetricSample | None:
         sample = await geth_sample(poller)
-        if done(sample):
-            return sample
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s}s; last sample {sample}"
-        await asyncio.sleep(0.2)
+        return sample if done(sample) else None
+
+    return await eventually(polled, timeout_s=timeout_s, what="a sample meeting the condition", every_s=0.2)
+
+
+def published(publisher: RecordingPublisher, done: Callable[[MetricSample], bool]) -> MetricSample | None:
+    """The newest sample published so far that meets ``done``."""
+    for _, event in reversed(publisher.events):
+        if isinstance(event, MetricSample) and done(event):
+            return event
+    return None
 
 
 async def test_head_advances_with_gas_fee_and_pool_metrics(poller: ChainPoller) -> None:
@@ -95,33 +103,31 @@ async def test_hung_node_is_reported_down_in_time_and_the_loop_keeps_going(
     anvil: Anvil, poller: ChainPoller, publisher: RecordingPublisher
 ) -> None:
     loop = asyncio.create_task(run_chain(poller, publisher, interval_s=0.3))
-
-    async def wait_for(done: Callable[[MetricSample], bool], *, timeout_s: float) -> MetricSample:
-        async def seen() -> MetricSample:
-            async with publisher.changed:
-                while True:
-                    for _, event in reversed(publisher.events):
-                        if isinstance(event, MetricSample) and done(event):
-                            return event
-                    await publisher.changed.wait()
-
-        return await asyncio.wait_for(seen(), timeout=timeout_s)
-
     try:
-        await wait_for(lambda s: s.target_up, timeout_s=5.0)
+        await eventually(
+            lambda: published(publisher, lambda s: s.target_up), timeout_s=5.0, what="a sample up"
+        )
         anvil.signal(signal.SIGSTOP)
         try:
             stopped_at = time.monotonic()
-            down = await wait_for(lambda s: not s.target_up, timeout_s=TIMEOUT_S + 3.0)
+            down = await eventually(
+                lambda: published(publisher, lambda s: not s.target_up),
+                timeout_s=TIMEOUT_S + 3.0,
+                what="a sample down",
+            )
             assert time.monotonic() - stopped_at <= TIMEOUT_S + 1.0
             assert down.error is not None and f"eth_getBlockByNumber at {anvil.url}" in down.error
             assert down.metrics == {}
         finally:
             anvil.signal(signal.SIGCONT)
-        published = len(publisher.events)
-        back = await wait_for(lambda s: s.target_up and s.occurred_at > down.occurred_at, timeout_s=5.0)
+        before = len(publisher.events)
+        back = await eventually(
+            lambda: published(publisher, lambda s: s.target_up and s.occurred_at > down.occurred_at),
+            timeout_s=5.0,
+            what="a sample up again",
+        )
         assert back.metrics[catalog.BLOCK_HEIGHT] > 0
-        assert len(publisher.events) > published
+        assert len(publisher.events) > before
         assert not loop.done()
     finally:
         loop.cancel()

@@ -1,50 +1,16 @@
-"""The collector's pure core: quantities, metric extraction, head tracking, new log lines, cadence."""
+"""The collector's pure core: metric extraction, head tracking, new log lines, cadence."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from kubernetes.utils.quantity import parse_quantity as official_parse_quantity
 from pydantic import ValidationError
 
 from sentinai.collector import logic
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import catalog, subjects
 from sentinai.common.chains import ChainConfig
-
-# ---- quantities --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("250m", 0.25, id="millicores"),
-        pytest.param("1", 1.0, id="whole-core"),
-        pytest.param("1.5", 1.5, id="fractional-core"),
-        pytest.param("1234567n", 0.001234567, id="nanocores-from-metrics-api"),
-        pytest.param("500u", 0.0005, id="microcores"),
-        pytest.param("512Mi", 512 * 1024**2, id="mebibytes"),
-        pytest.param("1Gi", 1024**3, id="gibibytes"),
-        pytest.param("123456Ki", 123456 * 1024, id="kibibytes-from-metrics-api"),
-        pytest.param("1G", 1e9, id="decimal-giga"),
-        pytest.param("128M", 128e6, id="decimal-mega-not-milli"),
-        pytest.param("1E", 1e18, id="exa-suffix"),
-        pytest.param("1e3", 1000.0, id="exponent"),
-        pytest.param("12E-1", 1.2, id="negative-exponent"),
-        pytest.param("0", 0.0, id="zero"),
-    ],
-)
-def test_parse_quantity(text: str, expected: float) -> None:
-    assert logic.parse_quantity(text) == pytest.approx(expected)
-    assert logic.parse_quantity(text) == pytest.approx(float(official_parse_quantity(text)))
-
-
-@pytest.mark.parametrize("text", ["", "m", "1.2.3", "12Mb", "abc", "1 Gi", "0x10"])
-def test_parse_quantity_rejects_garbage(text: str) -> None:
-    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        logic.parse_quantity(text)
-
 
 # ---- op-geth -----------------------------------------------------------------------------------
 
@@ -363,6 +329,12 @@ def test_pod_metrics_memory_without_limit_has_bytes_but_no_percent() -> None:
     metrics = logic.pod_metrics(_pod("op-geth-0", limits={}), POD_USAGE, component="op-geth")
     assert metrics[catalog.MEMORY_BYTES] == 1.5 * 1024**3
     assert catalog.MEMORY_USAGE not in metrics
+
+
+def test_pod_metrics_refuse_usage_that_is_no_quantity() -> None:
+    usage = {"containers": [{"name": "op-geth", "usage": {"cpu": "lots"}}]}
+    with pytest.raises(ValueError, match="not a Kubernetes quantity: 'lots'"):
+        logic.pod_metrics(_pod("op-geth-0"), usage, component="op-geth")
 
 
 def test_pick_pod_prefers_the_new_running_pod_over_a_terminating_one() -> None:

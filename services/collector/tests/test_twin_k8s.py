@@ -23,6 +23,7 @@ from sentinai.common import catalog
 from sentinai.common.chains import ChainConfig, load_chains
 from sentinai.common.events import COMPONENTS
 from sentinai.common.net import free_port, wait_for_port
+from sentinai.devkit.waits import eventually_sync
 
 pytestmark = pytest.mark.integration
 
@@ -70,10 +71,7 @@ def twin(tmp_path: Path) -> Iterator[Twin]:
     try:
         wait_for_port(port, timeout_s=30.0)
         # The twin binds its port before it writes the files.
-        deadline = time.monotonic() + 10.0
-        while not chains.exists():
-            assert time.monotonic() < deadline, "the twin wrote no chains file"
-            time.sleep(0.05)
+        eventually_sync(chains.exists, timeout_s=10.0, what="the twin's chains file", every_s=0.05)
         (chain,) = load_chains(chains)
         yield Twin(port=port, chain=chain, process=process)
     finally:

@@ -10,32 +10,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from faststream.nats import TestNatsBroker
+from prometheus_client import REGISTRY
 
 from sentinai.common import streams, subjects
 from sentinai.common.actions import Notify, ScaleCpu
 from sentinai.common.bus import build_broker
 from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, ActionExecuted, AuditRecorded
-from sentinai.common.events import DeadLetter
+from sentinai.common.events import DeadLetter, utcnow
 from sentinai.common.policy import load_policy
 from sentinai.common.state import RedisStateStore
-from sentinai.executor import bus
+from sentinai.devkit.spy import Spy
+from sentinai.executor import bus, logic
+from sentinai.executor.effects import EffectRecord
 from sentinai.executor.feed import SampleFeed
-from sentinai.executor.runner import Executor
+from sentinai.executor.service import Executor
 from sentinai.executor.settings import ExecutorSettings
 
 SETTINGS = ExecutorSettings(chains_file=Path("unused.yaml"))
 CHAINS = {"opmain": ChainConfig(id="opmain", namespace="opmain")}
-
-
-class Spy:
-    def __init__(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
-        self.bodies: list[bytes] = []
-
-        @broker.subscriber(subject, stream=stream.ref())
-        async def spy(msg: NatsMessage) -> None:
-            self.bodies.append(msg.body)
 
 
 class Wired:
@@ -52,15 +46,15 @@ class Wired:
             instance="test",
         )
         bus.subscribe(self.broker, self.executor, settings=settings, inflight=bus.Inflight())
-        self.executed = Spy(self.broker, subjects.ACTION_EXECUTED_ALL, streams.ACTIONS)
-        self.audits = Spy(self.broker, subjects.AUDIT_ALL, streams.AUDIT)
-        self.dead = Spy(self.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+        self.executed = Spy().attach(self.broker, subjects.ACTION_EXECUTED_ALL, streams.ACTIONS)
+        self.audits = Spy().attach(self.broker, subjects.AUDIT_ALL, streams.AUDIT)
+        self.dead = Spy().attach(self.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
 
     def outcomes(self) -> list[ActionExecuted]:
-        return [ActionExecuted.model_validate_json(body) for body in self.executed.bodies]
+        return self.executed.events(ActionExecuted)
 
     def story(self) -> list[str]:
-        return [AuditRecorded.model_validate_json(body).kind for body in self.audits.bodies]
+        return [audit.kind for audit in self.audits.events(AuditRecorded)]
 
 
 @pytest.fixture
@@ -70,6 +64,12 @@ async def store(redis_url: str) -> AsyncIterator[RedisStateStore]:
         yield store
     finally:
         await store.close()
+
+
+def handed_back(cause: str) -> float:
+    """Approvals the executor has handed back for a later delivery, for ``cause``."""
+    labels = {"service": "executor", "kind": "action_approved", "reason": cause}
+    return REGISTRY.get_sample_value("sentinai_redeliveries_total", labels) or 0.0
 
 
 def scale(action_id: str = "a1", *, chain: str = "opmain") -> ActionApproved:
@@ -140,8 +140,34 @@ async def test_malformed_approval_is_dead_lettered_and_nothing_runs(
     wired = Wired(store, SETTINGS)
     async with TestNatsBroker(wired.broker) as broker:
         await broker.publish(body, subjects.action_approved("opmain"))
-    [letter] = [DeadLetter.model_validate_json(b) for b in wired.dead.bodies]
+    [letter] = wired.dead.events(DeadLetter)
     assert letter.service == "executor" and letter.subject == "action.approved.opmain"
     assert "invalid ActionApproved" in letter.reason
     assert wired.outcomes() == []
+    assert await store.keys("effects.") == []
+
+
+async def test_approval_held_by_a_live_executor_is_handed_back_not_dead_lettered(
+    store: RedisStateStore,
+) -> None:
+    wired = Wired(store, SETTINGS)
+    retried = handed_back("retry")
+    now = utcnow()
+    held = EffectRecord(state="executing", executor="elsewhere", started_at=now, beat_at=now)
+    await store.put(logic.effect_key("a1"), held.dump())
+    async with TestNatsBroker(wired.broker) as broker:
+        await broker.publish(scale().to_json(), subjects.action_approved("opmain"))
+    assert wired.outcomes() == [] and wired.dead.bodies == []
+    assert handed_back("retry") == retried + 1
+    assert await store.get(logic.effect_key("a1")) == held.dump()
+
+
+async def test_a_stopping_executor_hands_approvals_back_untouched(store: RedisStateStore) -> None:
+    wired = Wired(store, SETTINGS)
+    retried = handed_back("retry")
+    wired.executor.stopping.set()
+    async with TestNatsBroker(wired.broker) as broker:
+        await broker.publish(scale().to_json(), subjects.action_approved("opmain"))
+    assert wired.outcomes() == [] and wired.dead.bodies == []
+    assert handed_back("retry") == retried + 1
     assert await store.keys("effects.") == []

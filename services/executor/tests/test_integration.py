@@ -15,8 +15,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,15 @@ from nats.aio.msg import Msg
 from sentinai.common import subjects
 from sentinai.common.actions import Action, DeleteNamespace, ScaleCpu
 from sentinai.common.decisions import ActionApproved, ActionExecuted, AuditRecorded, VerifySpec
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.common.policy import Tier
 from sentinai.common.streams import ACTIONS, ensure_streams
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.twinproc import TwinProcess
+from sentinai.devkit.waits import eventually
 from sentinai.executor.main import serve
 from sentinai.executor.settings import ExecutorSettings
 from sentinai.twin.client import TwinControl
-from sentinai.devkit.twinproc import TwinProcess
 
 pytestmark = pytest.mark.integration
 CHAIN = "twin"
@@ -93,7 +93,11 @@ class Bus:
         )
 
     async def outcome(self, action_id: str, *, timeout_s: float = 60.0) -> ActionExecuted:
-        await eventually(lambda: any(e.action_id == action_id for e in self.executed), timeout_s=timeout_s)
+        await eventually(
+            lambda: any(e.action_id == action_id for e in self.executed),
+            timeout_s=timeout_s,
+            what=f"action.executed for {action_id}",
+        )
         return next(e for e in self.executed if e.action_id == action_id)
 
     def story(self, action_id: str) -> list[str]:
@@ -105,16 +109,6 @@ class Bus:
             ACTIONS.name, subjects_filter=subjects.ACTION_EXECUTED_ALL
         )
         return sum((info.state.subjects or {}).values())
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = check()
-        if answer if isinstance(answer, bool) else await answer:
-            return
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s}s"
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -216,7 +210,9 @@ def twin_cpu(twin: TwinProcess) -> dict[str, Any]:
 async def saturate(twin: TwinProcess, factor: float) -> None:
     with TwinControl(twin.base_url) as control:
         control.inject(CHAIN, "cpu_spike", {"factor": factor})
-    await eventually(lambda: twin_cpu(twin)["opGethUsagePct"] > 100, timeout_s=15)
+    await eventually(
+        lambda: twin_cpu(twin)["opGethUsagePct"] > 100, timeout_s=15, what="op-geth saturated", every_s=0.2
+    )
 
 
 CPU_BELOW_90 = VerifySpec(component="op-geth", metric="cpuUsage", below=90)
@@ -262,7 +258,9 @@ async def test_stopping_mid_verification_rolls_back_and_redelivery_never_reappli
     cut = approval(ScaleCpu(component="op-geth", vcpu=2), action_id="cut", verify=never)
     async with executor(config):
         await bus.approve(cut)
-        await eventually(lambda: generation(twin) == 2, timeout_s=30)
+        await eventually(
+            lambda: generation(twin) == 2, timeout_s=30, what="the scale patched in", every_s=0.2
+        )
     # Stopped as by SIGTERM while verifying: the change is taken back, never left half-verified.
     executed = await bus.outcome("cut")
     assert executed.outcome == "rolled_back", executed.detail
@@ -278,7 +276,7 @@ async def test_stopping_mid_verification_rolls_back_and_redelivery_never_reappli
                 info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq >= 2
             )
 
-        await eventually(handled, timeout_s=30)
+        await eventually(handled, timeout_s=30, what="the redelivery acked", every_s=0.2)
     assert await bus.stored_executed() == 1
     assert generation(twin) == 3
 
@@ -334,7 +332,7 @@ async def test_two_executors_one_effect(
                 i.num_pending == 0 and i.num_ack_pending == 0 and i.delivered.stream_seq > 0 for i in infos
             )
 
-        await eventually(both_acked, timeout_s=30)
+        await eventually(both_acked, timeout_s=30, what="both executors acked", every_s=0.2)
     assert executed.outcome == "succeeded", executed.detail
     assert [e.outcome for e in bus.executed] == ["succeeded"]
     assert await bus.stored_executed() == 1
@@ -358,7 +356,7 @@ async def test_duplicate_approval_has_one_effect(
                 info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq >= 2
             )
 
-        await eventually(all_acked, timeout_s=30)
+        await eventually(all_acked, timeout_s=30, what="both approvals acked", every_s=0.2)
     assert executed.outcome == "succeeded", executed.detail
     assert await bus.stored_executed() == 1
     assert cpu_request(twin) == "4"
@@ -418,14 +416,13 @@ def executor_process(
 
 async def _metrics_showing(url: str, needle: str, *, timeout_s: float = 15.0) -> str:
     """The metrics page once it contains ``needle`` (the lag gauges refresh every 5 s)."""
-    deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2.0) as client:
-        while True:
-            page = (await client.get(url)).text
-            if needle in page:
-                return page
-            assert time.monotonic() < deadline, f"{needle} never appeared at {url}"
-            await asyncio.sleep(0.2)
+
+        async def page() -> str | None:
+            text = (await client.get(url)).text
+            return text if needle in text else None
+
+        return await eventually(page, timeout_s=timeout_s, what=f"{needle} at {url}", every_s=0.2)
 
 
 async def test_process_dry_runs_by_default_and_stops_cleanly(

@@ -23,6 +23,7 @@ from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, VerifySpec
 from sentinai.common.events import MetricSample
 from sentinai.common.policy import Tier, load_policy
+from sentinai.common.state import check_key
 from sentinai.executor import logic
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
@@ -176,7 +177,8 @@ def test_recheck(event: ActionApproved, read_only: bool, simulate: bool, refusal
 
 def test_effect_key_is_a_valid_state_key_for_any_id() -> None:
     assert logic.effect_key("abc-123") == "effects.abc-123"
-    assert logic.effect_key("a.b c/*").startswith("effects.sha256-")
+    hashed = logic.effect_key("a.b c/*")
+    assert hashed.startswith("effects.derived-") and check_key(hashed) == hashed
 
 
 def containers(body: dict[str, Any]) -> list[dict[str, Any]]:

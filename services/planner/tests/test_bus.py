@@ -1,4 +1,8 @@
-"""Wiring in memory (TestNatsBroker) with the state kept in a real redis-server."""
+"""Wiring in memory (TestNatsBroker) with the state kept in a real redis-server.
+
+Each consumer once end to end (subject, durable, decode, the service, what is published where);
+the use cases in detail are in test_service.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from faststream.nats import NatsBroker, TestNatsBroker
 
 from sentinai.common import streams, subjects
 from sentinai.common.actions import RestartComponent, ScaleCpu, ScaleDown
@@ -29,22 +33,12 @@ from sentinai.common.events import DeadLetter, Event
 from sentinai.common.incidents import RootCauseClass
 from sentinai.common.policy import load_policy
 from sentinai.common.state import RedisStateStore
-from sentinai.planner import bus
+from sentinai.devkit.spy import Spy
+from sentinai.planner import bus, service
 from sentinai.planner.records import Records
 from sentinai.planner.settings import PlannerSettings
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
-
-
-class Spy:
-    """Collects what the planner publishes on one subject."""
-
-    def __init__(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec | None) -> None:
-        self.bodies: list[bytes] = []
-
-        @broker.subscriber(subject, stream=stream.ref() if stream is not None else None)
-        async def spy(msg: NatsMessage) -> None:
-            self.bodies.append(msg.body)
 
 
 class Clock:
@@ -58,7 +52,7 @@ class Clock:
 @dataclass
 class Rig:
     broker: NatsBroker
-    planner: bus.Planner
+    planner: service.Planner
     records: Records
     clock: Clock
     proposed: Spy
@@ -85,16 +79,16 @@ class Rig:
         await self.send(subjects.action_command("opmain"), cmd, streams.ACTIONS)
 
     def proposals(self) -> list[ActionProposed]:
-        return [ActionProposed.model_validate_json(b) for b in self.proposed.bodies]
+        return self.proposed.events(ActionProposed)
 
     def approvals(self) -> list[ActionApproved]:
-        return [ActionApproved.model_validate_json(b) for b in self.approved.bodies]
+        return self.approved.events(ActionApproved)
 
     def verdicts(self) -> list[ActionVerdict]:
-        return [ActionVerdict.model_validate_json(b) for b in self.verdict.bodies]
+        return self.verdict.events(ActionVerdict)
 
     def audits(self) -> list[AuditRecorded]:
-        return [AuditRecorded.model_validate_json(b) for b in self.audit.bodies]
+        return self.audit.events(AuditRecorded)
 
     def audit_kinds(self) -> list[tuple[str, str, str | None]]:
         return [(r.kind, r.actor, r.outcome) for r in self.audits()]
@@ -141,14 +135,14 @@ async def rig(redis_url: str) -> AsyncIterator[Rig]:
 async def rigged(redis_url: str, settings: PlannerSettings) -> AsyncIterator[Rig]:
     store = RedisStateStore.from_url(redis_url, namespace="planner-test")
     clock = Clock()
-    deps = bus.Deps(policy=load_policy(), clock=clock, store=store)
+    deps = service.Deps(policy=load_policy(), clock=clock, store=store)
     broker, planner = bus.build(settings, deps)
     spies = (
-        Spy(broker, f"{subjects.ACTION_PROPOSED}.>", streams.ACTIONS),
-        Spy(broker, f"{subjects.ACTION_APPROVED}.>", streams.ACTIONS),
-        Spy(broker, f"{subjects.AUDIT}.>", streams.AUDIT),
-        Spy(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER),
-        Spy(broker, subjects.ACTION_VERDICT_ALL, None),  # core NATS: never stored
+        Spy().attach(broker, f"{subjects.ACTION_PROPOSED}.>", streams.ACTIONS),
+        Spy().attach(broker, f"{subjects.ACTION_APPROVED}.>", streams.ACTIONS),
+        Spy().attach(broker, f"{subjects.AUDIT}.>", streams.AUDIT),
+        Spy().attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER),
+        Spy().attach(broker, subjects.ACTION_VERDICT_ALL),  # core NATS: never stored
     )
     async with TestNatsBroker(broker):
         yield Rig(broker, planner, Records(store), clock, *spies)
@@ -241,32 +235,6 @@ async def test_a_reject_ends_the_proposal(rig: Rig) -> None:
     await rig.command(proposal.action_id, "alice")
     assert rig.approvals() == []
     assert [k for k, _, _ in rig.audit_kinds()] == ["proposed", "rejected", "refused"]
-
-
-async def test_a_redelivered_rca_is_proposed_once(rig: Rig) -> None:
-    await rig.rca("sequencer_stall")
-    await rig.rca("sequencer_stall")
-    assert len(rig.proposals()) == 1
-    assert len(await rig.records.all_ids()) == 1
-
-
-async def test_an_unknown_action_id_is_refused_clearly(rig: Rig) -> None:
-    await rig.command("act-doesnotexist00", "alice")
-    [(kind, actor, _)] = rig.audit_kinds()
-    [record] = await rig.records.recent_audit()
-    assert (kind, actor) == ("refused", "alice")
-    assert record.reasoning == "no proposal with id act-doesnotexist00"
-
-
-async def test_a_pending_proposal_expires_and_can_no_longer_be_approved(rig: Rig) -> None:
-    await rig.rca("sequencer_stall")
-    [proposal] = rig.proposals()
-    assert await rig.planner.expire_due() == 0
-    rig.clock.now = proposal.expires_at + timedelta(seconds=1)
-    assert await rig.planner.expire_due() == 1
-    await rig.command(proposal.action_id, "alice")
-    assert rig.approvals() == []
-    assert [k for k, _, _ in rig.audit_kinds()] == ["proposed", "expired", "refused"]
 
 
 async def test_a_command_that_finds_its_proposal_expired_is_answered_alike_when_redelivered(
@@ -439,6 +407,6 @@ async def test_the_scale_down_lull_comes_from_the_settings(
 )
 async def test_malformed_input_is_dead_lettered(rig: Rig, subject: str, stream: streams.StreamSpec) -> None:
     await rig.send(subject, b'{"chainId": "opmain", "actionId": 5', stream)
-    [letter] = [DeadLetter.model_validate_json(b) for b in rig.dead.bodies]
+    [letter] = rig.dead.events(DeadLetter)
     assert (letter.service, letter.subject) == ("planner", subject)
     assert rig.proposals() == [] and rig.audit_kinds() == []

@@ -5,9 +5,7 @@ The operator's path (the `sentinai` CLI through the api) is tested in tools/cli/
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import nats
@@ -24,9 +22,10 @@ from sentinai.common.decisions import (
     RcaCompleted,
 )
 from sentinai.common.incidents import RootCauseClass
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.settings import ServiceSettings
 from sentinai.common.state import open_state_store
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 from sentinai.planner.records import Records
 
 CHAIN = "itest"
@@ -52,14 +51,6 @@ def rca(cause: RootCauseClass, episode: str) -> RcaCompleted:
     )
 
 
-async def until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(0.05)
-
-
 @asynccontextmanager
 async def planner_records(nc: NatsClient) -> AsyncIterator[Records]:
     """The planner's records, read from the state store as any other reader would."""
@@ -83,7 +74,7 @@ async def test_a_resolved_incident_withdraws_its_waiting_remedy_on_a_real_server
             async def waiting() -> bool:
                 return bool(await records.pending_ids())
 
-            await until(waiting)
+            await eventually(waiting, timeout_s=15, what="the remedy waiting for approval")
             [action_id] = await records.pending_ids()
             over = IncidentResolved(
                 chain_id=CHAIN,
@@ -99,7 +90,7 @@ async def test_a_resolved_incident_withdraws_its_waiting_remedy_on_a_real_server
             async def withdrawn() -> bool:
                 return (await records.ledger(action_id)).decision == "withdrawn"
 
-            await until(withdrawn)
+            await eventually(withdrawn, timeout_s=15, what="the remedy withdrawn")
             assert await records.pending_ids() == []
 
             # A late approval is refused, saying why (the api and the CLI pass this verdict on).
@@ -116,6 +107,6 @@ async def test_a_resolved_incident_withdraws_its_waiting_remedy_on_a_real_server
                     for r in await records.recent_audit()
                 )
 
-            await until(audited)
+            await eventually(audited, timeout_s=15, what="the withdrawal in the recent audit")
     finally:
         await nc.close()

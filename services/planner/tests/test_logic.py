@@ -37,6 +37,7 @@ from sentinai.planner.logic import Approval
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+BLOCK_TIME_S = 2.0  # the chain's, as the service passes it from its settings
 
 
 def grounds(*, proposal: bool = True, auto: bool = True, status: str = "") -> Corroboration:
@@ -115,7 +116,9 @@ def summary(action: Action) -> str:
 def test_every_incident_gets_its_catalogue_remedy_and_tier(
     cause: RootCauseClass, evidence: tuple[str, ...], expected: list[str], tiers: list[str]
 ) -> None:
-    proposals = logic.plan_rca(rca(cause, evidence=evidence), policy=POLICY, now=T0)
+    proposals = logic.plan_rca(
+        rca(cause, evidence=evidence), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     assert [summary(p.action) for p in proposals] == expected
     assert [p.tier for p in proposals] == tiers
     assert all(p.incident == cause and p.episode_id == "ep-1" for p in proposals)
@@ -129,7 +132,12 @@ def test_never_a_restart_where_the_catalogue_says_never(cause: RootCauseClass) -
 
 @pytest.mark.parametrize("confidence", [0.0, 0.3, 0.49])
 def test_a_low_confidence_diagnosis_proposes_nothing(confidence: float) -> None:
-    assert logic.plan_rca(rca("sequencer_stall", confidence=confidence), policy=POLICY, now=T0) == []
+    assert (
+        logic.plan_rca(
+            rca("sequencer_stall", confidence=confidence), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,10 +158,10 @@ def test_a_less_certain_diagnosis_may_still_notify_but_never_touch_the_cluster(
 
 
 def test_statuses_follow_the_tier() -> None:
-    [restart] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    [restart] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert (restart.status, restart.approvals_required, restart.cooldown_s) == ("pending_approval", 1, 600)
     assert restart.expires_at == T0 + timedelta(seconds=POLICY.proposal_ttl_s)
-    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert (scale.status, scale.approvals_required) == ("auto_approved", 0)
 
 
@@ -195,7 +203,7 @@ def test_oom_raises_memory_above_the_quoted_working_set() -> None:
 def test_proposals_carry_what_the_executor_verifies(
     cause: RootCauseClass, component: str, metric: str, below: float
 ) -> None:
-    verify = logic.plan_rca(rca(cause), policy=POLICY, now=T0)[0].verify
+    verify = logic.plan_rca(rca(cause), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)[0].verify
     assert verify is not None
     assert (verify.component, verify.metric, verify.below) == (component, metric, below)
 
@@ -222,8 +230,10 @@ def test_exec_debug_waits_for_two_approvals_rather_than_being_refused() -> None:
 
 
 def test_action_ids_are_deterministic_and_distinguish_what_matters() -> None:
-    first = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
-    again = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0 + timedelta(minutes=3))
+    first = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
+    again = logic.plan_rca(
+        rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0 + timedelta(minutes=3)
+    )
     assert [p.action_id for p in first] == [p.action_id for p in again]
     assert [p.event_id for p in first] == [p.event_id for p in again]
     restart = RestartComponent(component="op-node")
@@ -489,10 +499,14 @@ def test_an_executed_scale_sets_the_request_and_the_cooldown() -> None:
 
 def test_rca_scale_ups_respect_the_cooldown_but_not_their_own_replay() -> None:
     memory = logic.ScalingMemory()
-    first = logic.plan_rca(rca("op_geth_cpu_saturation", episode="e1"), policy=POLICY, now=T0)
+    first = logic.plan_rca(
+        rca("op_geth_cpu_saturation", episode="e1"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     assert logic.admit_scaling(first, memory, now=T0) == first
     assert logic.admit_scaling(first, memory, now=T0) == first
-    second = logic.plan_rca(rca("op_geth_cpu_saturation", episode="e2"), policy=POLICY, now=T0)
+    second = logic.plan_rca(
+        rca("op_geth_cpu_saturation", episode="e2"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     assert logic.admit_scaling(second, memory, now=T0 + timedelta(seconds=30)) == []
 
 
@@ -527,7 +541,7 @@ def request(action: Action, *, by: str = "agent:claude", via: str = "mcp") -> Ac
 
 def test_a_requested_restart_waits_for_approval_and_its_id_is_known_to_the_requester() -> None:
     req = request(RestartComponent(component="op-node"))
-    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=BLOCK_TIME_S)
     assert proposal.status == "pending_approval"
     assert proposal.action_id == requested_action_id(req)
     assert proposal.proposed_by == "agent:claude"
@@ -536,7 +550,7 @@ def test_a_requested_restart_waits_for_approval_and_its_id_is_known_to_the_reque
 
 def test_a_requester_cannot_approve_its_own_request() -> None:
     req = request(RestartComponent(component="op-node"))
-    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=BLOCK_TIME_S)
     cmd = ActionCommand(chain_id="opmain", action_id=proposal.action_id, command="approve", by="agent:claude")
     outcome = logic.apply_command(proposal, (), cmd, policy=POLICY, now=T0)
     assert outcome.status == "refused"
@@ -545,15 +559,15 @@ def test_a_requester_cannot_approve_its_own_request() -> None:
 
 def test_a_requested_forbidden_action_is_refused_by_the_policy() -> None:
     req = request(DeleteNamespace(namespace="op"), by="alice", via="rest")
-    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
+    proposal = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=BLOCK_TIME_S)
     assert proposal.status == "refused"
     assert proposal.refusal
 
 
 def test_the_same_request_redelivered_proposes_the_same_action_id() -> None:
     req = request(ScaleCpu(component="op-geth", vcpu=2))
-    first = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0)
-    again = logic.plan_request(req, policy=POLICY, now=T0 + timedelta(seconds=5), block_time_s=2.0)
+    first = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=BLOCK_TIME_S)
+    again = logic.plan_request(req, policy=POLICY, now=T0 + timedelta(seconds=5), block_time_s=BLOCK_TIME_S)
     assert first.action_id == again.action_id
 
 
@@ -571,7 +585,12 @@ def test_the_same_request_redelivered_proposes_the_same_action_id() -> None:
 def test_an_uncorroborated_diagnosis_proposes_nothing_not_even_a_notification(
     cause: RootCauseClass, corroboration: Corroboration | None
 ) -> None:
-    assert logic.plan_rca(rca(cause, corroboration=corroboration), policy=POLICY, now=T0) == []
+    assert (
+        logic.plan_rca(
+            rca(cause, corroboration=corroboration), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -589,7 +608,7 @@ def test_short_of_the_automatic_bar_an_automatic_tier_waits_for_one_person(
     cause: RootCauseClass, kind: str, status: str
 ) -> None:
     weak = rca(cause, corroboration=grounds(auto=False, status=status))
-    [proposal] = logic.plan_rca(weak, policy=POLICY, now=T0)
+    [proposal] = logic.plan_rca(weak, policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert (proposal.action.kind, proposal.tier) == (kind, "low")
     assert (proposal.status, proposal.approvals_required) == ("pending_approval", 1)
     assert proposal.reason.endswith("; waiting for corroboration: 2 of 3 polls")
@@ -599,9 +618,11 @@ def test_short_of_the_automatic_bar_an_automatic_tier_waits_for_one_person(
 
 
 def test_a_corroborated_diagnosis_says_so_and_runs_by_its_tier() -> None:
-    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert scale.status == "auto_approved" and scale.reason.endswith("; corroborated: 3 of 3 polls")
-    [restart] = logic.plan_rca(rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [restart] = logic.plan_rca(
+        rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     assert (restart.status, restart.approvals_required) == ("pending_approval", 1)  # high: as ever
 
 
@@ -609,9 +630,11 @@ def test_a_corroborated_diagnosis_says_so_and_runs_by_its_tier() -> None:
 
 
 def test_a_later_corroborated_diagnosis_upgrades_the_waiting_proposal_to_automatic() -> None:
-    [first] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [first] = logic.plan_rca(
+        rca("peer_loss", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     later = T0 + timedelta(seconds=40)
-    [fresh] = logic.plan_rca(rca("peer_loss", at=later), policy=POLICY, now=later)
+    [fresh] = logic.plan_rca(rca("peer_loss", at=later), policy=POLICY, block_time_s=BLOCK_TIME_S, now=later)
     assert fresh.action_id == first.action_id  # same incident, same remedy: the same action
     upgraded = logic.upgrade(first, None, fresh)
     assert upgraded is not None
@@ -623,26 +646,38 @@ def test_a_later_corroborated_diagnosis_upgrades_the_waiting_proposal_to_automat
     assert (upgraded.correlation_id, upgraded.expires_at) == (first.correlation_id, first.expires_at)
     assert logic.upgrade(upgraded, None, fresh) is None  # a redelivery: nothing more
     too_late = first.expires_at
-    [fresh_too_late] = logic.plan_rca(rca("peer_loss", at=too_late), policy=POLICY, now=too_late)
+    [fresh_too_late] = logic.plan_rca(
+        rca("peer_loss", at=too_late), policy=POLICY, block_time_s=BLOCK_TIME_S, now=too_late
+    )
     assert logic.upgrade(first, None, fresh_too_late) is None  # it expires, it is not revived
 
 
 @pytest.mark.parametrize("decision", ["approved", "rejected", "expired", "withdrawn"])
 def test_a_decided_proposal_is_never_upgraded(decision: logic.Decision) -> None:
-    [first] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
-    [fresh] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0)
+    [first] = logic.plan_rca(
+        rca("peer_loss", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
+    [fresh] = logic.plan_rca(rca("peer_loss"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert logic.upgrade(first, decision, fresh) is None
 
 
 def test_no_upgrade_while_still_short_of_evidence_for_an_approval_tier_or_in_a_cooldown() -> None:
-    [weak] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
-    [again] = logic.plan_rca(rca("peer_loss", corroboration=PARTIAL), policy=POLICY, now=T0)
+    [weak] = logic.plan_rca(
+        rca("peer_loss", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
+    [again] = logic.plan_rca(
+        rca("peer_loss", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     assert logic.upgrade(weak, None, again) is None
-    [stall] = logic.plan_rca(rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, now=T0)
-    [stall_sure] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
+    [stall] = logic.plan_rca(
+        rca("sequencer_stall", corroboration=PARTIAL), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
+    [stall_sure] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
     assert stall_sure.status == "pending_approval" and logic.upgrade(stall, None, stall_sure) is None
     cooling = {"op-node": restarted("op-node", ago_s=30)}
-    [held] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0, cooldowns=cooling)
+    [held] = logic.plan_rca(
+        rca("peer_loss"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0, cooldowns=cooling
+    )
     assert held.status == "refused" and logic.upgrade(weak, None, held) is None
 
 
@@ -669,10 +704,16 @@ def test_an_incident_resolution_has_one_event_id_however_it_is_built() -> None:
 
 
 def test_only_the_waiting_proposals_of_the_resolved_incident_are_withdrawn() -> None:
-    [stall] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0)
-    [other] = logic.plan_rca(rca("sequencer_stall", episode="ep-2"), policy=POLICY, now=T0)
-    [elsewhere] = logic.plan_rca(rca("sequencer_stall", chain="other"), policy=POLICY, now=T0)
-    [automatic] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0)
+    [stall] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)
+    [other] = logic.plan_rca(
+        rca("sequencer_stall", episode="ep-2"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
+    [elsewhere] = logic.plan_rca(
+        rca("sequencer_stall", chain="other"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
+    [automatic] = logic.plan_rca(
+        rca("op_geth_cpu_saturation"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0
+    )
     found = logic.withdrawable([stall, other, elsewhere, automatic], resolution())
     assert found == [stall]
     assert logic.withdrawal_reason(resolution()) == "incident resolved: blocks flow again for 60 s"
@@ -730,7 +771,7 @@ def test_the_executor_holds_a_cooldown_after_every_real_attempt_and_no_other(
 
 def test_the_cooldown_is_the_larger_of_the_approvals_and_the_tiers_and_notifications_take_none() -> None:
     # A peer-loss restart of op-node is low tier (300 s): the incident on the proposal decides.
-    peer = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0)[0]
+    peer = logic.plan_rca(rca("peer_loss"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0)[0]
     event = executed(peer.action, action_id=peer.action_id)
     known, unknown = (
         cooldowns.cooldown_after(event, policy=POLICY, proposal=peer),
@@ -746,24 +787,34 @@ def test_a_remedy_the_executor_would_refuse_for_its_cooldown_is_proposed_as_refu
     None
 ):
     cooling = {"op-node": restarted("op-node", ago_s=60)}
-    [proposal] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=T0, cooldowns=cooling)
+    [proposal] = logic.plan_rca(
+        rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0, cooldowns=cooling
+    )
     assert proposal.status == "refused"
     assert proposal.refusal == "op-node was restarted at 00:59:00; cooldown 600 s until 01:09:00"
     after = T0 + timedelta(seconds=540)
-    [later] = logic.plan_rca(rca("sequencer_stall"), policy=POLICY, now=after, cooldowns=cooling)
+    [later] = logic.plan_rca(
+        rca("sequencer_stall"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=after, cooldowns=cooling
+    )
     assert later.status == "pending_approval" and later.refusal is None
 
 
 def test_the_cooldown_is_per_component_whatever_the_action() -> None:
     geth = {"op-geth": restarted("op-geth", ago_s=30, ttl_s=300)}
-    [scale] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0, cooldowns=geth)
+    [scale] = logic.plan_rca(
+        rca("op_geth_cpu_saturation"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0, cooldowns=geth
+    )
     assert scale.status == "refused" and scale.refusal is not None
     assert scale.refusal.startswith("op-geth was restarted at 00:59:30")
-    [restart] = logic.plan_rca(rca("peer_loss"), policy=POLICY, now=T0, cooldowns=geth)
+    [restart] = logic.plan_rca(
+        rca("peer_loss"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0, cooldowns=geth
+    )
     assert restart.status == "auto_approved"  # op-node is not cooling
     # The lock's own action is not refused by it (the executor lets its own lock through).
     own = {"op-geth": restarted("op-geth", ago_s=30, ttl_s=300, action_id=scale.action_id)}
-    [mine] = logic.plan_rca(rca("op_geth_cpu_saturation"), policy=POLICY, now=T0, cooldowns=own)
+    [mine] = logic.plan_rca(
+        rca("op_geth_cpu_saturation"), policy=POLICY, block_time_s=BLOCK_TIME_S, now=T0, cooldowns=own
+    )
     assert mine.status == "auto_approved"
 
 
@@ -773,7 +824,7 @@ def test_a_request_during_a_cooldown_is_refused_and_a_forecast_waits_for_its_end
         "op-geth": restarted("op-geth", ago_s=60, ttl_s=300),
     }
     req = request(RestartComponent(component="op-node"), by="alice", via="rest")
-    refused = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=2.0, cooldowns=cooling)
+    refused = logic.plan_request(req, policy=POLICY, now=T0, block_time_s=BLOCK_TIME_S, cooldowns=cooling)
     assert refused.status == "refused" and "until 01:09:00" in (refused.refusal or "")
     memory = logic.ScalingMemory()
     during = logic.plan_prediction(forecast(1.6), policy=POLICY, now=T0, state=memory, cooldowns=cooling)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from faststream.nats import TestNatsBroker
 from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import PredictionMade
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import DeadLetter, MetricSample
+from sentinai.devkit.spy import Spy
 from sentinai.predictor import bus, logic
 from sentinai.predictor.settings import PredictorSettings
 from sentinai.predictor.windows import PredictorState
@@ -23,27 +24,14 @@ T0 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 SETTINGS = PredictorSettings(ladder=(1, 2, 4))
 
 
-class Spy:
-    """Collects what the predictor publishes on one subject."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    def attach(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
-        @broker.subscriber(subject, stream=stream.ref())
-        async def spy(msg: NatsMessage) -> None:
-            self.bodies.append(msg.body)
-
-
 def wired() -> tuple[bus.Wiring, bus.Deps, Spy, Spy]:
     deps = bus.Deps(
         state=PredictorState(max_points=720, span_s=3600, seen=SeenIds(1000)),
         forecaster=logic.StatForecaster(),
     )
     wiring = bus.build(SETTINGS, deps, start=T0 - timedelta(hours=1))
-    predictions, dead = Spy(), Spy()
-    predictions.attach(wiring.broker, subjects.PREDICTION_MADE_ALL, streams.EVENTS)
-    dead.attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+    predictions = Spy().attach(wiring.broker, subjects.PREDICTION_MADE_ALL, streams.EVENTS)
+    dead = Spy().attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
     return wiring, deps, predictions, dead
 
 

@@ -15,8 +15,8 @@ from nats.aio.msg import Msg
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import PredictionMade
 from sentinai.common.events import MetricSample, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.predictor.main import build_app
 from sentinai.predictor.settings import PredictorSettings
 

@@ -13,8 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,8 +37,9 @@ from sentinai.common.decisions import (
     requested_action_id,
 )
 from sentinai.common.events import utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 
 CHAIN = "clitest"
 START_TIMEOUT_S = 60.0
@@ -51,14 +51,6 @@ class Done:
     code: int
     stdout: str
     stderr: str
-
-
-async def until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout_s}s")
-        await asyncio.sleep(0.1)
 
 
 async def sentinai(*argv: str, state_dir: Path, **env: str) -> Done:
@@ -124,7 +116,7 @@ async def running_api(nats_url: str, *, keys: Path, log: Path, **env: str) -> As
                     return False
                 return bool(health["nats"]["connected"])
 
-            await until(serving, timeout_s=START_TIMEOUT_S, what="the api serving")
+            await eventually(serving, timeout_s=START_TIMEOUT_S, what="the api serving", every_s=0.1)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -223,7 +215,9 @@ async def decision_loop(
                 shown = await pending_ids(api)
                 return critical in shown and "restart op-node" in shown.values()
 
-            await until(both_pending, what="both proposals pending in the api")
+            await eventually(
+                both_pending, timeout_s=30, what="both proposals pending in the api", every_s=0.1
+            )
             [restart] = [i for i, s in (await pending_ids(api)).items() if s == "restart op-node"]
             yield Loop(api, state, keys, tokens, restart=restart, critical=critical, approved=approved)
     finally:
@@ -263,7 +257,12 @@ async def decisions(loop: Loop) -> None:
     second = await loop.cli("actions", "approve", critical, key="bob")
     assert second.code == 0, second.stderr
     assert f"approved {critical} (exec into op-geth: geth attach): approved by alice, bob" in second.stdout
-    await until(lambda: loop.seen(critical), what="the critical action's approval on the bus")
+    await eventually(
+        lambda: loop.seen(critical),
+        timeout_s=30,
+        what="the critical action's approval on the bus",
+        every_s=0.1,
+    )
     [executable] = [a for a in loop.approved if a.action_id == critical]
     assert executable.approvers == ("alice", "bob")
 
@@ -274,7 +273,9 @@ async def decisions(loop: Loop) -> None:
     done = await loop.cli("actions", "approve", restart, "--reason", "stalled 2 min", key="alice")
     assert done.code == 0, done.stderr
     assert f"approved {restart} (restart op-node): approved by alice" in done.stdout
-    await until(lambda: loop.seen(restart), what="the restart's approval on the bus")
+    await eventually(
+        lambda: loop.seen(restart), timeout_s=30, what="the restart's approval on the bus", every_s=0.1
+    )
     assert [a.approvers for a in loop.approved] == [("alice", "bob"), ("alice",)]
 
     late = await loop.cli("actions", "reject", restart, key="bob")
@@ -342,7 +343,7 @@ async def test_an_undecided_a_read_only_and_an_unreachable_api_have_their_own_ex
                     api
                 ) and proposal.action_id in await pending_ids(read_only)
 
-            await until(shown, what="the proposal in both apis")
+            await eventually(shown, timeout_s=30, what="the proposal in both apis", every_s=0.1)
 
             undecided = await sentinai(
                 "actions",

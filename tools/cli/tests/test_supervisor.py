@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from sentinai.cli.supervisor import Child, ChildFailedError, Supervisor, render
+from sentinai.devkit.waits import eventually
 
 
 def test_json_log_lines_are_rendered_for_humans() -> None:
@@ -45,18 +46,12 @@ async def test_stop_ends_children_and_their_own_children() -> None:
     )
     child = Child("stubborn", [sys.executable, "-c", script])
     await sup.start(child)
-    for _ in range(100):
-        if "grandchild" in out.getvalue():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: "grandchild" in out.getvalue(), timeout_s=5, what="the grandchild's pid printed")
     grandchild = int(out.getvalue().split("grandchild ")[1].split()[0])
     assert child.process is not None
     await asyncio.wait_for(sup.stop(), timeout=30)
     assert not _alive(child.process.pid)
-    for _ in range(50):
-        if not _alive(grandchild):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: not _alive(grandchild), timeout_s=2.5, what="the grandchild gone")
     assert not _alive(grandchild)
     assert "stubborn   | grandchild" in out.getvalue()
 
@@ -65,10 +60,9 @@ async def test_a_crashed_child_is_restarted() -> None:
     out = io.StringIO()
     sup = Supervisor(out=out)
     await sup.start(Child("flaky", [sys.executable, "-c", "print('hello'); raise SystemExit(3)"]))
-    for _ in range(100):
-        if "restarting flaky" in out.getvalue():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: "restarting flaky" in out.getvalue(), timeout_s=5, what="flaky's restart announced"
+    )
     await asyncio.wait_for(sup.stop(), timeout=30)
     assert "flaky exited with code 3" in out.getvalue()
     assert "restarting flaky in 2s (restart 1)" in out.getvalue()

@@ -7,7 +7,7 @@ from random import Random
 
 import pytest
 
-from sentinai.twin import incidents, kube, quantity, sim
+from sentinai.twin import incidents, kube, sim
 from sentinai.twin.model import DISK_CAPACITY_BYTES, ChainConfig, ChainState
 
 
@@ -118,19 +118,28 @@ def test_label_selectors(selector: str | None, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("text", "millis"), [("2", 2000), ("2000m", 2000), ("1500m", 1500), ("0.5", 500), ("250000000n", 250)]
 )
-def test_cpu_quantities(text: str, millis: int) -> None:
-    assert quantity.millicores(text) == millis
+def test_a_patched_cpu_request_is_read_in_millicores(state: ChainState, text: str, millis: int) -> None:
+    before = kube.initial_workload(state, "op-geth")
+    patch = containers([{"name": "op-geth", "resources": {"requests": {"cpu": text}}}])
+    after = kube.apply_patch(before, patch, kube.STRATEGIC)
+    assert kube.validate(before, after, "op-geth")[0].cpu_request_m == millis
 
 
-def test_quantity_round_trip() -> None:
-    assert quantity.byte_count("512Mi") == 512 * 2**20
-    assert quantity.byte_count("1G") == 10**9
-    assert quantity.format_cpu(2000) == "2"
-    assert quantity.format_cpu(1500) == "1500m"
-    assert quantity.format_memory(4 * 2**30) == "4Gi"
-    assert quantity.format_usage_cpu(0.85) == "850000000n"
-    with pytest.raises(quantity.InvalidQuantityError):
-        quantity.parse("12 cores")
+def test_quantities_are_rendered_in_the_api_servers_forms(state: ChainState) -> None:
+    """Requests and limits as the API server echoes them, usage as metrics-server reports it."""
+    before = kube.initial_workload(state, "op-geth")
+    patch = containers([{"name": "op-geth", "resources": {"requests": {"memory": "512Mi"}, "limits": {}}}])
+    resources, _ = kube.validate(before, kube.apply_patch(before, patch, kube.STRATEGIC), "op-geth")
+    assert resources.memory_request == 512 * 2**20
+    assert kube.resources_json(resources)["requests"] == {"cpu": "1", "memory": "512Mi"}
+    metrics = kube.pod_metrics(state, "op-geth")
+    assert metrics is not None
+    usage = metrics["containers"][0]["usage"]
+    assert usage["cpu"].endswith("n") and usage["memory"].endswith("Ki")
+    with pytest.raises(kube.KubeError) as invalid:
+        bad = containers([{"name": "op-geth", "resources": {"requests": {"cpu": "12 cores"}}}])
+        kube.validate(before, kube.apply_patch(before, bad, kube.STRATEGIC), "op-geth")
+    assert invalid.value.code == 422
 
 
 def test_stats_summary_reports_op_geths_data_volume_from_the_disk_it_has(state: ChainState) -> None:

@@ -8,9 +8,9 @@ from random import Random
 
 import pytest
 
+from sentinai.common.quantity import GI
 from sentinai.twin import incidents, sim
 from sentinai.twin.model import GAS_LIMIT, TXPOOL_PENDING_CAP, ChainConfig, ChainState, LogLine, seed_for
-from sentinai.twin.quantity import GI
 
 
 class Run:

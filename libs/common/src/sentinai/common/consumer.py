@@ -276,8 +276,9 @@ def durable_consumer(
     if deliver is not None:
         options["deliver_policy"] = deliver
     if queue:
-        # nats-py binds the queue group and the durable: replicas share one consumer.
-        options["queue"] = durable
+        # nats-py names the durable after the queue group, so replicas share one consumer; naming
+        # it a second time (``durable=``) makes faststream warn that it cannot scale.
+        options["queue"] = options.pop("durable")
         if max_workers is not None:
             options["max_workers"] = max_workers
     elif durable is not None:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from sentinai.api import bus, notify
 from sentinai.api.app import create_app
 from sentinai.api.auth import key_store
+from sentinai.api.commands import BusCommands
 from sentinai.api.mcp import RestBackend, build_mcp_server, require_api_key, streamable_http_app
 from sentinai.api.readmodel import ReadModel
 from sentinai.api.settings import ApiSettings
@@ -66,7 +67,7 @@ def build_app(settings: ApiSettings) -> FastAPI:
         model,
         settings=settings,
         nats_connected=nats_connected,
-        commands=bus.BusCommands(broker, timeout_s=settings.verdict_timeout_s),
+        commands=BusCommands(broker, timeout_s=settings.verdict_timeout_s),
         lifespan=lifespan,
         keys=keys,
     )

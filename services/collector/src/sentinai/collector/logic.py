@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from sentinai.common import catalog, subjects
+from sentinai.common import catalog, quantity, subjects
 from sentinai.common.chains import ChainConfig
 
 Metrics = dict[str, float]
@@ -227,30 +225,6 @@ def l1_value(read: L1Read, result: object) -> float:
 
 # ---- Kubernetes --------------------------------------------------------------------------------
 
-_QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<bin>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exp>[+-]?\d+)|(?P<dec>[numkMGTPE]))?$"
-)
-_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-
-
-def parse_quantity(text: str) -> float:
-    """A Kubernetes resource quantity in base units: ``"250m"`` → 0.25 cores, ``"512Mi"`` → bytes."""
-    match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    try:
-        number = Decimal(match["num"])
-    except InvalidOperation as exc:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from exc
-    if match["bin"]:
-        number *= Decimal(1024) ** _BINARY[match["bin"]]
-    elif match["exp"]:
-        number *= Decimal(10) ** int(match["exp"])
-    elif match["dec"]:
-        number *= Decimal(10) ** _DECIMAL[match["dec"]]
-    return float(number)
-
 
 def _created(pod: Mapping[str, Any]) -> datetime:
     stamp = pod.get("metadata", {}).get("creationTimestamp") or "1970-01-01T00:00:00Z"
@@ -301,19 +275,19 @@ def pod_metrics(pod: Mapping[str, Any], usage: Mapping[str, Any] | None, *, comp
     resources = _by_name(pod.get("spec", {}).get("containers"), container).get("resources") or {}
     cpu_request = (resources.get("requests") or {}).get("cpu")
     memory_limit = (resources.get("limits") or {}).get("memory")
-    request_cores = parse_quantity(cpu_request) if cpu_request is not None else None
-    limit_bytes = parse_quantity(memory_limit) if memory_limit is not None else None
+    request_cores = quantity.as_float(cpu_request) if cpu_request is not None else None
+    limit_bytes = quantity.as_float(memory_limit) if memory_limit is not None else None
     if request_cores is not None:
         metrics[catalog.CPU_REQUEST_CORES] = request_cores
 
     used = _by_name((usage or {}).get("containers"), container).get("usage") or {}
     if "cpu" in used:
-        cores = parse_quantity(used["cpu"])
+        cores = quantity.as_float(used["cpu"])
         metrics[catalog.CPU_CORES] = cores
         if request_cores:
             metrics[catalog.CPU_USAGE] = 100.0 * cores / request_cores
     if "memory" in used:
-        memory = parse_quantity(used["memory"])
+        memory = quantity.as_float(used["memory"])
         metrics[catalog.MEMORY_BYTES] = memory
         if limit_bytes:
             metrics[catalog.MEMORY_USAGE] = 100.0 * memory / limit_bytes

@@ -10,8 +10,8 @@ import signal
 
 from sentinai.collector import logic
 from sentinai.collector.bus import BrokerPublisher, connect
-from sentinai.collector.loop import Publisher, run_chain
 from sentinai.collector.poller import ChainPoller
+from sentinai.collector.service import Publisher, run_chain
 from sentinai.collector.settings import CollectorSettings
 from sentinai.common import jsonlog, telemetry
 from sentinai.common.bus import build_broker

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
-from sentinai.common import catalog
+from sentinai.common import catalog, quantity
 from sentinai.common.actions import (
     CLUSTER_WRITES,
     Action,
@@ -22,8 +20,9 @@ from sentinai.common.actions import (
 )
 from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, VerifySpec
-from sentinai.common.events import COMPONENTS, MetricSample
+from sentinai.common.events import COMPONENTS, MetricSample, derived_id
 from sentinai.common.identity import distinct_identities
+from sentinai.common.incidents import STALL_BLOCK_TIMES
 from sentinai.common.policy import Policy, classify
 
 RESTARTED_AT: Final = "kubectl.kubernetes.io/restartedAt"
@@ -78,7 +77,7 @@ def effect_key(action_id: str) -> str:
     """State key of the once-only effect record; ids that are not key-safe are hashed."""
     if _KEY_TOKEN.match(action_id):
         return f"effects.{action_id}"
-    return "effects.sha256-" + hashlib.sha256(action_id.encode()).hexdigest()
+    return "effects.derived-" + derived_id("effect", action_id)
 
 
 def cooldown_key(chain_id: str, component: str) -> str:
@@ -159,13 +158,6 @@ def workload_from_previous(previous: Mapping[str, Any]) -> Workload:
     )
 
 
-def _same_quantity(live: str | None, wanted: str | None) -> bool:
-    if live is None or wanted is None:
-        return live == wanted
-    a, b = quantity(live), quantity(wanted)
-    return a == b if a is not None and b is not None else live == wanted
-
-
 def patch_landed(live: Workload, forward: Body) -> bool:
     """Does ``live`` already carry everything ``forward`` sets? (Quantities compare by value.)"""
     template = forward.get("spec", {}).get("template", {})
@@ -175,7 +167,7 @@ def patch_landed(live: Workload, forward: Body) -> bool:
     containers = (template.get("spec") or {}).get("containers") or []
     changed: Mapping[str, Mapping[str, str | None]] = containers[0].get("resources", {}) if containers else {}
     return all(
-        _same_quantity(live.resources.get(section, {}).get(key), value)
+        quantity.same(live.resources.get(section, {}).get(key), value)
         for section, values in changed.items()
         for key, value in values.items()
     )
@@ -207,52 +199,14 @@ def rollout_from_json(obj: Mapping[str, Any]) -> Rollout:
 # ------------------------------------------------------------------------------------------ patches
 
 
-_SUFFIX: Final[dict[str, Decimal]] = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-}
-_QUANTITY = re.compile(r"^([0-9.]+)(n|u|m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-
-
-def quantity(text: str) -> Decimal | None:
-    """A Kubernetes quantity ("500m", "2", "8Gi") as a number, or ``None`` if not understood."""
-    match = _QUANTITY.match(text.strip())
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
-    except InvalidOperation:
-        return None
-
-
-def cpu_quantity(vcpu: float) -> str:
-    millis = round(vcpu * 1000)
-    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
-
-
-def memory_quantity(gib: float) -> str:
-    mib = round(gib * 1024)
-    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
-
-
 def _container_patch(component: str, container: Body) -> Body:
     return {"spec": {"template": {"spec": {"containers": [{"name": component, **container}]}}}}
 
 
 def _resource_patch(workload: Workload, resource: str, *, request: str, limit: str) -> Body:
     """Request and limit to the new value; an existing limit above the new value is kept."""
-    current = quantity(workload.resources.get("limits", {}).get(resource, ""))
-    wanted = quantity(limit)
+    current = quantity.parse_or_none(workload.resources.get("limits", {}).get(resource, ""))
+    wanted = quantity.parse_or_none(limit)
     requests = {resource: request}
     if current is not None and wanted is not None and current > wanted:
         return _container_patch(workload.container, {"resources": {"requests": requests}})
@@ -265,12 +219,12 @@ def patch_for(action: Action, workload: Workload, *, now: datetime) -> Body | No
     """The strategic-merge patch that carries out ``action`` on ``workload``; ``None`` if none applies."""
     match action:
         case ScaleCpu(vcpu=vcpu) | ScaleDown(vcpu=vcpu):
-            value = cpu_quantity(vcpu)
+            value = quantity.cpu(vcpu)
             return _resource_patch(workload, "cpu", request=value, limit=value)
         case RaiseMemory(memory_gib=gib):
-            limit = memory_quantity(gib)
+            limit = quantity.memory(gib)
             request = workload.resources.get("requests", {}).get("memory", "")
-            current, wanted = quantity(request), quantity(limit)
+            current, wanted = quantity.parse_or_none(request), quantity.parse_or_none(limit)
             # The request stays where it was unless it would exceed the new limit.
             keep = current is not None and wanted is not None and current <= wanted
             body = {"requests": {"memory": request if keep else limit}, "limits": {"memory": limit}}
@@ -327,7 +281,7 @@ def judge(
     since: datetime,
     block_time_s: float,
     consecutive: int,
-    stall_block_times: float = 3.0,
+    stall_block_times: float = STALL_BLOCK_TIMES,
 ) -> Judgement:
     """Is the chain healthy again, judged only on samples taken at or after ``since``?
 

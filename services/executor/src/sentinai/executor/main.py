@@ -19,7 +19,7 @@ from sentinai.common.streams import ensure_streams
 from sentinai.executor import bus
 from sentinai.executor.feed import SampleFeed
 from sentinai.executor.kube import KubeWriter
-from sentinai.executor.runner import Executor
+from sentinai.executor.service import Executor
 from sentinai.executor.settings import ExecutorSettings
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ class ExecutorSettings(ServiceSettings):
     default_verify_window_s: float = Field(default=120.0, gt=0)
     verify_consecutive: int = Field(default=3, ge=1)
     verify_poll_s: float = Field(default=1.0, gt=0)
-    stall_block_times: float = Field(default=3.0, gt=0)
     k8s_timeout_s: float = Field(default=10.0, gt=0)
     k8s_retries: int = Field(default=3, ge=0, le=10)
     read_only_mode: bool = Field(

@@ -25,7 +25,7 @@ _LOCKING: Final = frozenset({"succeeded", "failed", "rolled_back"})
 class Cooldown:
     """The executor's cooldown lock on one component of a chain, as the planner mirrors it.
 
-    The executor (``runner._take_cooldown``) locks ``cooldown.<chain>.<component>`` whatever the
+    The executor (its ``_take_cooldown``) locks ``cooldown.<chain>.<component>`` whatever the
     action kind, when a real execution starts, for the larger of the approval's cooldown and the
     tier's; until then it refuses any other action on that component.
     """

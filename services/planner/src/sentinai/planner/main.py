@@ -9,13 +9,13 @@ from sentinai.common.policy import load_policy
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
-from sentinai.planner import bus
+from sentinai.planner import bus, service
 from sentinai.planner.settings import PlannerSettings
 
 
 def build_app(settings: PlannerSettings) -> AsgiFastStream:
     # A bad policy file stops the planner before it connects: it must never run on a guess.
-    deps = bus.Deps(policy=load_policy(settings.policy_file))
+    deps = service.Deps(policy=load_policy(settings.policy_file))
     broker, planner = bus.build(settings, deps)
     timer = bus.ExpiryTimer(planner, interval_s=settings.expiry_check_s)
     lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)

@@ -26,8 +26,9 @@ from sentinai.common.decisions import (
 )
 from sentinai.common.events import COMPONENTS
 from sentinai.common.state import StateStore
+from sentinai.planner.commands import Approval, CommandOutcome
 from sentinai.planner.cooldowns import Cooldown, later
-from sentinai.planner.logic import Approval, CommandOutcome, Decision
+from sentinai.planner.proposals import Decision
 
 AUDIT_RECENT = "audit.recent"
 _AUDIT_LIST = TypeAdapter(list[AuditRecorded])

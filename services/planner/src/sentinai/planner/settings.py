@@ -36,7 +36,8 @@ class PlannerSettings(ServiceSettings):
     expiry_check_s: float = Field(default=5.0, gt=0)
     # How long a resolved incident is remembered: a late or replayed diagnosis of it proposes nothing.
     resolved_memory_s: float = Field(default=86_400.0, gt=0)
-    # Verification of "blocks flow again" allows three block times.
+    # The chain's block time: verifying "blocks flow again" allows the stall multiple of it
+    # (``SENTINAI_STALL_BLOCK_TIMES``, shared by every service).
     block_time_s: float = Field(default=2.0, gt=0)
     durable_prefix: str = Field(default="planner", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     http_host: str = "127.0.0.1"

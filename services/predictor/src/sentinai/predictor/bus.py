@@ -11,33 +11,28 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from sentinai.common import jsonlog, pull, streams, subjects, telemetry
 from sentinai.common.bus import DeadLetters, build_broker, publish_event
+from sentinai.common.decisions import PredictionMade
 from sentinai.common.events import MetricSample
-from sentinai.predictor import logic
+from sentinai.predictor import service
+from sentinai.predictor.service import COMPONENT, Deps
 from sentinai.predictor.settings import PredictorSettings
-from sentinai.predictor.windows import PredictorState
+
+__all__ = ["COMPONENT", "SERVICE", "Deps", "Ticker", "Wiring", "build", "reset_durable", "samples_consumer"]
 
 SERVICE = "predictor"
-COMPONENT = "op-geth"
 log = logging.getLogger(__name__)
 
 PREDICTIONS = Counter("sentinai_predictor_predictions_total", "Predictions published", ["chain", "trend"])
 TICK_FAILURES = Counter("sentinai_predictor_tick_failures_total", "Prediction rounds that raised")
-FORECAST_SECONDS = Histogram("sentinai_predictor_forecast_seconds", "Time to forecast one chain")
-
-
-@dataclass
-class Deps:
-    state: PredictorState
-    forecaster: logic.Forecaster
 
 
 @dataclass(frozen=True)
@@ -69,48 +64,23 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
     dead = DeadLetters(broker, service=SERVICE)
 
     def add(sample: MetricSample) -> None:
-        # The filter keeps other components out; a sample that claims another one is skipped.
-        if sample.component == COMPONENT:
-            deps.state.add(sample)
+        service.add_sample(deps, sample)
 
     on_samples = pull.folding(dead, service=SERVICE, kind="metric_sample", event_type=MetricSample, add=add)
 
+    async def publish(prediction: PredictionMade) -> None:
+        chain = prediction.chain_id
+        jsonlog.bind(chain=chain, correlation_id=prediction.correlation_id)
+        await publish_event(broker, subjects.prediction_made(chain), prediction, stream=streams.EVENTS)
+        PREDICTIONS.labels(chain, prediction.trend).inc()
+
     async def tick(now: datetime) -> int:
-        published = 0
-        for chain, history in deps.state.due():
-            newest = history.newest
-            if newest is None or now - newest > timedelta(seconds=settings.stale_s):
-                continue  # replayed history of a chain that has gone quiet: nothing current to say
-            with FORECAST_SECONDS.time():
-                # In a thread: tens of ms of numpy per chain must not stall the sample handler.
-                prediction = await asyncio.to_thread(
-                    logic.predict,
-                    history.points(),
-                    forecaster=deps.forecaster,
-                    ladder=settings.ladder,
-                    horizon_s=settings.horizon_s,
-                    headroom=settings.headroom,
-                    down_headroom=settings.down_headroom,
-                    up_tolerance=settings.up_tolerance,
-                    chain_id=chain,
-                    now=newest,
-                    min_points=settings.min_points,
-                )
-            if prediction is not None:
-                jsonlog.bind(chain=chain, correlation_id=prediction.correlation_id)
-                await publish_event(
-                    broker, subjects.prediction_made(chain), prediction, stream=streams.EVENTS
-                )
-                PREDICTIONS.labels(chain, prediction.trend).inc()
-                published += 1
-            # Marked only once published: a failed publish is retried on the next tick.
-            deps.state.predicted_at[chain] = newest
-        return published
+        return await service.predict_due(deps, settings=settings, now=now, publish=publish)
 
     return Wiring(
         broker=broker,
         tick=tick,
-        loop=pull.Loop(streams.TELEMETRY.name, settings.durable, on_samples),
+        loop=pull.Loop(streams.TELEMETRY.name, settings.durable, on_samples, dead=dead),
         consumer=samples_consumer(settings, start=start),
     )
 

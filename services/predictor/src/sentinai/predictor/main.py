@@ -11,13 +11,13 @@ from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import ensure_streams
-from sentinai.predictor import bus, logic
+from sentinai.predictor import bus, logic, service
 from sentinai.predictor.settings import PredictorSettings
 from sentinai.predictor.windows import PredictorState
 
 
 def build_app(settings: PredictorSettings) -> AsgiFastStream:
-    deps = bus.Deps(
+    deps = service.Deps(
         state=PredictorState(
             max_points=settings.history_points, span_s=settings.history_s, seen=SeenIds(settings.seen_ids)
         ),

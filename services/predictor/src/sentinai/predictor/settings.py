@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from sentinai.common.policy import load_policy
+from sentinai.common.policy import Ladder, load_policy
 from sentinai.common.settings import ServiceSettings
 
 
@@ -45,6 +45,4 @@ class PredictorSettings(ServiceSettings):
     @field_validator("ladder")
     @classmethod
     def _ladder_is_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not value or any(step <= 0 for step in value):
-            raise ValueError("the vCPU ladder needs at least one positive step")
-        return tuple(sorted(set(value)))
+        return Ladder(value).steps  # sorted, each step once; empty or a step ≤ 0 is refused

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import MetricSample
-from sentinai.predictor.logic import Point, point_fields
+from sentinai.predictor.model import Point, point_fields
 
 # The collector stamps the rpc and k8s samples of one poll with the same instant.
 MERGE_S = 1.0

@@ -1,4 +1,4 @@
-"""The twin as a child process (for `sentinai up`, tests and benchmarks): start, wait until it answers, stop."""
+"""The twin as a child process (for `sentinai up`, tests and benchmarks): start, wait, stop."""
 
 from __future__ import annotations
 

@@ -6,19 +6,41 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def eventually(
-    check: Callable[[], T | None | Awaitable[T | None]],
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout_s: float,
+    what: str,
+    every_s: float = ...,
+    tolerate: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float,
+    what: str,
+    every_s: float = ...,
+    tolerate: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     *,
     timeout_s: float,
     what: str,
     every_s: float = 0.05,
     tolerate: tuple[type[BaseException], ...] = (),
-) -> T:
+) -> Any:
     """The first truthy result of ``check`` (sync or async), polled every ``every_s``.
 
     Fails naming ``what`` and the last result after ``timeout_s``. Exceptions of the ``tolerate``

@@ -10,7 +10,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from random import Random
 from typing import Any, Final, TypeVar
 
-from sentinai.twin import incidents, kube, quantity, rpc, sim
+from sentinai.common import quantity
+from sentinai.twin import incidents, kube, rpc, sim
 from sentinai.twin.faults import Faults
 from sentinai.twin.model import COMPONENTS, ChainConfig, ChainState, Component, Incident, seed_for
 

@@ -1,4 +1,4 @@
-"""Wiring only: incident, diagnosis and action events in; notifications out.
+"""Wiring only: incident, diagnosis and action events in; notifications out (``service.Notify``).
 
 The consumers are durable and named by the config's prefix, so every api replica shares them and
 each event is notified once. Openings and resolutions share one consumer with a single message in
@@ -7,23 +7,23 @@ flight, so a page is always triggered before it is resolved, whichever replica s
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from faststream import AckPolicy
-from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, PullSub
+from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage
 from nats.js.api import ConsumerConfig
 
-from sentinai.api.notify import notices
 from sentinai.api.notify.config import NotifyConfig
-from sentinai.api.notify.delivery import Notifier
+from sentinai.api.notify.delivery import HttpSender
+from sentinai.api.notify.service import Notifier, Notify, anomaly_type
 from sentinai.common import streams, subjects
-from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters
+from sentinai.common.bus import DeadLetters
+from sentinai.common.consumer import durable_consumer
 from sentinai.common.decisions import ActionExecuted, ActionProposed, RcaCompleted
-from sentinai.common.events import AnomalyDetected, AnomalyResolved, MalformedEventError, decode, utcnow
+from sentinai.common.events import Event, utcnow
+from sentinai.common.streams import StreamSpec
 
 SERVICE = "api-notify"
 # JetStream redelivers a message not acknowledged in time; a delivery still retrying must not be
@@ -51,23 +51,12 @@ def subscribe(
 ) -> Notifications:
     """Register the notification consumers on ``broker`` (before it starts)."""
     client = client_factory()
-    notifier = Notifier(config, client=client, dead=dead, clock=clock)
-    episodes = notices.EpisodeSeverities()
-    prefix = config.durable_prefix
-    one = PullSub(batch_size=1, timeout=1.0)
+    notify = Notify(Notifier(config, sender=HttpSender(client), dead=dead, clock=clock))
     now = clock()
     # A durable created for the first time starts a little in the past (an event published while
     # the api started is not missed); an existing one resumes where it was; history is never re-sent.
     since = now - timedelta(seconds=config.first_start_replay_s)
     ack_wait = config.delivery.worst_case_s() + _ACK_MARGIN_S
-
-    def durable(*, in_flight: int | None = None) -> ConsumerConfig:
-        return ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=since,
-            ack_wait=ack_wait,
-            max_ack_pending=in_flight,
-        )
 
     # Each replica reads recent openings itself (an ephemeral consumer) to route every resolution
     # like its opening, whichever replica notified that.
@@ -80,78 +69,38 @@ def subscribe(
         ),
     )
     async def on_opening(msg: NatsMessage) -> None:
-        # A malformed opening is dead-lettered once, by the shared consumer below, not per replica.
-        with contextlib.suppress(MalformedEventError):
-            episodes.opened(decode(AnomalyDetected, msg.body))
+        notify.opening_seen(msg.body)
 
-    @broker.subscriber(
-        subjects.ANOMALY_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-anomalies",
-        config=durable(in_flight=1),
-        pull_sub=one,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_anomaly(msg: NatsMessage) -> None:
-        subject = msg.raw_message.subject
-        if subject.startswith(subjects.ANOMALY_RESOLVED + "."):
-            resolved = await dead.decode(AnomalyResolved, subject=subject, body=msg.body)
-            if resolved is None:
-                return
-            notice = notices.from_resolved(resolved, severity=episodes.of(resolved.episode_id))
-        else:
-            anomaly = await dead.decode(AnomalyDetected, subject=subject, body=msg.body)
-            if anomaly is None:
-                return
-            episodes.opened(anomaly)
-            notice = notices.from_anomaly(anomaly)
-        await notifier.notify(notice, subject=subject, body=msg.body)
-        MESSAGES_HANDLED.labels(SERVICE, notice.kind).inc()
+    def consume(
+        name: str,
+        subject: str,
+        stream: StreamSpec,
+        durable: str,
+        event_type: type[Event] | Callable[[str], type[Event] | None],
+        *,
+        in_flight: int | None = None,
+    ) -> None:
+        durable_consumer(
+            broker,
+            dead,
+            service=SERVICE,
+            name=name,
+            subject=subject,
+            stream=stream,
+            durable=f"{config.durable_prefix}-{durable}",
+            event_type=event_type,
+            handle_received=notify.handle,
+            # One config object per consumer: faststream writes the durable's name into it.
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=since,
+                ack_wait=ack_wait,
+                max_ack_pending=in_flight,
+            ),
+        )
 
-    @broker.subscriber(
-        subjects.RCA_COMPLETED_ALL,
-        stream=streams.EVENTS.ref(),
-        durable=f"{prefix}-rca",
-        config=durable(),
-        pull_sub=one,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_rca(msg: NatsMessage) -> None:
-        subject = msg.raw_message.subject
-        rca = await dead.decode(RcaCompleted, subject=subject, body=msg.body)
-        if rca is not None:
-            await notifier.notify(notices.from_rca(rca), subject=subject, body=msg.body)
-            MESSAGES_HANDLED.labels(SERVICE, "rca_completed").inc()
-
-    @broker.subscriber(
-        subjects.ACTION_PROPOSED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-proposals",
-        config=durable(),
-        pull_sub=one,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_proposal(msg: NatsMessage) -> None:
-        subject = msg.raw_message.subject
-        proposal = await dead.decode(ActionProposed, subject=subject, body=msg.body)
-        notice = None if proposal is None else notices.from_proposal(proposal)
-        if notice is not None:
-            await notifier.notify(notice, subject=subject, body=msg.body)
-            MESSAGES_HANDLED.labels(SERVICE, "approval_needed").inc()
-
-    @broker.subscriber(
-        subjects.ACTION_EXECUTED_ALL,
-        stream=streams.ACTIONS.ref(),
-        durable=f"{prefix}-executed",
-        config=durable(),
-        pull_sub=one,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def on_executed(msg: NatsMessage) -> None:
-        subject = msg.raw_message.subject
-        executed = await dead.decode(ActionExecuted, subject=subject, body=msg.body)
-        if executed is not None:
-            await notifier.notify(notices.from_executed(executed), subject=subject, body=msg.body)
-            MESSAGES_HANDLED.labels(SERVICE, "action_executed").inc()
-
+    consume("on_anomaly", subjects.ANOMALY_ALL, streams.EVENTS, "anomalies", anomaly_type, in_flight=1)
+    consume("on_rca", subjects.RCA_COMPLETED_ALL, streams.EVENTS, "rca", RcaCompleted)
+    consume("on_proposal", subjects.ACTION_PROPOSED_ALL, streams.ACTIONS, "proposals", ActionProposed)
+    consume("on_executed", subjects.ACTION_EXECUTED_ALL, streams.ACTIONS, "executed", ActionExecuted)
     return Notifications(client=client)

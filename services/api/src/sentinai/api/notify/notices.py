@@ -6,7 +6,6 @@ open incident was so its resolution is routed like its opening.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 
 from sentinai.api.notify.config import EventKind
 from sentinai.common.decisions import ActionExecuted, ActionProposed, Outcome, RcaCompleted
-from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, Severity
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, Event, Severity, derived_id
 
 # An action's outcome has no severity of its own: a failure needs eyes, a success is news.
 OUTCOME_SEVERITY: dict[Outcome, Severity] = {
@@ -54,7 +53,7 @@ def incident_key(chain_id: str, episode_id: str) -> str:
     key = f"{chain_id}:{episode_id}"
     if len(key) <= _DEDUP_KEY_MAX:
         return key
-    return f"{chain_id}:{hashlib.sha256(episode_id.encode()).hexdigest()}"
+    return f"{chain_id}:{derived_id('pagerduty-incident', episode_id)}"
 
 
 def _json(event: Event) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""``make bench-nab``: detectors run causally over the NAB series (``run``), scored by ``score``."""

@@ -1,0 +1,5 @@
+"""``python -m bench.nab``: see ``bench.nab.run``."""
+
+from bench.nab.run import main
+
+main()
