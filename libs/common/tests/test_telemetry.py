@@ -180,7 +180,7 @@ async def test_the_lag_task_refreshes_on_its_own_until_stopped(nats_server: Embe
                 await asyncio.sleep(0.02)
         finally:
             await watch.stop()
-        assert watch._task is not None and watch._task.done()
+        assert not watch._ticker.running()
 
 
 async def test_health_and_metrics_answer_over_http_while_the_service_runs() -> None:

@@ -8,7 +8,6 @@ consumer is behind its stream. Every series carries the service name, so one das
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -26,6 +25,7 @@ from nats.errors import Error as NatsError
 from prometheus_client import Counter, Gauge, Histogram
 
 from sentinai.common.payloads import kind_of
+from sentinai.common.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -186,20 +186,16 @@ class ConsumerLag:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._failing: set[Durable] = set()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Ticker(f"consumer-lag-{service}", interval_s, self.refresh)
 
     async def start(self) -> None:
         if self.durables is None:
             # Read at start, not at construction: the wiring has registered every subscriber by now.
             self.durables = (*durables_of(self.broker), *self.also)
-        self._task = asyncio.create_task(self._run(), name=f"consumer-lag-{self.service}")
+        await self._ticker.start()
 
     async def stop(self, *, timeout_s: float = 5.0) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=timeout_s)
-            self._task.cancel()
+        await self._ticker.stop(timeout_s=timeout_s)
 
     async def refresh(self) -> None:
         """Read every durable's info once."""
@@ -222,13 +218,3 @@ class ConsumerLag:
             self._failing.discard(durable)
             CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
             CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.refresh()
-            except Exception:
-                # Not connected yet, or a bug in one round: the gauges wait for the next one.
-                log.exception("consumer lag refresh failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)

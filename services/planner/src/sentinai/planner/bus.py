@@ -9,11 +9,9 @@ with an ``ActionVerdict`` on core NATS.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -37,7 +35,7 @@ from sentinai.common.streams import StreamSpec
 from sentinai.planner.service import Deps, Planner
 from sentinai.planner.settings import PlannerSettings
 
-__all__ = ["SERVICE", "BrokerPublisher", "Deps", "ExpiryTimer", "Planner", "build"]
+__all__ = ["SERVICE", "BrokerPublisher", "Deps", "Planner", "build"]
 
 SERVICE = "planner"
 E = TypeVar("E", bound=Event)
@@ -152,35 +150,3 @@ def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
     )
     return broker, planner
-
-
-@dataclass
-class ExpiryTimer:
-    """Expires pending proposals every ``interval_s`` until stopped."""
-
-    planner: Planner
-    interval_s: float
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self._run())
-
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    async def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await self.planner.expire_due()
-            except Exception:
-                # The store or the bus is away for a moment; the next tick tries again.
-                log.exception("expiry check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=self.interval_s)
-
-    async def stop(self, *, timeout_s: float = 5.0) -> None:
-        self.stopping.set()
-        if self.task is not None:
-            await asyncio.wait([self.task], timeout=timeout_s)
-            self.task.cancel()

@@ -9,6 +9,7 @@ from sentinai.common.policy import load_policy
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.state import open_state_store
 from sentinai.common.streams import ensure_streams
+from sentinai.common.ticker import Ticker
 from sentinai.planner import bus, service
 from sentinai.planner.settings import PlannerSettings
 
@@ -17,7 +18,7 @@ def build_app(settings: PlannerSettings) -> AsgiFastStream:
     # A bad policy file stops the planner before it connects: it must never run on a guess.
     deps = service.Deps(policy=load_policy(settings.policy_file))
     broker, planner = bus.build(settings, deps)
-    timer = bus.ExpiryTimer(planner, interval_s=settings.expiry_check_s)
+    timer = Ticker("expiry", settings.expiry_check_s, planner.expire_due)
     lag = telemetry.ConsumerLag(broker, service=bus.SERVICE)
 
     async def prepare() -> None:

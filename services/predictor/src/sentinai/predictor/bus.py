@@ -6,11 +6,9 @@ subjects only: the other components' samples (seven in eight) never reach this p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from faststream.nats import NatsBroker
@@ -26,7 +24,7 @@ from sentinai.predictor import service
 from sentinai.predictor.service import COMPONENT, Deps
 from sentinai.predictor.settings import PredictorSettings
 
-__all__ = ["COMPONENT", "SERVICE", "Deps", "Ticker", "Wiring", "build", "reset_durable", "samples_consumer"]
+__all__ = ["COMPONENT", "SERVICE", "Deps", "Wiring", "build", "reset_durable", "samples_consumer"]
 
 SERVICE = "predictor"
 log = logging.getLogger(__name__)
@@ -88,41 +86,3 @@ def build(settings: PredictorSettings, deps: Deps, *, start: datetime) -> Wiring
 async def reset_durable(js: JetStreamContext, wiring: Wiring) -> None:
     """Create the durable afresh: history lives in memory, so a restart must replay it, not resume."""
     await pull.recreate_consumer(js, streams.TELEMETRY.name, wiring.consumer)
-
-
-@dataclass
-class Ticker:
-    """The interval loop: one prediction round every ``interval_s`` until stopped."""
-
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    def start(
-        self, tick: Callable[[datetime], Awaitable[int]], *, interval_s: float, clock: Callable[[], datetime]
-    ) -> None:
-        self.task = asyncio.create_task(self._run(tick, interval_s=interval_s, clock=clock))
-
-    async def _run(
-        self, tick: Callable[[datetime], Awaitable[int]], *, interval_s: float, clock: Callable[[], datetime]
-    ) -> None:
-        # The first round waits one interval: the replayed history arrives in the meantime.
-        while not await self._stopped_within(interval_s):
-            try:
-                await tick(clock())
-            except Exception:
-                TICK_FAILURES.inc()
-                log.exception("prediction round failed; retried next interval")
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        return self.stopping.is_set()
-
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    async def stop(self, *, timeout_s: float = 10.0) -> None:
-        self.stopping.set()
-        if self.task is not None:
-            await asyncio.wait([self.task], timeout=timeout_s)
-            self.task.cancel()

@@ -11,6 +11,7 @@ from sentinai.common.dedup import SeenIds
 from sentinai.common.events import utcnow
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import ensure_streams
+from sentinai.common.ticker import Ticker
 from sentinai.predictor import bus, logic, service
 from sentinai.predictor.settings import PredictorSettings
 from sentinai.predictor.windows import PredictorState
@@ -25,7 +26,14 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
     )
     wiring = bus.build(settings, deps, start=utcnow() - timedelta(seconds=settings.history_s))
     broker = wiring.broker
-    ticker = bus.Ticker()
+    # The first round waits one interval: the replayed history arrives in the meantime.
+    ticker = Ticker(
+        "prediction",
+        settings.interval_s,
+        lambda: wiring.tick(utcnow()),
+        first_after_s=settings.interval_s,
+        on_failure=bus.TICK_FAILURES.inc,
+    )
     pumps = pull.Pumps(bus.SERVICE)
     lag = telemetry.ConsumerLag(
         broker, service=bus.SERVICE, also=[telemetry.Durable(wiring.loop.stream, wiring.loop.durable)]
@@ -40,7 +48,7 @@ def build_app(settings: PredictorSettings) -> AsgiFastStream:
 
     async def start_loops() -> None:
         pumps.start(broker.config.connection_state.stream, [wiring.loop])
-        ticker.start(wiring.tick, interval_s=settings.interval_s, clock=utcnow)
+        await ticker.start()
 
     return broker_app(
         broker,

@@ -113,7 +113,7 @@ def wired_brokers() -> dict[str, NatsBroker]:
     from sentinai.common.state import RedisStateStore  # noqa: PLC0415
     from sentinai.executor import bus as executor_bus  # noqa: PLC0415
     from sentinai.executor.feed import SampleFeed  # noqa: PLC0415
-    from sentinai.executor.runner import Executor  # noqa: PLC0415
+    from sentinai.executor.service import Executor  # noqa: PLC0415
     from sentinai.executor.settings import ExecutorSettings  # noqa: PLC0415
     from sentinai.planner import bus as planner_bus  # noqa: PLC0415
     from sentinai.planner.settings import PlannerSettings  # noqa: PLC0415
