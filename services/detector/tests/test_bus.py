@@ -9,40 +9,24 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 
-from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from faststream.nats import TestNatsBroker
 from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, DeadLetter, LogBatch, MetricSample
-from sentinai.detector import bus, logic
+from sentinai.detector import bus, service
 from sentinai.detector.settings import DetectorSettings
-from sentinai.detector.windows import DetectorState
+from sentinai.devkit.spy import Spy
 
 T0 = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 SETTINGS = DetectorSettings()
 
 
-class Spy:
-    """Collects what the detector publishes on one subject."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    def attach(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
-        @broker.subscriber(subject, stream=stream.ref())
-        async def spy(msg: NatsMessage) -> None:
-            self.bodies.append(msg.body)
-
-
-def wired(settings: DetectorSettings = SETTINGS) -> tuple[bus.Wiring, bus.Deps, Spy, Spy]:
-    deps = bus.Deps(
-        state=DetectorState.empty(window=settings.window, seen_capacity=1000),
-        scorer=logic.make_scorer(settings),
-    )
+def wired(settings: DetectorSettings = SETTINGS) -> tuple[bus.Wiring, service.Deps, Spy, Spy]:
+    deps = service.deps_from(settings.model_copy(update={"seen_ids": 1000}))
     wiring = bus.build(settings, deps)
-    anomalies, dead = Spy(), Spy()
-    anomalies.attach(wiring.broker, f"{subjects.ANOMALY_DETECTED}.>", streams.EVENTS)
-    dead.attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+    anomalies = Spy().attach(wiring.broker, f"{subjects.ANOMALY_DETECTED}.>", streams.EVENTS)
+    dead = Spy().attach(wiring.broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
     return wiring, deps, anomalies, dead
 
 
@@ -92,7 +76,7 @@ async def test_the_seed_example_in_zscore_mode() -> None:
         await wiring.on_metrics([msg(cpu(v, i).to_json()) for i, v in enumerate(values)])
         await wiring.on_metrics([msg(cpu(50.0, 0, chain="other").to_json(), "metrics.raw.other.op-geth")])
     [body] = anomalies.bodies
-    anomaly = AnomalyDetected.model_validate_json(body)
+    [anomaly] = anomalies.events(AnomalyDetected)
     fields = json.loads(body)
     assert anomaly.chain_id == "opmain"
     assert {k: fields[k] for k in ("metric", "value", "zScore", "direction", "severity", "description")} == {
@@ -122,7 +106,7 @@ async def test_malformed_payloads_are_dead_lettered_and_the_handler_keeps_workin
         )
         await wiring.on_logs([msg(b'{"lines": 3}', "logs.raw.opmain.op-node")])
         await wiring.on_metrics([msg(good.to_json())])
-    letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
+    letters = dead.events(DeadLetter)
     assert [(d.service, d.subject) for d in letters] == [("detector", "metrics.raw.opmain.op-geth")] * 3 + [
         ("detector", "logs.raw.opmain.op-node")
     ]
@@ -152,7 +136,7 @@ async def test_log_batch_with_a_signature_gives_an_anomaly_quoting_the_line() ->
     batch = LogBatch(chain_id="opmain", component="op-node", lines=("noise", line))
     async with TestNatsBroker(wiring.broker):
         await wiring.on_logs([msg(batch.to_json(), subjects.logs_raw("opmain", "op-node"))])
-    [anomaly] = [AnomalyDetected.model_validate_json(b) for b in anomalies.bodies]
+    [anomaly] = anomalies.events(AnomalyDetected)
     assert (anomaly.metric, anomaly.severity, anomaly.rule, anomaly.evidence) == (
         "log:jwt_mismatch",
         "critical",

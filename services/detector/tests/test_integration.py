@@ -14,10 +14,10 @@ from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.events import AnomalyDetected, MetricSample, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
 from sentinai.detector.main import build_app
 from sentinai.detector.settings import DetectorSettings
+from sentinai.devkit.natsserver import EmbeddedNats
 
 CHAIN = "itest"
 

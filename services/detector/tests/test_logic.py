@@ -14,7 +14,7 @@ import pytest
 from sentinai.common import catalog
 from sentinai.common.dedup import SeenIds
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample
-from sentinai.detector import logic
+from sentinai.detector import findings, gauges, liveness, logic
 from sentinai.detector.logic import Outcome
 from sentinai.detector.settings import DetectorSettings
 from sentinai.detector.streaming import StreamingScorer, StreamingSettings
@@ -212,7 +212,7 @@ def test_non_finite_values_are_skipped_not_averaged() -> None:
     ids=str,
 )
 def test_severity_bands(z: float, severity: str) -> None:
-    assert logic.severity_for(z) == severity
+    assert findings.severity_for(z) == severity
 
 
 @pytest.mark.parametrize(
@@ -236,7 +236,7 @@ def test_severity_bands(z: float, severity: str) -> None:
     ],
 )
 def test_description_text(metric: str, value: float, z: float, text: str) -> None:
-    assert logic.describe_deviation(metric, value, z) == text
+    assert findings.describe_deviation(metric, value, z) == text
 
 
 # ------------------------------------------------------------------------------ both scoring modes
@@ -244,13 +244,13 @@ def test_description_text(metric: str, value: float, z: float, text: str) -> Non
 
 def test_streaming_is_the_default_mode_and_zscore_stays_selectable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert DetectorSettings().mode == "streaming"
-    assert isinstance(logic.make_scorer(DetectorSettings()), logic.StreamingGauges)
+    assert isinstance(logic.make_scorer(DetectorSettings()), gauges.StreamingGauges)
     monkeypatch.setenv("SENTINAI_DETECTOR_MODE", "zscore")
-    assert isinstance(logic.make_scorer(DetectorSettings()), logic.ZScoreScorer)
+    assert isinstance(logic.make_scorer(DetectorSettings()), gauges.ZScoreScorer)
 
 
 def test_live_streaming_settings_are_the_nab_defaults_with_the_cooldown_replaced_and_no_tiers() -> None:
-    live = logic.live_streaming_settings(DetectorSettings(streaming_cooldown_s=900.0))
+    live = gauges.live_streaming_settings(DetectorSettings(streaming_cooldown_s=900.0))
     assert live == replace(StreamingSettings(), cooldown_s=900.0, clean_alert=0.0)
     assert StreamingSettings().cooldown_s == 59_000.0  # NAB's own figure is untouched
     assert StreamingSettings().clean_alert > 0.0
@@ -316,7 +316,7 @@ def test_streaming_finding_keeps_the_seed_fields_and_quotes_the_score() -> None:
     [anomaly] = detected(feed(settled(), cpu_series([70.0], start=AFTER), mode="streaming"))
     score = float(anomaly.description.rsplit("anomaly score ", 1)[1].rstrip(")"))
     assert anomaly.rule == "streaming"
-    assert anomaly.severity == logic.streaming_severity(score)
+    assert anomaly.severity == findings.streaming_severity(score)
     assert anomaly.description == (
         f"CPU spike detected: 70% ({anomaly.z_score:.1f}σ above baseline, anomaly score {score:.2f})"
     )
@@ -329,7 +329,7 @@ def test_streaming_finding_keeps_the_seed_fields_and_quotes_the_score() -> None:
     ids=str,
 )
 def test_streaming_severity_bands(score: float, severity: str) -> None:
-    assert logic.streaming_severity(score) == severity
+    assert findings.streaming_severity(score) == severity
 
 
 def test_each_series_keeps_a_stream_state_next_to_its_window() -> None:
@@ -427,7 +427,7 @@ def test_liveness_rules_fire(
     metrics: dict[str, float], component: str, expected: tuple[str, str, float], text: str
 ) -> None:
     metric, severity, z = expected
-    [finding] = logic.liveness_findings(
+    [finding] = liveness.liveness_findings(
         ComponentState(), sample(metrics, component=component), settings=SETTINGS
     )
     assert (finding.metric, finding.severity, finding.rule) == (metric, severity, "liveness")
@@ -448,14 +448,14 @@ def test_liveness_rules_fire(
 )
 def test_liveness_rules_stay_quiet_when_healthy(metrics: dict[str, float]) -> None:
     assert (
-        logic.liveness_findings(ComponentState(), sample(metrics, component="op-node"), settings=SETTINGS)
+        liveness.liveness_findings(ComponentState(), sample(metrics, component="op-node"), settings=SETTINGS)
         == []
     )
 
 
 def test_stall_threshold_follows_settings() -> None:
     settings = SETTINGS.model_copy(update={"block_time_s": 1.0, "stall_block_times": 5.0})
-    [finding] = logic.liveness_findings(
+    [finding] = liveness.liveness_findings(
         ComponentState(), sample({"secondsSinceHead": 5.5}), settings=settings
     )
     assert finding.description.endswith("(5 block times = 5.0s)")
@@ -463,7 +463,7 @@ def test_stall_threshold_follows_settings() -> None:
 
 def test_target_down_quotes_the_error() -> None:
     down = sample({}, component="op-node", source="rpc", target_up=False, error="connection refused :9545")
-    [finding] = logic.liveness_findings(ComponentState(), down, settings=SETTINGS)
+    [finding] = liveness.liveness_findings(ComponentState(), down, settings=SETTINGS)
     assert (finding.metric, finding.severity, finding.direction) == ("targetUp", "high", "down")
     assert finding.description == "op-node rpc target down: connection refused :9545"
 
@@ -472,7 +472,7 @@ def test_lag_alerts_only_while_over_threshold_and_growing() -> None:
     memory = ComponentState()
 
     def severities(lag: float) -> list[str]:
-        found = logic.liveness_findings(
+        found = liveness.liveness_findings(
             memory, sample({"unsafeSafeLag": lag}, component="op-node"), settings=SETTINGS
         )
         return [f.severity for f in found]
@@ -494,7 +494,7 @@ def test_restart_increase_alerts_and_holds_through_a_crash_loop() -> None:
 
     def fired(restarts: float, at: float) -> bool:
         s = sample({"restarts": restarts}, at=at)
-        return bool(logic.liveness_findings(memory, s, settings=SETTINGS))
+        return bool(liveness.liveness_findings(memory, s, settings=SETTINGS))
 
     assert not fired(2, 0)  # the first count is only a reference
     assert not fired(2, 10)

@@ -9,38 +9,28 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
+from faststream.nats import TestNatsBroker
 from nats.aio.msg import Msg
 
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import AuditRecorded, RcaCompleted
 from sentinai.common.events import AnomalyDetected, DeadLetter, LogBatch, MetricSample
-from sentinai.rca import bus
+from sentinai.devkit.spy import Spy
+from sentinai.rca import bus, service
 from sentinai.rca.settings import RcaSettings
 from services.rca.tests.scenes import CHAIN, STALL_AGE, T0, anomaly, op
 
 SETTINGS = RcaSettings()
 
 
-class Spy:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    def attach(self, broker: NatsBroker, subject: str, stream: streams.StreamSpec) -> None:
-        @broker.subscriber(subject, stream=stream.ref())
-        async def spy(msg: NatsMessage) -> None:
-            self.bodies.append(msg.body)
-
-
-def wired() -> tuple[bus.Wiring, bus.Deps, Spy, Spy, Spy]:
-    deps = bus.deps_from(SETTINGS)
+def wired() -> tuple[bus.Wiring, service.Deps, Spy, Spy, Spy]:
+    deps = service.deps_from(SETTINGS)
     deps.clock = lambda: T0 + timedelta(seconds=30)
     wiring = bus.build(SETTINGS, deps, now=T0)
     broker = wiring.broker
-    rcas, audits, dead = Spy(), Spy(), Spy()
-    rcas.attach(broker, subjects.RCA_COMPLETED_ALL, streams.EVENTS)
-    audits.attach(broker, subjects.AUDIT_ALL, streams.AUDIT)
-    dead.attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
+    rcas = Spy().attach(broker, subjects.RCA_COMPLETED_ALL, streams.EVENTS)
+    audits = Spy().attach(broker, subjects.AUDIT_ALL, streams.AUDIT)
+    dead = Spy().attach(broker, subjects.dead_letter(bus.SERVICE), streams.DEAD_LETTER)
     return wiring, deps, rcas, audits, dead
 
 
@@ -86,9 +76,8 @@ async def test_an_anomaly_after_telemetry_gives_one_rca_with_the_seed_fields_and
         await broker.publish(
             same_incident.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name
         )
-    [body] = rcas.bodies
-    rca = RcaCompleted.model_validate_json(body)
-    fields = json.loads(body)
+    [rca] = rcas.events(RcaCompleted)
+    fields = json.loads(rcas.bodies[0])
     assert {"rootCause", "affectedComponents", "riskLevel", "actionPlan"} <= set(fields)
     assert (rca.root_cause_class, rca.risk_level, rca.engine, rca.anomaly_event_id) == (
         "sequencer_stall",
@@ -99,7 +88,7 @@ async def test_an_anomaly_after_telemetry_gives_one_rca_with_the_seed_fields_and
     assert rca.chain_id == CHAIN and rca.correlation_id == first.correlation_id
     assert any("Engine failed temporarily" in e for e in rca.evidence)
     assert any("secondsSinceHead=16.0" in e for e in rca.evidence)
-    [audit] = [AuditRecorded.model_validate_json(b) for b in audits.bodies]
+    [audit] = audits.events(AuditRecorded)
     assert (audit.kind, audit.actor, audit.details["episodeId"]) == ("rca_completed", "rca", rca.episode_id)
 
 
@@ -116,7 +105,7 @@ async def test_a_noise_opening_publishes_nothing_until_the_incident_is_explained
             await broker.publish(
                 event.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name
             )
-    [only] = (RcaCompleted.model_validate_json(b) for b in rcas.bodies)
+    [only] = rcas.events(RcaCompleted)
     # The unexplained CPU blip opened the incident; its first published answer is the JWT diagnosis.
     assert only.root_cause_class == "jwt_mismatch"
     assert only.anomaly_event_id == "n-2"
@@ -138,10 +127,10 @@ async def test_resolved_anomalies_leave_the_context() -> None:
     }
     async with TestNatsBroker(broker):
         await broker.publish(opened.to_json(), subjects.anomaly_detected(CHAIN), stream=streams.EVENTS.name)
-        assert set(deps.context.chain(CHAIN).active) == {"r-1"}
+        assert set(deps.diagnoser.context.chain(CHAIN).active) == {"r-1"}
         await broker.publish(json.dumps(resolved).encode(), subjects.anomaly_resolved(CHAIN), stream="EVENTS")
-    assert deps.context.chain(CHAIN).active == {}
-    assert deps.tracker.incidents[CHAIN].quiet_since is not None
+    assert deps.diagnoser.context.chain(CHAIN).active == {}
+    assert deps.diagnoser.tracker.incidents[CHAIN].quiet_since is not None
 
 
 async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> None:
@@ -157,7 +146,7 @@ async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> No
         await feed(wiring, subjects.logs_raw(CHAIN, "op-node"), b'{"lines": 3}')
         await feed(wiring, subjects.metrics_raw(CHAIN, "op-geth"), b"{}")
         await broker.publish(b"[]", subjects.action_executed(CHAIN), stream="ACTIONS")
-    letters = [DeadLetter.model_validate_json(b) for b in dead.bodies]
+    letters = dead.events(DeadLetter)
     assert [d.subject for d in letters] == [
         "anomaly.detected.opmain",
         "anomaly.detected.opmain",
@@ -167,7 +156,7 @@ async def test_malformed_input_is_dead_lettered_and_nothing_else_happens() -> No
     ]
     assert all(d.service == "rca" for d in letters)
     assert "severity" in letters[1].reason
-    assert rcas.bodies == [] and deps.tracker.incidents == {}
+    assert rcas.bodies == [] and deps.diagnoser.tracker.incidents == {}
 
 
 async def test_anomalies_of_other_chains_open_their_own_incidents() -> None:
@@ -178,5 +167,5 @@ async def test_anomalies_of_other_chains_open_their_own_incidents() -> None:
     async with TestNatsBroker(broker):
         await broker.publish(here.to_json(), subjects.anomaly_detected(CHAIN), stream="EVENTS")
         await broker.publish(there.to_json(), subjects.anomaly_detected("other"), stream="EVENTS")
-    chains = sorted(RcaCompleted.model_validate_json(b).chain_id for b in rcas.bodies)
+    chains = sorted(rca.chain_id for rca in rcas.events(RcaCompleted))
     assert chains == ["opmain", "other"]

@@ -45,9 +45,10 @@ def test_one_poll_of_evidence_opens_a_card_but_never_an_action(cls: str) -> None
     assert corroboration is not None and not corroboration.proposal_met and not corroboration.auto_met
     assert corroboration.status.startswith("waiting for corroboration: ")
     assert diagnosis.confidence < MIN_RCA_CONFIDENCE
+    scene = SCENES[cls]()
     event = logic.to_event(
         diagnosis,
-        SCENES[cls](),
+        scene,
         episode_id="inc",
         engine="rules",
         model=None,
@@ -55,7 +56,7 @@ def test_one_poll_of_evidence_opens_a_card_but_never_an_action(cls: str) -> None
         cost_usd=0.0,
         now=T0,
     )
-    assert plan_rca(event, policy=POLICY, now=T0) == []
+    assert plan_rca(event, policy=POLICY, now=T0, block_time_s=scene.block_time_s) == []
 
 
 @pytest.mark.parametrize("cls", ACTING)

@@ -22,8 +22,9 @@ from nats.aio.msg import Msg
 from sentinai.common import streams, subjects
 from sentinai.common.decisions import AuditRecorded, RcaCompleted
 from sentinai.common.events import AnomalyDetected, LogBatch, MetricSample, utcnow
-from sentinai.devkit.natsserver import EmbeddedNats
 from sentinai.common.net import free_port
+from sentinai.devkit.natsserver import EmbeddedNats
+from sentinai.devkit.waits import eventually
 from sentinai.rca.main import build_app
 from sentinai.rca.settings import RcaSettings
 from services.rca.tests.scenes import STALL_AGE, op
@@ -84,7 +85,7 @@ async def test_rca_from_replayed_telemetry_once_per_incident(
         received: asyncio.Queue[Msg] = asyncio.Queue()
         await nc.subscribe(subjects.RCA_COMPLETED_ALL, cb=received.put)
         async with running_rca(nats_server.url, monkeypatch):
-            await asyncio.wait_for(wait_for_consumers(js), timeout=15)
+            await eventually(lambda: caught_up(js), timeout_s=15, what="the metrics durable caught up")
             sent = time.perf_counter()
             await js.publish(subjects.anomaly_detected(CHAIN), stall(CHAIN, "stall-1").to_json())
             rca = RcaCompleted.model_validate_json((await asyncio.wait_for(received.get(), timeout=15)).data)
@@ -108,16 +109,13 @@ async def test_rca_from_replayed_telemetry_once_per_incident(
         await nc.close()
 
 
-async def wait_for_consumers(js: nats.js.JetStreamContext) -> None:
-    """Until the metrics durable has caught up with the telemetry already stored."""
-    while True:
-        try:
-            info = await js.consumer_info(streams.TELEMETRY.name, "rca-metrics")
-        except nats.js.errors.NotFoundError:
-            info = None
-        if info is not None and info.num_pending == 0 and info.num_ack_pending == 0:
-            return
-        await asyncio.sleep(0.05)
+async def caught_up(js: nats.js.JetStreamContext) -> bool:
+    """Whether the metrics durable has handled the telemetry already stored."""
+    try:
+        info = await js.consumer_info(streams.TELEMETRY.name, "rca-metrics")
+    except nats.js.errors.NotFoundError:
+        return False
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 @pytest.fixture
@@ -142,7 +140,13 @@ async def test_process_serves_health_diagnoses_and_stops_cleanly_on_sigterm(
     nc = await nats.connect(nats_server.url)
     try:
         async with httpx.AsyncClient() as http:
-            await asyncio.wait_for(healthy(http, f"http://127.0.0.1:{port}/healthz"), timeout=30)
+
+            async def healthy() -> bool:
+                return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+
+            await eventually(
+                healthy, timeout_s=30, what="rca healthy", every_s=0.1, tolerate=(httpx.TransportError,)
+            )
         received: asyncio.Queue[Msg] = asyncio.Queue()
         await nc.subscribe(subjects.RCA_COMPLETED_ALL, cb=received.put)
         await nc.jetstream().publish(subjects.anomaly_detected(CHAIN), stall(CHAIN, "proc-1").to_json())
@@ -158,13 +162,3 @@ async def test_process_serves_health_diagnoses_and_stops_cleanly_on_sigterm(
     assert any(line["msg"] == "rca published" and line["chain"] == CHAIN for line in lines)
     assert lines[-1]["msg"].startswith("Finished server process")
     assert any(line["msg"] == "Application shutdown complete." for line in lines)
-
-
-async def healthy(http: httpx.AsyncClient, url: str) -> None:
-    while True:
-        try:
-            if (await http.get(url)).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from sentinai.common.decisions import Hypothesis
 from sentinai.common.net import free_port
-from sentinai.rca import bus, llm, logic
+from sentinai.rca import llm, logic, prompt, service
 from sentinai.rca.llm import LlmConfig
 from sentinai.rca.settings import RcaSettings
 from services.rca.tests import scenes
@@ -150,9 +150,9 @@ def test_the_model_may_choose_only_what_the_rules_support() -> None:
         cause="sequencer_stall", score=0.55, summary="Sequencer stall", evidence=("head flat",)
     )
     rules = replace(rules, hypotheses=(rules.hypotheses[0], stall))
-    assert llm.supported(rules) == (rules.root_cause_class, "sequencer_stall")
-    system, _ = (m["content"] for m in llm.build_messages(ctx, rules))
-    choices = ", ".join(f'"{c}"' for c in (*llm.supported(rules), "unknown"))
+    assert prompt.supported(rules) == (rules.root_cause_class, "sequencer_stall")
+    system, _ = (m["content"] for m in prompt.build_messages(ctx, rules))
+    choices = ", ".join(f'"{c}"' for c in (*prompt.supported(rules), "unknown"))
     assert f"`rootCauseClass` must be one of: {choices}." in system
     assert '"disk_pressure"' not in system
 
@@ -164,7 +164,7 @@ def test_metric_values_are_exact_in_the_prompt() -> None:
     ctx = replace(
         base, metrics={**base.metrics, "op-geth": {**base.metrics["op-geth"], "blockHeight": heights}}
     )
-    _, user = (m["content"] for m in llm.build_messages(ctx, logic.diagnose(ctx)))
+    _, user = (m["content"] for m in prompt.build_messages(ctx, logic.diagnose(ctx)))
     [line] = [line for line in user.splitlines() if line.startswith("- op-geth blockHeight:")]
     assert line == "- op-geth blockHeight: " + ", ".join(str(4_425_610 + i) for i in range(10))
     assert "e+0" not in user and "e-0" not in user
@@ -237,7 +237,7 @@ def test_one_deadline_replaces_the_timeout_and_the_fallback() -> None:
     with pytest.raises(ValueError, match="positive"):
         LlmConfig(model=MODEL, deadline_s=0)
     # What the service runs with.
-    deps = bus.deps_from(RcaSettings(llm_model=MODEL, llm_deadline_s=1.2))
+    deps = service.deps_from(RcaSettings(llm_model=MODEL, llm_deadline_s=1.2))
     assert deps.llm is not None and deps.llm.deadline_s == 1.2
 
 
@@ -294,7 +294,7 @@ def test_anomaly_descriptions_are_data_too() -> None:
     ctx = logic.RcaContext(
         chain_id=base.chain_id, anomaly=trigger, active=(trigger,), metrics=base.metrics, logs=base.logs
     )
-    system, user = (m["content"] for m in llm.build_messages(ctx, logic.diagnose(ctx)))
+    system, user = (m["content"] for m in prompt.build_messages(ctx, logic.diagnose(ctx)))
     fence = user.split("UNTRUSTED DATA ", 1)[1].split()[0]
     begin, end = user.index(f"UNTRUSTED DATA {fence} BEGIN"), user.index(f"UNTRUSTED DATA {fence} END")
     positions = [i for i in range(len(user)) if user.startswith("delete namespace", i)]

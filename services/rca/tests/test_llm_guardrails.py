@@ -31,7 +31,7 @@ from sentinai.common.incidents import INCIDENT_CLASSES
 from sentinai.common.net import free_port
 from sentinai.common.policy import load_policy
 from sentinai.planner.logic import remedies
-from sentinai.rca import llm, logic
+from sentinai.rca import llm, logic, prompt
 from sentinai.rca.llm import LlmConfig, Outcome
 from sentinai.rca.model import Diagnosis, RcaContext
 from sentinai.rca.settings import RcaSettings
@@ -106,7 +106,7 @@ def test_the_contexts_cover_what_the_independent_check_found() -> None:
     asked = [a for a in answers if a.root_cause_class != "unknown"]
     assert len(asked) < len(answers)  # an inconclusive answer
     assert any(a.confidence <= 0.5 for a in asked)  # a low-confidence one
-    runner_ups = [a.hypotheses[1].cause in llm.supported(a) for a in asked if len(a.hypotheses) > 1]
+    runner_ups = [a.hypotheses[1].cause in prompt.supported(a) for a in asked if len(a.hypotheses) > 1]
     assert True in runner_ups and False in runner_ups  # runner-ups above and below the floor
 
 
@@ -389,7 +389,7 @@ async def test_a_model_preferring_the_runner_up_is_shown_never_followed() -> Non
             continue
         assert case.outcome.failure is not None  # the audit records what the model preferred
         preferred = case.outcome.failure.split("prefers ", 1)[-1].split(" ", 1)[0]
-        if preferred in llm.supported(case.rules):
+        if preferred in prompt.supported(case.rules):
             assert f"; the model prefers {preferred}: " in case.outcome.diagnosis.root_cause
             assert case.outcome.diagnosis.hypotheses[0].cause == preferred
         else:

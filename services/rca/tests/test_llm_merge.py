@@ -13,7 +13,7 @@ from sentinai.common.decisions import Hypothesis, RcaEngine
 from sentinai.common.incidents import INCIDENT_CLASSES
 from sentinai.common.policy import load_policy
 from sentinai.planner.logic import remedies
-from sentinai.rca import llm, logic
+from sentinai.rca import llm, logic, prompt
 from sentinai.rca.llm import LlmAnswer
 from sentinai.rca.model import Diagnosis, RcaContext
 from services.rca.tests import scenes
@@ -193,7 +193,7 @@ def test_the_floor_is_the_rules_evidence_floor() -> None:
     assert llm.merge(rules, say("sequencer_stall")).diagnosis == rules
     lowered = llm.merge(rules, say("sequencer_stall"), floor=0.3)
     assert "the model prefers sequencer_stall" in lowered.diagnosis.root_cause
-    assert llm.supported(beside(rules, ("sequencer_stall", logic.UNKNOWN_BELOW)))[-1] == "sequencer_stall"
+    assert prompt.supported(beside(rules, ("sequencer_stall", logic.UNKNOWN_BELOW)))[-1] == "sequencer_stall"
 
 
 def test_a_model_finding_nothing_leaves_the_rules_answer() -> None:
@@ -231,7 +231,7 @@ def test_whatever_class_the_model_names_the_remedies_are_the_rules(name: str) ->
 
 
 def test_exact_numbers() -> None:
-    assert [llm.exact(v) for v in (4425620.0, 4425621.0, 0.001125, 1e-9, 161.05263157894737, -3.5)] == [
+    assert [prompt.exact(v) for v in (4425620.0, 4425621.0, 0.001125, 1e-9, 161.05263157894737, -3.5)] == [
         "4425620",
         "4425621",
         "0.001125",

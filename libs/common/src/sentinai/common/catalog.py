@@ -43,6 +43,8 @@ MEMORY_USAGE: Final = "memoryUsage"  # percent of the memory limit
 RESTARTS: Final = "restarts"  # container restart count
 POD_READY: Final = "podReady"  # 1 ready, 0 not
 DISK_USAGE: Final = "diskUsage"  # op-geth only: percent of its data volume in use (kubelet stats summary)
+# Not published: the series rca and the detector derive from a sample's ``targetUp`` flag (1 up, 0 down).
+TARGET_UP: Final = "targetUp"
 
 # Counters and heights only ever grow: a z-score over them is meaningless (every new block would be
 # "3 sigma above baseline"). Their rate and time-since-change are judged instead.

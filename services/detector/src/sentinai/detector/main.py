@@ -8,16 +8,12 @@ from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import TELEMETRY, ensure_streams
-from sentinai.detector import bus, logic
+from sentinai.detector import bus, consumers, service
 from sentinai.detector.settings import DetectorSettings
-from sentinai.detector.windows import DetectorState
 
 
 def build_app(settings: DetectorSettings) -> AsgiFastStream:
-    deps = bus.Deps(
-        state=DetectorState.empty(window=settings.window, seen_capacity=settings.seen_ids),
-        scorer=logic.make_scorer(settings),
-    )
+    deps = service.deps_from(settings)
     wiring = bus.build(settings, deps)
     broker = wiring.broker
     pumps = pull.Pumps(bus.SERVICE, batch_size=settings.batch_size, timeout_s=settings.batch_timeout_s)
@@ -26,7 +22,7 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         service=bus.SERVICE,
         durables=[
             telemetry.Durable(TELEMETRY.name, name)
-            for name in (bus.metrics_durable(settings), bus.logs_durable(settings))
+            for name in (consumers.metrics_durable(settings), consumers.logs_durable(settings))
         ],
     )
 
@@ -36,10 +32,10 @@ def build_app(settings: DetectorSettings) -> AsgiFastStream:
         js = broker.config.connection_state.stream
         # The detectors own the partition count: they set (or remove) the TELEMETRY transform.
         await ensure_streams(js, partitions=settings.partitions, replicas=settings.stream_replicas)
-        deps.replay.until_seq = await bus.prepare_consumers(js, settings, now=utcnow())
+        deps.replay.until_seq = await consumers.prepare_consumers(js, settings, now=utcnow())
 
     async def start_pumps() -> None:
-        pumps.start(broker.config.connection_state.stream, bus.loops(wiring, settings))
+        pumps.start(broker.config.connection_state.stream, wiring.loops)
 
     return broker_app(
         broker,

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sentinai.common.incidents import STALL_BLOCK_TIMES
 from sentinai.common.settings import ServiceSettings
 
 
@@ -29,9 +30,14 @@ class DetectorSettings(ServiceSettings):
     # live, the episode machinery already folds a run of findings into one anomaly.detected, and a
     # long cool-down would hide a real fault that follows a noise alert on the same series.
     streaming_cooldown_s: float = Field(default=600.0, ge=0)
-    # Liveness: a head older than stall_block_times x block_time is a stall.
+    # Liveness: a head older than stall_block_times x block_time is a stall. The multiple is every
+    # service's (``SENTINAI_STALL_BLOCK_TIMES``); the detector's old variable is still read after it.
     block_time_s: float = Field(default=2.0, gt=0)
-    stall_block_times: float = Field(default=3.0, gt=0)
+    stall_block_times: float = Field(
+        default=STALL_BLOCK_TIMES,
+        gt=0,
+        validation_alias=AliasChoices("SENTINAI_STALL_BLOCK_TIMES", "SENTINAI_DETECTOR_STALL_BLOCK_TIMES"),
+    )
     l1_stale_s: float = Field(default=120.0, gt=0)
     # unsafe - safe in L2 blocks (300 = 10 min at 2 s blocks) that is also still growing.
     lag_threshold: float = Field(default=300.0, gt=0)
@@ -77,6 +83,14 @@ class DetectorSettings(ServiceSettings):
         if self.partition is not None and self.partition >= self.partitions:
             raise ValueError(f"partition {self.partition} is not one of 0..{self.partitions - 1}")
         return self
+
+    @property
+    def stall_limit_s(self) -> float:
+        """How old a head may grow before it has stalled, at this chain's block time.
+
+        ``ChainRules.stall_limit_s``'s product, without building a ``ChainRules`` on every sample.
+        """
+        return self.stall_block_times * self.block_time_s
 
     @property
     def partitioned(self) -> bool:

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 from sentinai.common.decisions import ActionExecuted
 from sentinai.common.events import AnomalyDetected, AnomalyResolved, LogBatch, MetricSample
+from sentinai.common.settings import ChainRules
 from sentinai.rca.evidence import TARGET_UP
-from sentinai.rca.model import RcaContext
+from sentinai.rca.model import DEFAULT_RULES, RcaContext
 
 LOG_HORIZON_BLOCKS = 40
 
@@ -77,7 +78,12 @@ class ContextStore:
         self.chain(resolved.chain_id).active.pop(resolved.episode_id, None)
 
     def context(
-        self, anomaly: AnomalyDetected, *, block_time_s: float, now: datetime | None = None
+        self,
+        anomaly: AnomalyDetected,
+        *,
+        block_time_s: float,
+        now: datetime | None = None,
+        rules: ChainRules = DEFAULT_RULES,
     ) -> RcaContext:
         """A snapshot as of ``now`` (default: the anomaly's time); later telemetry must not change a
         diagnosis while it is being made. A re-diagnosis of an open incident passes a later ``now``."""
@@ -105,4 +111,5 @@ class ContextStore:
                 for c, ms in metrics.items()
             },
             log_times={c: tuple(t.timestamp() for t, _ in tail) for c, tail in logs.items()},
+            rules=rules,
         )

@@ -10,11 +10,11 @@ from typing import Final
 
 from sentinai.common import catalog
 from sentinai.common.events import AnomalyDetected
-from sentinai.common.incidents import MARKERS_OF, STALL_BLOCK_TIMES, IncidentClass, Marker
+from sentinai.common.incidents import MARKERS_OF, IncidentClass, Marker
 from sentinai.common.loglines import WARN, line_level
 from sentinai.rca.model import RcaContext
 
-TARGET_UP: Final = "targetUp"
+TARGET_UP: Final = catalog.TARGET_UP
 MAX_QUOTE: Final = 300
 MAX_QUOTES_PER_FACT: Final = 2
 # Batchers post every few minutes, or every few dozen blocks: a safe head stuck while the unsafe head
@@ -125,6 +125,10 @@ class Facts:
     def __init__(self, ctx: RcaContext) -> None:
         self.ctx = ctx
         self.block_time_s = ctx.block_time_s
+        # How old a head may grow before it has stalled, and how many transactions the pool holds.
+        self.stall_block_times = ctx.rules.stall_block_times
+        self.stall_limit_s = ctx.rules.stall_limit_s(ctx.block_time_s)
+        self.txpool_cap = ctx.rules.txpool_cap
         logs: dict[str, list[str]] = {component: list(lines) for component, lines in ctx.logs.items()}
         log_times: dict[str, list[float]] = {}
         for component, lines in logs.items():
@@ -263,10 +267,11 @@ class Facts:
         return False
 
     def head_stalled(self) -> list[str]:
-        """The unsafe head older than 3 block times (the OP Stack stall rule) and not moving, quoted."""
+        """The unsafe head older than the stall multiple of block times (3 by the OP Stack rule) and not
+        moving, quoted."""
         if self.head_moving():
             return []
-        limit = STALL_BLOCK_TIMES * self.block_time_s
+        limit = self.stall_limit_s
         quotes = []
         for component, metric in (
             ("op-geth", catalog.SECONDS_SINCE_HEAD),
@@ -274,7 +279,9 @@ class Facts:
         ):
             age = self.latest(component, metric)
             if age is not None and age > limit:
-                quotes.append(f"{component} {metric}={age:.1f} (3 block times = {limit:.1f}s)")
+                quotes.append(
+                    f"{component} {metric}={age:.1f} ({self.stall_block_times:g} block times = {limit:.1f}s)"
+                )
         return quotes
 
     def l1_stale(self) -> str | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Final
 
 from sentinai.common.decisions import AuditRecorded, Corroboration, Hypothesis, RcaCompleted, RcaEngine
-from sentinai.common.events import AnomalyDetected, Severity
+from sentinai.common.events import AnomalyDetected, Severity, derived_id
 from sentinai.common.incidents import IncidentClass, Persistence
 from sentinai.rca.evidence import Case, Facts
 from sentinai.rca.model import Diagnosis, RcaContext
@@ -226,7 +225,7 @@ def diagnose(ctx: RcaContext) -> Diagnosis:
 def rca_event_id(episode_id: str, basis: str) -> str:
     """Derived from the incident and its trigger (an anomaly's id, or that and a telemetry time), so a
     redelivered anomaly or replayed telemetry republishes the same id."""
-    return hashlib.blake2b(f"rca|{episode_id}|{basis}".encode(), digest_size=16).hexdigest()
+    return derived_id("rca", episode_id, basis)
 
 
 def to_event(
@@ -280,7 +279,7 @@ def audit_of(event: RcaCompleted, *, llm_refused: str | None = None) -> AuditRec
     if llm_refused is not None:
         details["llmRefused"] = llm_refused
     return AuditRecorded(
-        event_id=hashlib.blake2b(f"audit|{event.event_id}".encode(), digest_size=16).hexdigest(),
+        event_id=derived_id("audit", event.event_id),
         correlation_id=event.correlation_id,
         occurred_at=event.occurred_at,
         chain_id=event.chain_id,

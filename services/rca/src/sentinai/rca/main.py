@@ -11,12 +11,12 @@ from sentinai.common import jsonlog, pull, telemetry
 from sentinai.common.events import utcnow
 from sentinai.common.serve import broker_app, run_asgi
 from sentinai.common.streams import TELEMETRY, ensure_streams
-from sentinai.rca import bus, llm
+from sentinai.rca import bus, llm, service
 from sentinai.rca.settings import RcaSettings
 
 
 def build_app(settings: RcaSettings) -> AsgiFastStream:
-    deps = bus.deps_from(settings)
+    deps = service.deps_from(settings)
     wiring = bus.build(settings, deps, now=utcnow())
     broker = wiring.broker
     pumps = pull.Pumps(bus.SERVICE)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from sentinai.common.decisions import ActionExecuted, Corroboration, Hypothesis
 from sentinai.common.events import AnomalyDetected, Severity
 from sentinai.common.incidents import RootCauseClass
+from sentinai.common.settings import ChainRules
+
+DEFAULT_RULES: Final = ChainRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,8 @@ class RcaContext:
     # Absent (tests, old callers), samples are taken one block time apart and lines as one poll.
     metric_times: Mapping[str, Mapping[str, Sequence[float]]] | None = None
     log_times: Mapping[str, Sequence[float]] | None = None
+    # The stall multiple and the tx-pool cap, as the service's settings say (the defaults otherwise).
+    rules: ChainRules = DEFAULT_RULES
 
 
 @dataclass(frozen=True, slots=True)

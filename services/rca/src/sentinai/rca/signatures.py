@@ -15,22 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from sentinai.common import catalog
-from sentinai.common.incidents import (
-    SPECS,
-    STALL_BLOCK_TIMES,
-    TXPOOL_CAP,
-    UNKNOWN_SPEC,
-    ClassSpec,
-    IncidentClass,
-    spec_of,
-)
+from sentinai.common.incidents import SPECS, UNKNOWN_SPEC, ClassSpec, IncidentClass, spec_of
 from sentinai.rca.evidence import RECENT, Case, Facts, Held, batch_cadence_blocks, flat, fmt, rising
 
 __all__ = ["SIGNATURES", "SPECS", "UNKNOWN_SPEC", "ClassSpec", "spec_of"]
 
 
 def _stall(f: Facts) -> Held:
-    limit = STALL_BLOCK_TIMES * f.block_time_s
+    limit = f.stall_limit_s
     return max(
         f.held("op-geth", catalog.SECONDS_SINCE_HEAD, lambda age: age > limit),
         f.held("op-node", catalog.UNSAFE_L2_AGE, lambda age: age > limit),
@@ -230,13 +222,14 @@ def l1_reorg(f: Facts) -> Case:
 def txpool_spam(f: Facts) -> Case:
     case = Case()
     pool = f.latest("op-geth", catalog.TX_POOL_COUNT)
-    near = 0.6 * TXPOOL_CAP
+    cap = f.txpool_cap
+    near = 0.6 * cap
     if pool is not None and pool >= near:
         held = f.held("op-geth", catalog.TX_POOL_COUNT, lambda v: v >= near)
-        weight = 0.35 if pool >= 0.9 * TXPOOL_CAP else 0.15
+        weight = 0.35 if pool >= 0.9 * cap else 0.15
         case.add(
             weight,
-            f"op-geth txPoolCount={pool:.0f} (cap {TXPOOL_CAP:.0f})",
+            f"op-geth txPoolCount={pool:.0f} (cap {cap:.0f})",
             signal="pool near cap",
             held=held,
         )

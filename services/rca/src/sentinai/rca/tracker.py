@@ -10,14 +10,13 @@ same events opens the same incidents with the same ids.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
 from sentinai.common.decisions import Corroboration
 from sentinai.common.dedup import SeenIds
-from sentinai.common.events import AnomalyDetected, AnomalyResolved
+from sentinai.common.events import AnomalyDetected, AnomalyResolved, derived_id
 from sentinai.common.incidents import RootCauseClass
 
 # A new class at least this confident replaces any published answer.
@@ -28,7 +27,8 @@ SETTLED_CONFIDENCE: Final = 0.5
 
 
 def incident_id(chain_id: str, opening_episode_id: str) -> str:
-    return hashlib.blake2b(f"incident|{chain_id}|{opening_episode_id}".encode(), digest_size=16).hexdigest()
+    """Derived from the anomaly that opened it, so a replay opens the same incident."""
+    return derived_id("incident", chain_id, opening_episode_id)
 
 
 @dataclass(slots=True)
