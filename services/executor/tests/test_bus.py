@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from sentinai.common import streams, subjects
 from sentinai.common.actions import Notify, ScaleCpu
-from sentinai.common.bus import build_broker
+from sentinai.common.bus import BrokerPublisher, build_broker
 from sentinai.common.chains import ChainConfig
 from sentinai.common.decisions import ActionApproved, ActionExecuted, AuditRecorded
 from sentinai.common.events import DeadLetter, utcnow
@@ -42,7 +42,7 @@ class Wired:
             clusters={},
             store=store,
             feed=SampleFeed(lambda: self.broker.connection),
-            publisher=bus.BusPublisher(self.broker),
+            publisher=BrokerPublisher(self.broker),
             instance="test",
         )
         bus.subscribe(self.broker, self.executor, settings=settings, inflight=bus.Inflight())

@@ -91,6 +91,23 @@ async def publish_event(broker: NatsBroker, subject: str, event: Event, *, strea
     )
 
 
+class BrokerPublisher:
+    """The publisher port of the services' use cases, on a faststream broker.
+
+    ``publish``: JetStream, acked, deduplicated by event id; ``publish_core``: core NATS, for a
+    reply someone is waiting on (nothing stored).
+    """
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self.broker = broker
+
+    async def publish(self, subject: str, event: Event, *, stream: StreamSpec) -> None:
+        await publish_event(self.broker, subject, event, stream=stream)
+
+    async def publish_core(self, subject: str, event: Event) -> None:
+        await self.broker.publish(event.to_json(), subject, correlation_id=event.correlation_id)
+
+
 class DeadLetters:
     """Sends undecodable or unusable messages to ``deadletter.<service>`` and counts them."""
 

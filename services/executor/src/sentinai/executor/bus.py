@@ -12,11 +12,9 @@ from nats.js.api import ConsumerConfig
 from prometheus_client import Counter
 
 from sentinai.common import streams, subjects
-from sentinai.common.bus import DeadLetters, publish_event
+from sentinai.common.bus import DeadLetters
 from sentinai.common.consumer import Retry, durable_consumer
 from sentinai.common.decisions import ActionApproved
-from sentinai.common.events import Event
-from sentinai.common.streams import StreamSpec
 from sentinai.executor.effects import Busy
 from sentinai.executor.service import Executor
 from sentinai.executor.settings import ExecutorSettings
@@ -25,16 +23,6 @@ SERVICE = "executor"
 
 # Per chain, for the dashboard's "executor failures" panel (the common redelivery counter has no chain).
 FAILURES = Counter("sentinai_executor_failures_total", "Approved actions naked for redelivery", ["chain"])
-
-
-class BusPublisher:
-    """The executor's publisher port on a faststream broker (JetStream, acked, deduplicated by id)."""
-
-    def __init__(self, broker: NatsBroker) -> None:
-        self._broker = broker
-
-    async def publish(self, subject: str, event: Event, *, stream: StreamSpec) -> None:
-        await publish_event(self._broker, subject, event, stream=stream)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import signal
 import socket
 
 from sentinai.common import jsonlog, telemetry
-from sentinai.common.bus import build_broker
+from sentinai.common.bus import BrokerPublisher, build_broker
 from sentinai.common.chains import load_chains
 from sentinai.common.policy import load_policy
 from sentinai.common.serve import health_and_metrics, run, serving
@@ -66,7 +66,7 @@ async def serve(settings: ExecutorSettings, *, stop: asyncio.Event) -> None:
                 clusters=clusters,
                 store=store,
                 feed=SampleFeed(lambda: broker.connection),
-                publisher=bus.BusPublisher(broker),
+                publisher=BrokerPublisher(broker),
                 instance=f"{socket.gethostname()}-{os.getpid()}",
             )
             bus.subscribe(broker, executor, settings=settings, inflight=inflight)

@@ -1,6 +1,6 @@
 """The executor's ports: what carrying out an action needs from the bus, a cluster, the feed and time.
 
-Production adapters: ``bus.BusPublisher``, ``kube.KubeWriter``, ``feed.SampleFeed``, ``SystemClock``
+Production adapters: ``common.bus.BrokerPublisher``, ``kube.KubeWriter``, ``feed.SampleFeed``, ``SystemClock``
 (the state store is ``common.state.StateStore``). Tests hand in fakes of the same shapes.
 """
 

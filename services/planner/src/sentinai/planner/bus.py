@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -19,7 +18,7 @@ from faststream.nats import DeliverPolicy, NatsBroker
 from nats.js.api import ConsumerConfig
 
 from sentinai.common import streams, subjects, telemetry
-from sentinai.common.bus import DeadLetters, build_broker, publish_event
+from sentinai.common.bus import BrokerPublisher, DeadLetters, build_broker
 from sentinai.common.consumer import durable_consumer
 from sentinai.common.decisions import (
     ActionCommand,
@@ -35,24 +34,11 @@ from sentinai.common.streams import StreamSpec
 from sentinai.planner.service import Deps, Planner
 from sentinai.planner.settings import PlannerSettings
 
-__all__ = ["SERVICE", "BrokerPublisher", "Deps", "Planner", "build"]
+__all__ = ["SERVICE", "Deps", "Planner", "build"]
 
 SERVICE = "planner"
 E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BrokerPublisher:
-    """The planner's ``Publisher`` port on a faststream broker."""
-
-    broker: NatsBroker
-
-    async def publish(self, subject: str, event: Event, *, stream: StreamSpec) -> None:
-        await publish_event(self.broker, subject, event, stream=stream)
-
-    async def publish_core(self, subject: str, event: Event) -> None:
-        await self.broker.publish(event.to_json(), subject, correlation_id=event.correlation_id)
 
 
 def build(settings: PlannerSettings, deps: Deps) -> tuple[NatsBroker, Planner]:

@@ -24,7 +24,7 @@ from faststream.specification import AsyncAPI
 from pydantic.json_schema import models_json_schema
 
 from sentinai.common import subjects
-from sentinai.common.bus import build_broker
+from sentinai.common.bus import BrokerPublisher, build_broker
 from sentinai.common.payloads import ANSWERS, CHAIN, COMPONENT, CORE_FAMILIES, FAMILIES, SERVICE, Family
 from sentinai.common.streams import ALL as STREAMS
 from sentinai.common.streams import DAY, HOUR
@@ -141,7 +141,7 @@ def wired_brokers() -> dict[str, NatsBroker]:
         # redis connects on its first command, which describing the wiring never sends.
         store=RedisStateStore.from_url("redis://127.0.0.1:6379"),
         feed=SampleFeed(lambda: executor_broker.connection),
-        publisher=executor_bus.BusPublisher(executor_broker),
+        publisher=BrokerPublisher(executor_broker),
         instance="asyncapi",
     )
     executor_bus.subscribe(executor_broker, runner, settings=executor, inflight=executor_bus.Inflight())
