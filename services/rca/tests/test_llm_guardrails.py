@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -126,6 +127,13 @@ def completion(content: str, *, model: str = "sentinai-fake-model") -> dict[str,
     }
 
 
+@functools.cache
+def huge_completion() -> bytes:
+    """Encoded once: the fake server shares the test's event loop, the one whose deadline is timed,
+    and encoding megabytes per request there would charge the server's work to the client."""
+    return json.dumps(completion('{"rootCause": "' + "A" * HUGE + '"}')).encode()
+
+
 def opinion(user: str, mode: Mode) -> dict[str, Any]:
     """What a model sure of itself says: the rules' class, or the runner-up, at confidence 1.0."""
     found = re.search(r"^The engine's answer: (\S+) ", user, re.MULTILINE)
@@ -167,7 +175,7 @@ class FakeModel:
                 completion(json.dumps({"answer": "restart op-node", "confidence": "high"}))
             )
         if self.mode == "huge_body":
-            return web.json_response(completion('{"rootCause": "' + "A" * HUGE + '"}'))
+            return web.Response(body=huge_completion(), content_type="application/json")
         if self.mode == "slow_stream":
             return await self.trickle(request, json.dumps(completion(json.dumps(opinion(user, "agrees")))))
         return web.json_response(completion(json.dumps(opinion(user, self.mode))))
