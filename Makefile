@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 MEMBERS := libs/common tools/devkit services/collector services/detector services/api tools/twin tools/cli services/executor services/planner services/predictor services/rca
 STAMP := $(VENV)/.installed
 ANVIL := tools/anvil/node_modules/@foundry-rs/anvil/package.json
-NAB ?= ../shared/nab
+NAB ?=
 
 .PHONY: setup chromium run test test-unit test-integration lint format bench-pipeline bench-load bench-loop bench-api bench-nab bench-scaling bench-predict eval asyncapi docs clean
 
@@ -68,10 +68,10 @@ bench-api: setup
 	$(BIN)/python -m bench.stack.api_load
 
 bench-nab: setup
-	$(BIN)/python -m bench.nab --nab $(NAB)
+	$(BIN)/python -m bench.nab $(if $(NAB),--nab $(NAB))
 
 bench-scaling: setup
-	$(BIN)/python -m bench.scaling --nab $(NAB)
+	$(BIN)/python -m bench.scaling $(if $(NAB),--nab $(NAB))
 
 bench-predict: setup
 	$(BIN)/python -m bench.scaling.predict_latency

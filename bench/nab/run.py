@@ -31,6 +31,7 @@ from bench.nab.score import (
     score_detector,
     score_fixed,
 )
+from bench.nabdata import nab_folder
 from sentinai.detector.logic import z_score
 from sentinai.detector.settings import DetectorSettings
 from sentinai.detector.streaming import StreamingScorer, StreamState
@@ -282,10 +283,11 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.nab", description=__doc__)
-    parser.add_argument("--nab", type=Path, default=ROOT.parent / "shared" / "nab", help="NAB data folder")
+    parser.add_argument("--nab", type=Path, help="NAB data folder (default: SENTINAI_NAB)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / ".bench" / "nab")
     parser.add_argument("--report", type=Path, default=ROOT / ".reports" / "nab.json")
     args = parser.parse_args(argv)
+    args.nab = nab_folder(args.nab)
 
     corpus = load_corpus(args.nab)
     check = scorer_check(corpus)

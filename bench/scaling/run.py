@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench import ROOT
+from bench.nabdata import nab_folder
 from bench.scaling.contenders import Contender, Live, Reactive, SeedScore, Static, Vpa, tier
 from bench.scaling.traces import LEAD_STEPS, Array, Split, Trace, load
 from sentinai.common.actions import ScaleCpu
@@ -336,11 +337,12 @@ def plot(results: dict[str, dict[str, dict[str, float]]], path: Path, *, split: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__.splitlines()[0])
-    parser.add_argument("--nab", type=Path, default=ROOT.parent / "shared" / "nab")
+    parser.add_argument("--nab", type=Path, help="NAB data folder (default: SENTINAI_NAB)")
     parser.add_argument("--split", choices=["tune", "test"], default="test")
     parser.add_argument("--out", type=Path, default=ROOT / ".reports" / "scaling.json")
     parser.add_argument("--only", nargs="*", help="contender names to run (oracle always runs)")
     args = parser.parse_args(argv)
+    args.nab = nab_folder(args.nab)
     if hasattr(os, "sched_setaffinity"):
         # One core: the decision-time bar is for one core, and the machine is shared.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
