@@ -179,12 +179,15 @@ def test_operator_api_end_to_end(
             timeout_s=60,
             what="a pending approval after sequencer_stall",
         )
-        stall = [
-            a for a in sse.of("anomaly") if a["rule"] == "liveness" or "stall" in a["description"].lower()
-        ]
-        assert stall, f"no stall anomaly on the stream: {sse.of('anomaly')[-3:]}"
+
         # The pending list (the api's read model) and the stream are fed by different consumers: the
-        # proposal can be listed a moment before its event reaches the stream.
+        # proposal can be listed a moment before the anomaly, the RCA and its own event reach the stream.
+        def stall_anomalies() -> list[dict[str, Any]]:
+            return [
+                a for a in sse.of("anomaly") if a["rule"] == "liveness" or "stall" in a["description"].lower()
+            ]
+
+        stack.eventually(stall_anomalies, timeout_s=15, what="a stall anomaly pushed live")
         stack.eventually(
             lambda: sse.of("rca") and sse.of("action"),
             timeout_s=15,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from faststream.nats import NatsBroker
+from nats.js.api import DeliverPolicy
 
 from sentinai.common import consumer, streams, subjects
 from sentinai.common.bus import DeadLetters, publish_event, start_broker
@@ -244,3 +245,48 @@ def test_a_consumer_takes_one_handler_and_a_queue_group_needs_a_durable() -> Non
         wire(durable="d", with_handler=False)
     with pytest.raises(ValueError, match="queue group"):
         wire(durable=None, with_handler=True, queue=True)
+
+
+async def test_queue_replicas_starting_together_share_one_consumer_twenty_times_in_twenty(
+    nats_server: EmbeddedNats,
+) -> None:
+    """Two replicas of a queue consumer created in the same instant (a rollout, a restart of both).
+
+    Before the consumer had a deliver subject of its own name, each replica created it with a fresh
+    inbox and the slower one failed: ``BadRequestError 10013 consumer name already in use``.
+    """
+    for attempt in range(20):
+        await _replicas_start_together(nats_server.url, attempt=attempt)
+
+
+async def _replicas_start_together(url: str, *, attempt: int) -> None:
+    handled: list[int] = []
+
+    async def handle(ping: Ping) -> None:
+        handled.append(ping.n)
+
+    brokers = [NatsBroker(url) for _ in range(2)]
+    for broker in brokers:
+        consumer.durable_consumer(
+            broker,
+            DeadLetters(broker, service="test"),
+            service="test",
+            name="on_ping",
+            subject=SUBJECT,
+            stream=streams.EVENTS,
+            durable=f"test-queue-{attempt}",
+            event_type=Ping,
+            handle=handle,
+            deliver=DeliverPolicy.NEW,
+            queue=True,
+            max_workers=2,
+        )
+    try:
+        await asyncio.gather(*(start_broker(broker) for broker in brokers))
+        await publish(url, Ping(chain_id="c1", n=attempt))
+        await eventually(lambda: handled, timeout_s=10, what=f"the ping of attempt {attempt}")
+        await asyncio.sleep(0.1)  # a second delivery, to the other replica, would show by now
+        assert handled == [attempt]
+    finally:
+        for broker in brokers:
+            await broker.stop()

@@ -50,6 +50,12 @@ class _OwnInboxBroker(NatsBroker):
         return super().subscriber(*args, **kwargs)
 
 
+def inbox_of(broker: NatsBroker) -> str:
+    """The prefix of the subjects this broker's user may receive on (``_INBOX.`` without a user)."""
+    own = getattr(broker, "_inbox", None)
+    return own.decode() if isinstance(own, bytes) else "_INBOX."
+
+
 def build_broker(settings: ServiceSettings) -> NatsBroker:
     """A broker that keeps reconnecting forever: a restarted nats-server must not end a service.
 

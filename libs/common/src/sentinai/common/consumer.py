@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar
 
 from faststream import AckPolicy
@@ -35,7 +35,7 @@ from prometheus_client import Counter
 from pydantic.alias_generators import to_snake
 
 from sentinai.common import jsonlog
-from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters
+from sentinai.common.bus import MESSAGES_HANDLED, DeadLetters, inbox_of
 from sentinai.common.events import Event
 from sentinai.common.state import StateStoreError
 from sentinai.common.streams import StreamSpec
@@ -278,7 +278,13 @@ def durable_consumer(
     if queue:
         # nats-py names the durable after the queue group, so replicas share one consumer; naming
         # it a second time (``durable=``) makes faststream warn that it cannot scale.
-        options["queue"] = options.pop("durable")
+        options["queue"] = name_ = options.pop("durable")
+        # A deliver subject of its own name, not a fresh inbox: replicas starting together then
+        # create the same consumer config, which JetStream accepts twice, instead of racing with
+        # two configs and one of them failing ("consumer name already in use").
+        options["config"] = replace(
+            config or ConsumerConfig(), deliver_subject=f"{inbox_of(broker)}deliver.{name_}"
+        )
         if max_workers is not None:
             options["max_workers"] = max_workers
     elif durable is not None:
