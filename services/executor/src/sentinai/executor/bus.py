@@ -22,7 +22,11 @@ from sentinai.executor.settings import ExecutorSettings
 SERVICE = "executor"
 
 # Per chain, for the dashboard's "executor failures" panel (the common redelivery counter has no chain).
-FAILURES = Counter("sentinai_executor_failures_total", "Approved actions whose handling failed (handed back by the retry policy)", ["chain"])
+FAILURES = Counter(
+    "sentinai_executor_failures_total",
+    "Approved actions whose handling failed (handed back by the retry policy)",
+    ["chain"],
+)
 
 
 @dataclass
